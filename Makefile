@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` (the service, its worker and the AWS emulator) and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install services run chalice-local test lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.lock
+	$(PY) -m pip install -q -r $(VENV)/requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	@bash infra/local/ensure-services.sh
+
+run: install services
+	$(PY) -m infra.local.run
+
+# The development server Chalice ships (single-threaded; for debugging). `make run` must be running
+# alongside, or the emulator, queues and worker started another way.
+chalice-local: install
+	$(VENV)/bin/chalice local --stage local --port $${PORT:-8001}
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install services lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,166 @@
+"""The Chalice app: HTTP routes and event wiring only. Parse -> call a service -> map the answer."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import openapi, swagger_ui
+from chalicelib.bootstrap import container
+from chalicelib.config import settings
+from chalicelib.domain.errors import BookingError, InvalidRequest, NotFound, Unauthorized
+from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.validation import parse_path_id
+from chalicelib.services.catalogue import event_to_dict
+from chalicelib.services.health import check_health
+
+app = Chalice(app_name="seat-booking")
+app.log.setLevel(settings.log_level)
+log = logging.getLogger("seat-booking")
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _error_response(error: BookingError) -> Response:
+    body = {"error": {"code": error.code, "message": error.message, **error.extra}}
+    return Response(body=body, status_code=error.status, headers=JSON)
+
+
+def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Every failure leaves as the contract's error shape; nothing unexpected leaks a stack trace."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except BookingError as error:
+            return _error_response(error)
+        except Exception:
+            log.exception("unhandled error in %s", view.__name__)
+            return _error_response(BookingError("internal error; nothing was changed by this request"))
+
+    return wrapper
+
+
+def _json_body() -> Any:
+    raw = app.current_request.raw_body
+    if not raw:
+        raise InvalidRequest("a JSON request body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the request body is not valid JSON") from None
+
+
+def _header(name: str) -> str | None:
+    return app.current_request.headers.get(name)
+
+
+def _query(name: str) -> str | None:
+    return (app.current_request.query_params or {}).get(name)
+
+
+# --- health and documentation -----------------------------------------------------------------------------
+@app.route("/health", methods=["GET"])
+@json_errors
+def health() -> Response:
+    healthy, body = check_health(container().health_checks())
+    return Response(body=body, status_code=200 if healthy else 503, headers=JSON)
+
+
+@app.route("/openapi.json", methods=["GET"])
+@json_errors
+def openapi_document() -> Response:
+    return Response(body=openapi.build_openapi_document(settings.max_seats_per_booking), headers=JSON)
+
+
+@app.route("/docs", methods=["GET"])
+@json_errors
+def docs_page() -> Response:
+    return Response(body=swagger_ui.docs_page_html(), headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/docs/assets/{name}", methods=["GET"])
+@json_errors
+def docs_asset(name: str) -> Response:
+    found = swagger_ui.asset(name)
+    if found is None:
+        raise NotFound(f"no documentation asset {name!r}")
+    content, content_type = found
+    return Response(
+        body=content, headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"}
+    )
+
+
+# --- catalogue ----------------------------------------------------------------------------------------------
+@app.route("/admin/events", methods=["POST"])
+@json_errors
+def create_event() -> Response:
+    token = _header("X-Admin-Token") or ""
+    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        raise Unauthorized("a valid X-Admin-Token header is required")
+    event = container().catalogue.create_event(_json_body(), _header("Idempotency-Key"))
+    return Response(body=event, status_code=201, headers=JSON)
+
+
+@app.route("/events", methods=["GET"])
+@json_errors
+def list_events() -> Response:
+    return Response(body=container().catalogue.list_events(_query("limit"), _query("cursor")), headers=JSON)
+
+
+@app.route("/events/{event_id}", methods=["GET"])
+@json_errors
+def get_event(event_id: str) -> Response:
+    event = container().catalogue.get_event(parse_path_id(event_id, "event"))
+    return Response(body=event_to_dict(event), headers=JSON)
+
+
+@app.route("/performances/{performance_id}/seats", methods=["GET"])
+@json_errors
+def seat_map(performance_id: str) -> Response:
+    services = container()
+    performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
+    return Response(body=services.seat_state.seat_map(performance), headers=JSON)
+
+
+# --- bookings ---------------------------------------------------------------------------------------
+@app.route("/performances/{performance_id}/bookings", methods=["POST"])
+@json_errors
+def create_booking(performance_id: str) -> Response:
+    booking = container().booking_service.book(
+        parse_path_id(performance_id, "performance"), _json_body(), _header("Idempotency-Key")
+    )
+    if booking.status is BookingStatus.PENDING:
+        return Response(
+            body=booking.to_dict(),
+            status_code=202,
+            headers={**JSON, "Location": f"/bookings/{booking.booking_id}"},
+        )
+    return Response(body=booking.to_dict(), status_code=201, headers=JSON)
+
+
+@app.route("/bookings/{booking_id}", methods=["GET"])
+@json_errors
+def get_booking(booking_id: str) -> Response:
+    return Response(body=container().booking_service.get(booking_id).to_dict(), headers=JSON)
+
+
+@app.route("/bookings/{booking_id}", methods=["DELETE"])
+@json_errors
+def cancel_booking(booking_id: str) -> Response:
+    booking = container().booking_service.cancel(booking_id, _header("X-User-Id"), _header("Idempotency-Key"))
+    return Response(body=booking.to_dict(), headers=JSON)
+
+
+# --- queue consumers --------------------------------------------------------------------------------
+@app.on_sqs_message(queue=settings.booking_queue_name, batch_size=10)
+def on_booking_event(event: Any) -> dict:
+    """Persist accepted `redis_async` bookings. Returns batchItemFailures (ReportBatchItemFailures)."""
+    return container().booking_batch_handler(event.to_dict(), event.context)

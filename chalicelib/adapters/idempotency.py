@@ -1,0 +1,83 @@
+"""Idempotency with AWS Lambda Powertools, persisted in Redis (already in the stack; no DynamoDB needed).
+
+Used twice: for HTTP writes carrying an Idempotency-Key (replay the first answer, refuse a different body,
+refuse a concurrent duplicate) and for queue messages (a redelivered message never writes twice).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceConnectionError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+
+from chalicelib.domain.errors import IdempotencyInProgress, IdempotencyKeyReused, ServiceUnavailable
+
+# A request that dies mid-way leaves its key INPROGRESS; without a Lambda context Powertools cannot tell
+# when the work timed out, so every call gets one whose deadline bounds how long the key stays locked.
+DEFAULT_DEADLINE_MS = 30_000
+
+
+class _Deadline:
+    """The part of a Lambda context Powertools reads: how long the work may still run."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self._ends = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._ends - time.monotonic()) * 1000))
+
+
+class PowertoolsIdempotency:
+    def __init__(self, client: redis.Redis, ttl_seconds: int, key_prefix: str = "idem") -> None:
+        self._persistence = CachePersistenceLayer(client=client)
+        self._ttl = ttl_seconds
+        self._prefix = key_prefix
+
+    def run_once(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: Mapping[str, Any],
+        work: Callable[[], dict],
+        lambda_context: Any | None = None,
+    ) -> dict:
+        config = IdempotencyConfig(
+            event_key_jmespath="key",
+            payload_validation_jmespath="fingerprint",
+            expires_after_seconds=self._ttl,
+            raise_on_no_idempotency_key=True,
+        )
+        config.register_lambda_context(lambda_context or _Deadline(DEFAULT_DEADLINE_MS))
+
+        def once(request: dict) -> dict:
+            return work()
+
+        guarded = idempotent_function(
+            data_keyword_argument="request",
+            persistence_store=self._persistence,
+            config=config,
+            key_prefix=f"{self._prefix}:{scope}",
+        )(once)
+        try:
+            return guarded(request={"key": key, "fingerprint": dict(fingerprint)})
+        except IdempotencyValidationError:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body", field="Idempotency-Key"
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise IdempotencyInProgress(
+                "a request with this Idempotency-Key is still being processed; retry shortly"
+            ) from None
+        except (IdempotencyPersistenceConnectionError, IdempotencyPersistenceLayerError) as exc:
+            # Only the store's own failures arrive wrapped like this; the work's exceptions pass as they are.
+            raise ServiceUnavailable("idempotency store unavailable") from exc

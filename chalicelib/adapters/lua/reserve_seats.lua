@@ -1,0 +1,56 @@
+--[[ Take every requested seat for one booking, or none (all-or-nothing), atomically.
+
+KEYS[1]  seat hash of the performance: field = seat id, value = "0" (free) | "H:<booking>" | "B:<booking>"
+KEYS[2]  the booking's record hash (what GET /bookings/{id} reads while the booking is PENDING)
+KEYS[3]  the performance's change counter (bumped on every seat change; lets readers detect change)
+ARGV[1]  booking id
+ARGV[2]  record TTL in seconds
+ARGV[3]  number of record field/value pairs that follow (n)
+ARGV[4 .. 3+2n]  record fields and values
+ARGV[4+2n ..]    seat ids, in the fixed (ascending) order
+
+Returns  {1}                      taken for this booking
+         {2}                      this booking id already holds them (a retried call): nothing changed
+         {0, seat, ...}           these seats are taken by someone else: nothing changed
+         {-1, seat, ...}          these seats are unknown in this performance: nothing changed
+         {-2}                     the performance's seat hash is not loaded: load it, then call again
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return {-2}
+end
+local booking = ARGV[1]
+local pairs_count = tonumber(ARGV[3])
+local first_seat = 4 + 2 * pairs_count
+local held = 'H:' .. booking
+
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    return {2}
+end
+
+local taken, unknown = {}, {}
+for i = first_seat, #ARGV do
+    local state = redis.call('HGET', KEYS[1], ARGV[i])
+    if not state then
+        unknown[#unknown + 1] = ARGV[i]
+    elseif state ~= '0' then
+        taken[#taken + 1] = ARGV[i]
+    end
+end
+if #unknown > 0 then
+    table.insert(unknown, 1, -1)
+    return unknown
+end
+if #taken > 0 then
+    table.insert(taken, 1, 0)
+    return taken
+end
+
+for i = first_seat, #ARGV do
+    redis.call('HSET', KEYS[1], ARGV[i], held)
+end
+for i = 4, first_seat - 1, 2 do
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+redis.call('INCR', KEYS[3])
+return {1}

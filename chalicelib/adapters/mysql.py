@@ -1,0 +1,363 @@
+"""MySQL (MariaDB locally, RDS in AWS): connection pool, transactions and the repositories.
+
+Connections come from a DBUtils PooledDB: bounded (a burst waits for a connection instead of opening
+thousands), reused across requests, and in Lambda one small pool per container. Every unit of work is one
+explicit transaction (`begin()` also tells DBUtils not to transparently reconnect in the middle of one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+from dbutils.pooled_db import PooledDB
+from pymysql.cursors import Cursor
+
+from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.models import (
+    Booking,
+    BookingStatus,
+    Event,
+    EventSpec,
+    Performance,
+    ReconcileEntry,
+    Section,
+)
+
+ER_DUP_ENTRY = 1062
+SEAT_GUARD_KEY = "uq_one_active_booking_per_seat"
+INSERT_CHUNK = 1_000
+
+
+class BookingExists(Exception):
+    """A booking with this id is already stored (a redelivery, or a cancel that came first)."""
+
+
+class SeatAlreadyBooked(Exception):
+    """The database guard refused: a seat is already held by another active booking."""
+
+
+class Database:
+    def __init__(self, database_url: str, pool_size: int, connect_timeout: float) -> None:
+        parts = urlsplit(database_url)
+        self.database = parts.path.lstrip("/")
+        self._pool = PooledDB(
+            creator=pymysql,
+            maxconnections=pool_size,
+            maxcached=pool_size,
+            blocking=True,  # wait for a free connection rather than fail under a burst
+            ping=0,  # no round trip per checkout; a dead connection fails its transaction and is reopened
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=self.database,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=connect_timeout,
+            read_timeout=30,
+            write_timeout=30,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """One transaction; any connection-level failure surfaces as ServiceUnavailable."""
+        try:
+            connection = self._pool.connection()
+        except pymysql.err.MySQLError as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+        try:
+            connection.begin()
+            cursor = connection.cursor()
+            yield cursor
+            connection.commit()
+        except BaseException as exc:
+            _rollback_quietly(connection)
+            if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError):
+                raise ServiceUnavailable("database unavailable") from exc
+            raise
+        finally:
+            connection.close()  # back to the pool
+
+    def ping(self) -> bool:
+        with self.transaction() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _rollback_quietly(connection) -> None:
+    # If the connection is gone, the server has rolled the transaction back for us.
+    with contextlib.suppress(pymysql.err.MySQLError):
+        connection.rollback()
+
+
+def _is_seat_guard_violation(exc: pymysql.err.IntegrityError) -> bool:
+    return exc.args[0] == ER_DUP_ENTRY and SEAT_GUARD_KEY in str(exc.args[1])
+
+
+class CatalogueRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create_event(self, spec: EventSpec) -> Event:
+        with self._db.transaction() as cursor:
+            cursor.execute("INSERT INTO events (name, venue) VALUES (%s, %s)", (spec.name, spec.venue))
+            event_id = cursor.lastrowid
+            performances = tuple(
+                self._insert_performance(cursor, event_id, spec, i) for i in range(len(spec.performances))
+            )
+        return Event(event_id=event_id, name=spec.name, venue=spec.venue, performances=performances)
+
+    def _insert_performance(self, cursor: Cursor, event_id: int, spec: EventSpec, index: int) -> Performance:
+        performance_spec = spec.performances[index]
+        starts_at = performance_spec.starts_at
+        cursor.execute(
+            "INSERT INTO performances (event_id, starts_at, starts_at_utc, strategy) VALUES (%s, %s, %s, %s)",
+            (
+                event_id,
+                starts_at.isoformat(),
+                starts_at.astimezone(UTC).replace(tzinfo=None),
+                performance_spec.strategy,
+            ),
+        )
+        performance_id = cursor.lastrowid
+        sections = []
+        for section_spec in spec.sections:
+            first_seat_id = _allocate_seat_ids(cursor, section_spec.seat_count)
+            cursor.execute(
+                "INSERT INTO sections (performance_id, name, price, seat_rows, seats_per_row, first_seat_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    performance_id,
+                    section_spec.name,
+                    section_spec.price,
+                    section_spec.rows,
+                    section_spec.seats_per_row,
+                    first_seat_id,
+                ),
+            )
+            section = Section(
+                section_id=cursor.lastrowid,
+                performance_id=performance_id,
+                name=section_spec.name,
+                price=section_spec.price,
+                rows=section_spec.rows,
+                seats_per_row=section_spec.seats_per_row,
+                first_seat_id=first_seat_id,
+            )
+            _insert_seats(cursor, section)
+            sections.append(section)
+        return Performance(
+            performance_id=performance_id,
+            event_id=event_id,
+            starts_at=starts_at.isoformat(),
+            strategy=performance_spec.strategy,
+            sections=tuple(sections),
+        )
+
+    def find_event_id(self, name: str, venue: str) -> int | None:
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                "SELECT MIN(event_id) FROM events WHERE name = %s AND venue = %s", (name, venue)
+            )
+            return cursor.fetchone()[0]
+
+    def list_events(self, limit: int, after_event_id: int) -> list[Event]:
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                "SELECT event_id, name, venue FROM events WHERE event_id > %s ORDER BY event_id LIMIT %s",
+                (after_event_id, limit),
+            )
+            return [Event(event_id=row[0], name=row[1], venue=row[2]) for row in cursor.fetchall()]
+
+    def get_event(self, event_id: int) -> Event | None:
+        with self._db.transaction() as cursor:
+            cursor.execute("SELECT event_id, name, venue FROM events WHERE event_id = %s", (event_id,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            cursor.execute(
+                "SELECT performance_id FROM performances WHERE event_id = %s ORDER BY performance_id",
+                (event_id,),
+            )
+            performance_ids = [r[0] for r in cursor.fetchall()]
+            performances = tuple(_read_performance(cursor, pid) for pid in performance_ids)
+        return Event(
+            event_id=row[0], name=row[1], venue=row[2], performances=tuple(p for p in performances if p)
+        )
+
+    def get_performance(self, performance_id: int) -> Performance | None:
+        with self._db.transaction() as cursor:
+            return _read_performance(cursor, performance_id)
+
+    def existing_seat_ids(self, seat_ids: Iterable[int]) -> set[int]:
+        wanted = list(seat_ids)
+        if not wanted:
+            return set()
+        with self._db.transaction() as cursor:
+            placeholders = ", ".join(["%s"] * len(wanted))
+            cursor.execute(f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})", wanted)
+            return {row[0] for row in cursor.fetchall()}
+
+
+def _allocate_seat_ids(cursor: Cursor, count: int) -> int:
+    """Reserve `count` contiguous seat ids and return the first (LAST_INSERT_ID(expr): one statement)."""
+    cursor.execute(
+        "UPDATE id_sequences SET next_value = LAST_INSERT_ID(next_value + %s) WHERE name = 'seat'", (count,)
+    )
+    cursor.execute("SELECT LAST_INSERT_ID()")
+    return int(cursor.fetchone()[0]) - count
+
+
+def _insert_seats(cursor: Cursor, section: Section) -> None:
+    rows = [
+        (seat_id, section.performance_id, section.section_id, *section.position_of(seat_id))
+        for seat_id in range(section.first_seat_id, section.last_seat_id + 1)
+    ]
+    for start in range(0, len(rows), INSERT_CHUNK):
+        cursor.executemany(
+            "INSERT INTO seats (seat_id, performance_id, section_id, seat_row, seat_number)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows[start : start + INSERT_CHUNK],
+        )
+
+
+def _read_performance(cursor: Cursor, performance_id: int) -> Performance | None:
+    cursor.execute(
+        "SELECT performance_id, event_id, starts_at, strategy FROM performances WHERE performance_id = %s",
+        (performance_id,),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    cursor.execute(
+        "SELECT section_id, name, price, seat_rows, seats_per_row, first_seat_id FROM sections"
+        " WHERE performance_id = %s ORDER BY first_seat_id",
+        (performance_id,),
+    )
+    sections = tuple(
+        Section(
+            section_id=s[0],
+            performance_id=performance_id,
+            name=s[1],
+            price=int(s[2]),
+            rows=s[3],
+            seats_per_row=s[4],
+            first_seat_id=s[5],
+        )
+        for s in cursor.fetchall()
+    )
+    return Performance(
+        performance_id=row[0], event_id=row[1], starts_at=row[2], strategy=row[3], sections=sections
+    )
+
+
+class BookingRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def insert(self, booking: Booking) -> None:
+        """Store a booking and its seats in one transaction.
+
+        Raises BookingExists if the id is taken and SeatAlreadyBooked if the unique guard refuses a seat.
+        """
+        active = 1 if booking.status.holds_seats else None
+        try:
+            with self._db.transaction() as cursor:
+                cursor.execute(
+                    "INSERT INTO bookings (booking_id, performance_id, user_id, status, strategy, reason)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        booking.booking_id,
+                        booking.performance_id,
+                        booking.user_id,
+                        booking.status.value,
+                        booking.strategy,
+                        booking.reason,
+                    ),
+                )
+                cursor.executemany(
+                    "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [(booking.booking_id, seat, booking.performance_id, active) for seat in booking.seat_ids],
+                )
+        except pymysql.err.IntegrityError as exc:
+            if _is_seat_guard_violation(exc):
+                raise SeatAlreadyBooked(str(exc.args[1])) from exc
+            if exc.args[0] == ER_DUP_ENTRY:
+                raise BookingExists(booking.booking_id) from exc
+            raise
+
+    def get(self, booking_id: str) -> Booking | None:
+        with self._db.transaction() as cursor:
+            return _read_booking(cursor, booking_id)
+
+    def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]:
+        """Cancel a booking that holds seats -> (before, after); after is None if it cannot be cancelled."""
+        with self._db.transaction() as cursor:
+            before = _read_booking(cursor, booking_id, for_update=True)
+            if before is None or not before.status.holds_seats:
+                return before, None
+            cursor.execute(
+                "UPDATE bookings SET status = 'CANCELLED', reason = %s WHERE booking_id = %s",
+                ("cancelled by the user", booking_id),
+            )
+            cursor.execute("UPDATE booking_seats SET active = NULL WHERE booking_id = %s", (booking_id,))
+            after = _read_booking(cursor, booking_id)
+        return before, after
+
+    def active_seat_holders(self, performance_id: int) -> dict[int, tuple[str, BookingStatus]]:
+        """seat id -> (booking id, status) for every seat an active booking holds."""
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                "SELECT bs.seat_id, b.booking_id, b.status FROM booking_seats bs"
+                " JOIN bookings b ON b.booking_id = bs.booking_id"
+                " WHERE bs.performance_id = %s AND bs.active = 1",
+                (performance_id,),
+            )
+            return {row[0]: (row[1], BookingStatus(row[2])) for row in cursor.fetchall()}
+
+    def log_reconcile(self, entry: ReconcileEntry) -> None:
+        """Append to reconcile_log; a repeated dedup key (a retried compensation) is logged once."""
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                "INSERT IGNORE INTO reconcile_log (dedup_key, booking_id, performance_id, action, detail)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (
+                    entry.dedup_key,
+                    entry.booking_id,
+                    entry.performance_id,
+                    entry.action,
+                    json.dumps(entry.detail, sort_keys=True, default=str),
+                ),
+            )
+
+
+def _read_booking(cursor: Cursor, booking_id: str, for_update: bool = False) -> Booking | None:
+    cursor.execute(
+        "SELECT booking_id, performance_id, user_id, status, strategy, reason FROM bookings"
+        " WHERE booking_id = %s" + (" FOR UPDATE" if for_update else ""),
+        (booking_id,),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    cursor.execute("SELECT seat_id FROM booking_seats WHERE booking_id = %s ORDER BY seat_id", (booking_id,))
+    seat_ids = tuple(r[0] for r in cursor.fetchall())
+    return Booking(
+        booking_id=row[0],
+        performance_id=row[1],
+        user_id=row[2],
+        seat_ids=seat_ids,
+        status=BookingStatus(row[3]),
+        strategy=row[4],
+        reason=row[5],
+    )

@@ -1,0 +1,186 @@
+"""Seat state and pending-booking records in Redis.
+
+Layout (one hash tag per performance, so a performance's keys would share a cluster slot):
+    bk:{p<id>}:seats    HASH seat id -> "0" free | "H:<booking>" held (PENDING) | "B:<booking>" booked
+    bk:{p<id>}:version  change counter, bumped by every script that changes a seat
+    bk:booking:<id>     HASH the accepted booking (fields of BookingRecord), with a TTL
+
+The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
+non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import redis
+
+from chalicelib.domain.models import BookingStatus, SeatStatus
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+FREE = "0"
+LOAD_CHUNK = 5_000
+
+
+class ReserveResult(Enum):
+    RESERVED = 1
+    ALREADY_RESERVED = 2
+    UNAVAILABLE = 0
+    UNKNOWN_SEATS = -1
+    NOT_LOADED = -2
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    result: ReserveResult
+    seat_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BookingRecord:
+    """What Redis knows of an accepted booking before (and after) MySQL has it."""
+
+    booking_id: str
+    performance_id: int
+    user_id: str
+    seat_ids: tuple[int, ...]
+    strategy: str
+    status: BookingStatus
+    reason: str | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "performance_id": str(self.performance_id),
+            "user_id": self.user_id,
+            "seat_ids": ",".join(map(str, self.seat_ids)),
+            "strategy": self.strategy,
+            "status": self.status.value,
+            "reason": self.reason or "",
+        }
+
+    @classmethod
+    def from_fields(cls, booking_id: str, fields: Mapping[str, str]) -> BookingRecord:
+        return cls(
+            booking_id=booking_id,
+            performance_id=int(fields["performance_id"]),
+            user_id=fields["user_id"],
+            seat_ids=tuple(int(s) for s in fields["seat_ids"].split(",") if s),
+            strategy=fields["strategy"],
+            status=BookingStatus(fields["status"]),
+            reason=fields.get("reason") or None,
+        )
+
+
+def seat_status_of(state: str) -> SeatStatus:
+    if state == FREE:
+        return SeatStatus.AVAILABLE
+    return SeatStatus.HELD if state.startswith("H:") else SeatStatus.BOOKED
+
+
+def holder_of(state: str) -> str | None:
+    return None if state == FREE else state[2:]
+
+
+def _load_script(client: redis.Redis, name: str):
+    # register_script: EVALSHA on every call, falling back to EVAL (which caches it) on NOSCRIPT.
+    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
+
+
+class RedisSeatStore:
+    def __init__(self, client: redis.Redis, record_ttl_seconds: int, key_prefix: str = "bk") -> None:
+        self._client = client
+        self._record_ttl = record_ttl_seconds
+        self._prefix = key_prefix
+        self._reserve = _load_script(client, "reserve_seats")
+        self._release = _load_script(client, "release_seats")
+        self._confirm = _load_script(client, "confirm_seats")
+        self._mark = _load_script(client, "mark_record")
+
+    # keys -------------------------------------------------------------------------------------------
+    def seats_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:seats"
+
+    def version_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:version"
+
+    def record_key(self, booking_id: str) -> str:
+        return f"{self._prefix}:booking:{booking_id}"
+
+    # seat state -------------------------------------------------------------------------------------
+    def load_performance(
+        self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, str]
+    ) -> bool:
+        """Publish a performance's seat state unless it is already there; True if this call published it.
+
+        `holders` maps seat id -> "H:<booking>"/"B:<booking>" for seats taken in MySQL. The hash is built
+        under a scratch key and renamed into place with RENAMENX, so readers never see half a hash and a
+        concurrent loader can never overwrite live holds.
+        """
+        target = self.seats_key(performance_id)
+        if self._client.exists(target):
+            return False
+        scratch = f"{target}:loading:{id(self)}"
+        states = {seat_id: holders.get(seat_id, FREE) for seat_id in seat_ids}
+        items = list(states.items())
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(scratch)
+        for start in range(0, len(items), LOAD_CHUNK):
+            pipe.hset(scratch, mapping=dict(items[start : start + LOAD_CHUNK]))
+        pipe.execute()
+        try:
+            published = bool(self._client.renamenx(scratch, target))
+        finally:
+            self._client.delete(scratch)
+        if published:
+            self._client.incr(self.version_key(performance_id))
+        return published
+
+    def forget_performance(self, performance_id: int) -> None:
+        self._client.delete(self.seats_key(performance_id), self.version_key(performance_id))
+
+    def seat_states(self, performance_id: int) -> dict[int, str] | None:
+        raw = self._client.hgetall(self.seats_key(performance_id))
+        return {int(seat): state for seat, state in raw.items()} if raw else None
+
+    def version(self, performance_id: int) -> int:
+        return int(self._client.get(self.version_key(performance_id)) or 0)
+
+    def reserve(self, record: BookingRecord) -> ReserveOutcome:
+        fields = record.to_fields()
+        args: list[str | int] = [record.booking_id, self._record_ttl, len(fields)]
+        for name, value in fields.items():
+            args.extend((name, value))
+        args.extend(record.seat_ids)
+        keys = [
+            self.seats_key(record.performance_id),
+            self.record_key(record.booking_id),
+            self.version_key(record.performance_id),
+        ]
+        reply = self._reserve(keys=keys, args=args)
+        return ReserveOutcome(ReserveResult(int(reply[0])), tuple(int(s) for s in reply[1:]))
+
+    def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
+        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
+        return int(self._release(keys=keys, args=[booking_id, *seat_ids]))
+
+    def confirm(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
+        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
+        return int(self._confirm(keys=keys, args=[booking_id, *seat_ids]))
+
+    # booking records --------------------------------------------------------------------------------
+    def read_record(self, booking_id: str) -> BookingRecord | None:
+        fields = self._client.hgetall(self.record_key(booking_id))
+        return BookingRecord.from_fields(booking_id, fields) if fields else None
+
+    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool:
+        """Set the record's status if it still exists (once expired, MySQL alone is the truth)."""
+        return bool(self._mark(keys=[self.record_key(booking_id)], args=[status.value, reason or ""]))
+
+    def delete_record(self, booking_id: str) -> None:
+        self._client.delete(self.record_key(booking_id))
+
+    def ping(self) -> bool:
+        return bool(self._client.ping())

@@ -1,0 +1,102 @@
+"""Builds clients, repositories, strategies and services once per process (one Lambda cold start)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from chalicelib.adapters import aws
+from chalicelib.adapters.idempotency import PowertoolsIdempotency
+from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
+from chalicelib.adapters.redis_seats import RedisSeatStore
+from chalicelib.adapters.sqs import SqsQueue
+from chalicelib.adapters.sqs_batch import BookingBatchHandler
+from chalicelib.config import Settings
+from chalicelib.consumers.booking_events import BookingEventConsumer
+from chalicelib.services.booking import BookingService
+from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.seat_state import SeatStateService
+from chalicelib.strategies.redis_async import RedisAsyncStrategy
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    redis: redis.Redis
+    seat_store: RedisSeatStore
+    bookings: BookingRepository
+    catalogue: CatalogueService
+    seat_state: SeatStateService
+    booking_queue: SqsQueue
+    idempotency: PowertoolsIdempotency
+    booking_service: BookingService
+    booking_batch_handler: BookingBatchHandler
+
+    def health_checks(self) -> dict:
+        return {"db": self.db.ping, "redis": self.seat_store.ping, "queue": self.booking_queue.ping}
+
+
+def build(settings: Settings) -> Container:
+    db = Database(settings.database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
+    # A blocking pool: a burst of request threads waits briefly for a connection instead of failing with
+    # "Too many connections" (what the default pool does past max_connections).
+    redis_pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_socket_timeout_seconds,
+        health_check_interval=30,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_socket_timeout_seconds,
+    )
+    redis_client = redis.Redis(connection_pool=redis_pool)
+    seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds)
+    bookings = BookingRepository(db)
+    seat_state = SeatStateService(seat_store, bookings)
+    idempotency = PowertoolsIdempotency(redis_client, settings.idempotency_ttl_seconds)
+    booking_queue = SqsQueue(aws.client("sqs", settings), settings.booking_queue_name)
+    redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
+    strategies = {redis_async.name: redis_async}
+    catalogue = CatalogueService(
+        CatalogueRepository(db),
+        settings.default_strategy,
+        idempotency,
+        available_strategies=frozenset(strategies),
+        on_performance_created=seat_state.publish,
+    )
+    booking_service = BookingService(
+        catalogue, strategies, bookings, seat_store, idempotency, settings.max_seats_per_booking
+    )
+    consumer = BookingEventConsumer({redis_async.name: redis_async}, bookings, settings.max_receive_count)
+    return Container(
+        settings=settings,
+        db=db,
+        redis=redis_client,
+        seat_store=seat_store,
+        bookings=bookings,
+        catalogue=catalogue,
+        seat_state=seat_state,
+        booking_queue=booking_queue,
+        idempotency=idempotency,
+        booking_service=booking_service,
+        booking_batch_handler=BookingBatchHandler(consumer, booking_queue, idempotency, settings),
+    )
+
+
+_container: Container | None = None
+_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The process-wide container, built on first use (not at import: `chalice package` imports app.py)."""
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                from chalicelib.config import settings
+
+                _container = build(settings)
+    return _container

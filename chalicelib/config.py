@@ -1,0 +1,101 @@
+"""One Settings object built from the environment; nothing else in the code reads os.environ.
+
+Chalice copies a stage's `environment_variables` from `.chalice/config.json` into the Lambda (and into
+`chalice local`); the local runtime does the same, so every stage differs only in these values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+STRATEGY_NAMES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    database_url: str = "mysql://root@127.0.0.1:3306/booking"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # None means "the real AWS endpoints"; the local stage points at the embedded emulator.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    booking_queue_name: str = "booking-events"
+    booking_dlq_name: str = "booking-events-dlq"
+    # SQS moves a message to the DLQ once it has been received this many times.
+    max_receive_count: int = 5
+    # Visibility timeout of the booking queue; a failed message is instead made visible again after
+    # backoff_base_seconds * 2 ** (receive_count - 1), capped at backoff_max_seconds.
+    queue_visibility_timeout_seconds: int = 30
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    admin_token: str = "local-admin-token"
+    default_strategy: str = "redis_async"
+    max_seats_per_booking: int = 4
+    # How long an accepted-but-unpersisted booking stays readable from Redis alone.
+    pending_record_ttl_seconds: int = 7 * 24 * 3600
+    idempotency_ttl_seconds: int = 24 * 3600
+    db_pool_size: int = 16
+    redis_pool_size: int = 64
+    db_connect_timeout_seconds: float = 3.0
+    redis_socket_timeout_seconds: float = 2.0
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        default = cls()
+        strategy = env.get("DEFAULT_STRATEGY", default.default_strategy)
+        if strategy not in STRATEGY_NAMES:
+            raise ValueError(f"DEFAULT_STRATEGY must be one of {STRATEGY_NAMES}, not {strategy!r}")
+        return cls(
+            stage=env.get("STAGE", default.stage),
+            database_url=env.get("DATABASE_URL", default.database_url),
+            redis_url=env.get("REDIS_URL", default.redis_url),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", default.aws_region)),
+            booking_queue_name=env.get("BOOKING_QUEUE_NAME", default.booking_queue_name),
+            booking_dlq_name=env.get("BOOKING_DLQ_NAME", default.booking_dlq_name),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", default.max_receive_count),
+            queue_visibility_timeout_seconds=_int(
+                env, "QUEUE_VISIBILITY_TIMEOUT_SECONDS", default.queue_visibility_timeout_seconds
+            ),
+            backoff_base_seconds=_float(env, "BACKOFF_BASE_SECONDS", default.backoff_base_seconds),
+            backoff_max_seconds=_float(env, "BACKOFF_MAX_SECONDS", default.backoff_max_seconds),
+            admin_token=env.get("ADMIN_TOKEN", default.admin_token),
+            default_strategy=strategy,
+            max_seats_per_booking=_int(env, "MAX_SEATS_PER_BOOKING", default.max_seats_per_booking),
+            pending_record_ttl_seconds=_int(
+                env, "PENDING_RECORD_TTL_SECONDS", default.pending_record_ttl_seconds
+            ),
+            idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", default.idempotency_ttl_seconds),
+            db_pool_size=_int(env, "DB_POOL_SIZE", default.db_pool_size),
+            redis_pool_size=_int(env, "REDIS_POOL_SIZE", default.redis_pool_size),
+            db_connect_timeout_seconds=_float(
+                env, "DB_CONNECT_TIMEOUT_SECONDS", default.db_connect_timeout_seconds
+            ),
+            redis_socket_timeout_seconds=_float(
+                env, "REDIS_SOCKET_TIMEOUT_SECONDS", default.redis_socket_timeout_seconds
+            ),
+            log_level=env.get("LOG_LEVEL", default.log_level),
+        )
+
+    def backoff_seconds(self, receive_count: int) -> int:
+        """Exponential backoff for the n-th failed delivery: 1 s, 2 s, 4 s … (whole seconds for SQS)."""
+        delay = self.backoff_base_seconds * 2 ** max(receive_count - 1, 0)
+        return int(min(delay, self.backoff_max_seconds))
+
+
+settings = Settings.from_env()

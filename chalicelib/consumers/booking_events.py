@@ -1,0 +1,101 @@
+"""What happens to one booking message, whatever delivered it (Lambda's SQS trigger or the local poller).
+
+Outcomes: the booking is made final and the message is done; or a TransientFailure asks for a retry after a
+backoff; or, when no retry can help (a poison message, or the last allowed delivery), the booking is
+compensated (FAILED, seats released, reconcile_log row) and a PermanentFailure lets the message go on to the
+DLQ for people to inspect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.messages import BookingRequested, InvalidMessage
+from chalicelib.domain.models import BookingStatus, ReconcileEntry
+from chalicelib.services.ports import BookingStore
+from chalicelib.strategies.base import AsyncBookingStrategy
+
+log = logging.getLogger(__name__)
+MAX_LOGGED_BODY = 2_000
+
+
+class TransientFailure(Exception):
+    """Retry this message later (exponential backoff)."""
+
+
+class PermanentFailure(Exception):
+    """This message can never succeed; it has been compensated and should reach the DLQ."""
+
+
+class BookingEventConsumer:
+    def __init__(
+        self,
+        strategies: Mapping[str, AsyncBookingStrategy],
+        bookings: BookingStore,
+        max_receive_count: int,
+    ) -> None:
+        self._strategies = strategies
+        self._bookings = bookings
+        self._max_receive_count = max_receive_count
+
+    def handle(self, body: str, receive_count: int, message_id: str) -> BookingStatus:
+        try:
+            message = BookingRequested.from_json(body)
+            strategy = self._strategy(message)
+        except InvalidMessage as exc:
+            self._give_up_on_poison(body, message_id, exc)
+            raise PermanentFailure(str(exc)) from exc
+        try:
+            return strategy.finish(message)
+        except Exception as exc:
+            # Anything else (MySQL or Redis down, a bug a deploy may fix) is worth retrying, up to the limit.
+            if receive_count < self._max_receive_count:
+                log.warning(
+                    "booking %s: attempt %d failed, will retry: %r", message.booking_id, receive_count, exc
+                )
+                raise TransientFailure(repr(exc)) from exc
+            reason = f"gave up after {receive_count} attempts: {_short(exc)}"
+            log.error("booking %s: %s", message.booking_id, reason)
+            self._give_up(strategy, message.booking_id, reason, message)
+            raise PermanentFailure(reason) from exc
+
+    def _strategy(self, message: BookingRequested) -> AsyncBookingStrategy:
+        strategy = self._strategies.get(message.strategy)
+        if strategy is None:
+            raise InvalidMessage(
+                f"no asynchronous strategy {message.strategy!r}", booking_id=message.booking_id
+            )
+        return strategy
+
+    def _give_up_on_poison(self, body: str, message_id: str, exc: InvalidMessage) -> None:
+        reason = f"poison message: {exc}"
+        log.error("message %s: %s", message_id, reason)
+        if exc.booking_id is not None:
+            # Enough is readable to find the booking: its record in Redis says which seats to give back.
+            strategy = self._strategies.get("redis_async") or next(iter(self._strategies.values()))
+            self._give_up(strategy, exc.booking_id, reason, None)
+        self._bookings.log_reconcile(
+            ReconcileEntry(
+                action="poison_message",
+                booking_id=exc.booking_id,
+                message_id=message_id,
+                detail={"reason": str(exc), "body": body[:MAX_LOGGED_BODY]},
+            )
+        )
+
+    @staticmethod
+    def _give_up(
+        strategy: AsyncBookingStrategy, booking_id: str, reason: str, message: BookingRequested | None
+    ) -> None:
+        try:
+            strategy.give_up(booking_id, reason, message)
+        except ServiceUnavailable as exc:
+            # MySQL (or Redis) is down: the seats were released where possible; the DLQ redrive finishes it.
+            log.error("booking %s: compensation incomplete, left for the DLQ redrive: %s", booking_id, exc)
+
+
+def _short(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,88 @@
+"""Messages the asynchronous strategies put on queues and streams."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.domain.models import BookingRequest
+
+MESSAGE_TYPE = "booking.requested"
+MAX_BOOKING_ID_LENGTH = 40
+
+
+class InvalidMessage(ValueError):
+    """A message no consumer can ever process (a poison message)."""
+
+    def __init__(self, reason: str, booking_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.booking_id = booking_id
+
+
+@dataclass(frozen=True)
+class BookingRequested:
+    booking_id: str
+    performance_id: int
+    user_id: str
+    seat_ids: tuple[int, ...]
+    strategy: str
+
+    @classmethod
+    def of(cls, request: BookingRequest) -> BookingRequested:
+        return cls(
+            request.booking_id, request.performance_id, request.user_id, request.seat_ids, request.strategy
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "type": MESSAGE_TYPE,
+                "booking_id": self.booking_id,
+                "performance_id": self.performance_id,
+                "user_id": self.user_id,
+                "seat_ids": list(self.seat_ids),
+                "strategy": self.strategy,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, body: str) -> BookingRequested:
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            raise InvalidMessage("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidMessage("body is not a JSON object")
+        booking_id = data.get("booking_id")
+        if not isinstance(booking_id, str) or not 0 < len(booking_id) <= MAX_BOOKING_ID_LENGTH:
+            raise InvalidMessage("no usable booking_id")
+        try:
+            return cls(
+                booking_id=booking_id,
+                performance_id=_positive_int(data.get("performance_id")),
+                user_id=_text(data.get("user_id")),
+                seat_ids=tuple(_positive_int(s) for s in _list(data.get("seat_ids"))),
+                strategy=_text(data.get("strategy")),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidMessage(f"malformed field: {exc}", booking_id=booking_id) from None
+
+
+def _positive_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a non-empty list, got {value!r}")
+    return value

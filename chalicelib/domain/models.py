@@ -1,0 +1,170 @@
+"""The ticketing domain: what an event, a performance, a seat and a booking are. No infrastructure here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class BookingStatus(StrEnum):
+    PENDING = "PENDING"  # accepted, not yet final
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"  # a seat was taken; nothing held
+    FAILED = "FAILED"  # system failure after acceptance; seats released, safe to retry
+    CANCELLED = "CANCELLED"
+
+    @property
+    def holds_seats(self) -> bool:
+        return self in (BookingStatus.PENDING, BookingStatus.CONFIRMED)
+
+    @property
+    def is_final(self) -> bool:
+        return self is not BookingStatus.PENDING
+
+
+class SeatStatus(StrEnum):
+    AVAILABLE = "AVAILABLE"
+    HELD = "HELD"  # taken by a PENDING booking
+    BOOKED = "BOOKED"  # taken by a CONFIRMED booking
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    name: str
+    price: int
+    rows: int
+    seats_per_row: int
+
+    @property
+    def seat_count(self) -> int:
+        return self.rows * self.seats_per_row
+
+
+@dataclass(frozen=True)
+class PerformanceSpec:
+    starts_at: datetime
+    strategy: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    venue: str
+    performances: tuple[PerformanceSpec, ...]
+    sections: tuple[SectionSpec, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    section_id: int
+    performance_id: int
+    name: str
+    price: int
+    rows: int
+    seats_per_row: int
+    first_seat_id: int
+
+    @property
+    def seat_count(self) -> int:
+        return self.rows * self.seats_per_row
+
+    @property
+    def last_seat_id(self) -> int:
+        return self.first_seat_id + self.seat_count - 1
+
+    def contains(self, seat_id: int) -> bool:
+        return self.first_seat_id <= seat_id <= self.last_seat_id
+
+    def position_of(self, seat_id: int) -> tuple[int, int]:
+        """(row, number), both from 1: seat ids run row by row through the section."""
+        offset = seat_id - self.first_seat_id
+        return offset // self.seats_per_row + 1, offset % self.seats_per_row + 1
+
+
+@dataclass(frozen=True)
+class Performance:
+    performance_id: int
+    event_id: int
+    starts_at: str  # ISO 8601 with the offset it was created with
+    strategy: str
+    sections: tuple[Section, ...]
+
+    def section_of(self, seat_id: int) -> Section | None:
+        for section in self.sections:
+            if section.contains(seat_id):
+                return section
+        return None
+
+    @property
+    def seat_ids(self) -> range:
+        return range(self.sections[0].first_seat_id, self.sections[-1].last_seat_id + 1)
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    name: str
+    venue: str
+    performances: tuple[Performance, ...] = ()
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    booking_id: str
+    performance_id: int
+    user_id: str
+    seat_ids: tuple[int, ...]  # distinct, sorted: every strategy takes seats in this fixed order
+    strategy: str
+    performance: Performance | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Booking:
+    booking_id: str
+    performance_id: int
+    user_id: str
+    seat_ids: tuple[int, ...]
+    status: BookingStatus
+    strategy: str
+    reason: str | None = None
+
+    @classmethod
+    def from_request(
+        cls, request: BookingRequest, status: BookingStatus, reason: str | None = None
+    ) -> Booking:
+        return cls(
+            booking_id=request.booking_id,
+            performance_id=request.performance_id,
+            user_id=request.user_id,
+            seat_ids=request.seat_ids,
+            status=status,
+            strategy=request.strategy,
+            reason=reason,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "booking_id": self.booking_id,
+            "performance_id": self.performance_id,
+            "user_id": self.user_id,
+            "seat_ids": list(self.seat_ids),
+            "status": self.status.value,
+            "strategy": self.strategy,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ReconcileEntry:
+    """A repair or compensation the system made on its own, for people to audit later."""
+
+    action: str
+    detail: dict
+    booking_id: str | None = None
+    performance_id: int | None = None
+    message_id: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.action}:{self.booking_id or self.message_id or ''}"

@@ -1,0 +1,141 @@
+"""`make run`: everything the service needs, on one machine, in one command; Ctrl-C stops it all.
+
+  1. the stage's settings (.chalice/config.json, env wins), MySQL and Redis checked
+  2. the AWS emulator (moto server on loopback) unless one already answers at AWS_ENDPOINT_URL
+  3. migrations, queues (infra/provision.py), the demo event
+  4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+from infra.local.stage import PROJECT_DIR, apply_stage_environment
+
+
+def say(message: str) -> None:
+    print(f"[run] {message}", flush=True)
+
+
+def wait_until(check, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[run] {what} did not come up within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, even if with an error status
+    except OSError:
+        return False
+
+
+def check_dependencies(settings) -> None:
+    import pymysql
+    import redis
+
+    db = urlsplit(settings.database_url)
+    try:
+        pymysql.connect(host=db.hostname, port=db.port or 3306, user=db.username or "root",
+                        password=db.password or "", connect_timeout=3).close()
+    except pymysql.err.MySQLError as exc:
+        raise SystemExit(f"[run] MySQL is not reachable at {db.hostname}:{db.port or 3306}: {exc}") from None
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"[run] Redis is not reachable at {settings.redis_url}: {exc}") from None
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=PROJECT_DIR)
+
+
+def start_emulator(endpoint: str, children: list[subprocess.Popen]) -> None:
+    if answers(endpoint):
+        say(f"AWS emulator already answering at {endpoint}; using it")
+        return
+    port = urlsplit(endpoint).port or 5000
+    say(f"starting the AWS emulator (moto server) at {endpoint}")
+    children.append(spawn("-m", "infra.local.emulator", "--port", str(port)))
+    wait_until(lambda: answers(endpoint), "the AWS emulator")
+
+
+def prepare(settings) -> None:
+    from chalicelib.bootstrap import container
+    from infra.migrate import migrate
+    from infra.provision import provision
+    from infra.seed import seed_demo_event
+
+    say(f"migrations: {migrate(settings.database_url)} applied")
+    for name, pair in provision(settings).items():
+        say(f"queue {name}: {pair.queue_url} (DLQ {pair.dlq_url})")
+    event = seed_demo_event(container())
+    performance = event.performances[0]
+    say(
+        f"demo event {event.event_id} '{event.name}', performance {performance.performance_id}, "
+        f"seats {performance.sections[0].first_seat_id}-{performance.sections[-1].last_seat_id}"
+    )
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
+    args = parser.parse_args()
+    apply_stage_environment(args.stage)
+    from chalicelib.config import settings
+
+    check_dependencies(settings)
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if settings.aws_endpoint_url:
+            start_emulator(settings.aws_endpoint_url, children)
+        prepare(settings)
+        base = f"http://127.0.0.1:{args.port}"
+        children.append(spawn("-m", "infra.local.wsgi", "--host", "127.0.0.1", "--port", str(args.port),
+                              "--workers", str(args.workers), "--stage", args.stage))
+        children.append(spawn("-m", "infra.local.worker", "--stage", args.stage))
+        wait_until(lambda: answers(f"{base}/health"), "the HTTP server")
+        say(f"serving {base}  (API docs: {base}/docs) — Ctrl-C stops everything")
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        raise SystemExit("[run] a component exited unexpectedly; stopping the rest")
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        stop_all(children)
+
+
+if __name__ == "__main__":
+    main()

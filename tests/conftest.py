@@ -1,0 +1,166 @@
+"""Shared fixtures: a real MariaDB database and Redis db of the tests' own, and a moto server for SQS.
+
+The environment is set before anything imports chalicelib.config (settings are read once, at import), so the
+app under test, its SQS decorator's queue name and every client point at the test resources.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+import pymysql
+import pytest
+import redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MOTO_PORT = _free_port()
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/booking_test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.update(
+    {
+        "STAGE": "test",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "BOOKING_QUEUE_NAME": "booking-events-test",
+        "BOOKING_DLQ_NAME": "booking-events-test-dlq",
+        "MAX_RECEIVE_COUNT": "3",
+        # Short backoff so retry tests finish fast; the shape (doubling per receive) is what they check.
+        "BACKOFF_BASE_SECONDS": "1",
+        "BACKOFF_MAX_SECONDS": "4",
+        "ADMIN_TOKEN": "test-admin-token",
+        "DB_POOL_SIZE": "32",
+    }
+)
+
+from chalicelib.config import Settings  # noqa: E402  (after the environment is set)
+from tests.support.factories import event_body  # noqa: E402
+
+
+def _drop_database(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{parts.path.lstrip('/')}`")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> Iterator[str]:
+    from infra.migrate import migrate
+
+    _drop_database(settings.database_url)
+    migrate(settings.database_url)
+    yield settings.database_url
+    _drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def queues(settings: Settings, moto_endpoint: str):
+    from infra.provision import provision
+
+    return provision(settings)
+
+
+@pytest.fixture(scope="session")
+def services(database: str, redis_client: redis.Redis, queues):
+    """The process-wide container the app itself uses, against the test resources."""
+    from chalicelib.bootstrap import container
+
+    return container()
+
+
+@pytest.fixture()
+def sql(database: str, settings: Settings) -> Iterator[Callable[..., list[tuple]]]:
+    """Run an audit query on a connection of its own (never the app's pool)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(settings.database_url)
+    connection = pymysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+        database=parts.path.lstrip("/"), autocommit=True,
+    )
+
+    def run(query: str, *args) -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(query, args)
+            return list(cursor.fetchall())
+
+    yield run
+    connection.close()
+
+
+@pytest.fixture()
+def new_performance(services) -> Callable[..., dict]:
+    """Create an event with one performance through the catalogue service; returns the performance dict."""
+
+    def make(**kwargs) -> dict:
+        event = services.catalogue.create_event(event_body(**kwargs))
+        return event["performances"][0]
+
+    return make
+
+
+@pytest.fixture()
+def drain(services, queues, settings: Settings) -> Callable[..., int]:
+    """Deliver everything on the booking queue to the real app handler, with Lambda's semantics."""
+    import boto3
+
+    import app as app_module
+    from infra.local.sqs_poller import SqsEventSourcePoller
+
+    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+    poller = SqsEventSourcePoller(
+        app_module.on_booking_event,
+        queues["booking"].queue_url,
+        sqs,
+        batch_size=10,
+        function_name="seat-booking-test-on_booking_event",
+        wait_time_seconds=0,
+    )
+
+    def run(idle_seconds: float = 1.0, timeout: float = 60) -> int:
+        return poller.run_until_idle(idle_seconds=idle_seconds, timeout=timeout)
+
+    return run

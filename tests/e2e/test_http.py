@@ -1,0 +1,271 @@
+"""The HTTP contract (../shared/API.md) end to end: the production serving mode (Chalice behind granian) and
+the worker run as separate processes, exactly as `make run` starts them, against the test MariaDB, Redis and
+moto. Every JSON answer is also validated against the OpenAPI document the app serves."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from chalicelib import openapi
+from tests.support.factories import event_body
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = {"X-Admin-Token": os.environ["ADMIN_TOKEN"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited during start-up"
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def base_url(services) -> Iterator[str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.wsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "infra.local.worker", "--concurrency", "2"], cwd=ROOT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(server)
+        stop(worker)
+
+
+@pytest.fixture(scope="module")
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+def conforms(response: httpx.Response, path: str, method: str) -> dict:
+    """The body, after checking it against the OpenAPI document's schema for this status."""
+    body = response.json()
+    jsonschema.validate(body, openapi.response_schema(path, method, response.status_code))
+    return body
+
+
+def error_code(response: httpx.Response, path: str, method: str) -> str:
+    return conforms(response, path, method)["error"]["code"]
+
+
+def create_performance(http: httpx.Client, **kwargs) -> dict:
+    response = http.post("/admin/events", json=event_body(**kwargs), headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return conforms(response, "/admin/events", "post")["performances"][0]
+
+
+def wait_for_final(http: httpx.Client, booking_id: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = conforms(http.get(f"/bookings/{booking_id}"), "/bookings/{booking_id}", "get")
+        if body["status"] != "PENDING":
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"booking {booking_id} still PENDING after {timeout} s")
+
+
+def test_health_reports_every_dependency(http: httpx.Client) -> None:
+    response = http.get("/health")
+    assert response.status_code == 200
+    assert conforms(response, "/health", "get") == {
+        "status": "ok",
+        "checks": {"db": "ok", "redis": "ok", "queue": "ok"},
+    }
+
+
+def test_admin_events_need_the_token_and_valid_input(http: httpx.Client, sql) -> None:
+    before = sql("SELECT COUNT(*) FROM events")
+    assert error_code(http.post("/admin/events", json=event_body()), "/admin/events", "post") == "UNAUTHORIZED"
+    wrong = http.post("/admin/events", json=event_body(), headers={"X-Admin-Token": "guess"})
+    assert wrong.status_code == 401
+    bad = http.post("/admin/events", json={**event_body(), "sections": []}, headers=ADMIN)
+    assert bad.status_code == 400 and error_code(bad, "/admin/events", "post") == "INVALID_REQUEST"
+    not_json = http.post("/admin/events", content=b"{oops", headers={**ADMIN, "Content-Type": "application/json"})
+    assert not_json.status_code == 400
+    assert sql("SELECT COUNT(*) FROM events") == before, "refused requests created nothing"
+
+
+def test_events_are_listed_page_by_page_and_read_back(http: httpx.Client) -> None:
+    created = [http.post("/admin/events", json=event_body(), headers=ADMIN).json() for _ in range(3)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = conforms(http.get("/events", params=params), "/events", "get")
+        seen += [e["event_id"] for e in page["events"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert {e["event_id"] for e in created} <= set(seen)
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+
+    event = conforms(http.get(f"/events/{created[0]['event_id']}"), "/events/{event_id}", "get")
+    assert event == created[0]
+    section = event["performances"][0]["sections"][0]
+    assert section["seat_count"] == section["last_seat_id"] - section["first_seat_id"] + 1 == 10
+    assert http.get("/events/999999999").status_code == 404
+    assert http.get("/events/abc").status_code == 404
+    assert http.get("/events", params={"limit": 0}).status_code == 400
+    assert http.get("/events", params={"cursor": "garbage!"}).status_code == 400
+
+
+def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Client) -> None:
+    performance = create_performance(http)
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    path = "/performances/{performance_id}/bookings"
+
+    accepted = http.post(f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [seat, seat + 1]})
+    assert accepted.status_code == 202, accepted.text
+    booking = conforms(accepted, path, "post")
+    assert booking["status"] == "PENDING" and booking["strategy"] == "redis_async"
+    assert accepted.headers["Location"] == f"/bookings/{booking['booking_id']}"
+
+    taken = http.post(f"/performances/{pid}/bookings", json={"user_id": "bob", "seat_ids": [seat + 1, seat + 2]})
+    assert taken.status_code == 409
+    assert conforms(taken, path, "post")["error"] == {
+        "code": "SEAT_UNAVAILABLE", "message": taken.json()["error"]["message"], "seat_ids": [seat + 1]
+    }
+
+    assert wait_for_final(http, booking["booking_id"])["status"] == "CONFIRMED"
+    seats = conforms(http.get(f"/performances/{pid}/seats"), "/performances/{performance_id}/seats", "get")
+    statuses = {s["seat_id"]: s["status"] for s in seats["sections"][0]["seats"]}
+    assert statuses[seat] == statuses[seat + 1] == "BOOKED" and statuses[seat + 2] == "AVAILABLE"
+    assert seats["sections"][0]["available"] == 8
+
+    cancel_path = "/bookings/{booking_id}"
+    wrong = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "bob"})
+    assert wrong.status_code == 403 and error_code(wrong, cancel_path, "delete") == "FORBIDDEN"
+    cancelled = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "ann"})
+    assert cancelled.status_code == 200 and conforms(cancelled, cancel_path, "delete")["status"] == "CANCELLED"
+    again = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "ann"})
+    assert again.status_code == 409 and error_code(again, cancel_path, "delete") == "NOT_CANCELLABLE"
+    after = http.get(f"/performances/{pid}/seats").json()
+    assert after["sections"][0]["available"] == 10
+
+
+def test_idempotency_keys_over_http(http: httpx.Client) -> None:
+    performance = create_performance(http)
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    body = {"user_id": "ann", "seat_ids": [seat]}
+
+    first = http.post(f"/performances/{pid}/bookings", json=body, headers=key)
+    replay = http.post(f"/performances/{pid}/bookings", json=body, headers=key)
+    assert first.status_code == replay.status_code == 202
+    assert replay.json() == first.json()
+
+    reused = http.post(f"/performances/{pid}/bookings", json={**body, "seat_ids": [seat + 1]}, headers=key)
+    assert reused.status_code == 422
+    assert error_code(reused, "/performances/{performance_id}/bookings", "post") == "IDEMPOTENCY_KEY_REUSED"
+    too_long = http.post(f"/performances/{pid}/bookings", json=body, headers={"Idempotency-Key": "x" * 129})
+    assert too_long.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"user_id": "ann", "seat_ids": []}, 400),
+        ({"user_id": "ann", "seat_ids": [1, 1]}, 400),
+        ({"user_id": "ann", "seat_ids": [1, 2, 3, 4, 5]}, 400),
+        ({"user_id": "", "seat_ids": [1]}, 400),
+        ({"seat_ids": [1]}, 400),
+        ({"user_id": "ann", "seat_ids": [999999999]}, 404),
+    ],
+)
+def test_bad_booking_requests_get_the_contract_error_and_change_nothing(http: httpx.Client, body, status) -> None:
+    performance = create_performance(http)
+    pid = performance["performance_id"]
+    response = http.post(f"/performances/{pid}/bookings", json=body)
+    assert response.status_code == status
+    expected = "INVALID_REQUEST" if status == 400 else "NOT_FOUND"
+    assert error_code(response, "/performances/{performance_id}/bookings", "post") == expected
+    assert http.get(f"/performances/{pid}/seats").json()["sections"][0]["available"] == 10
+
+
+def test_unknown_things_are_404(http: httpx.Client) -> None:
+    assert http.get("/performances/999999999/seats").status_code == 404
+    assert http.post("/performances/999999999/bookings", json={"user_id": "a", "seat_ids": [1]}).status_code == 404
+    assert http.get("/bookings/NOSUCHBOOKING").status_code == 404
+    assert http.delete("/bookings/NOSUCHBOOKING", headers={"X-User-Id": "a"}).status_code == 404
+    assert http.get("/no/such/route").status_code == 404
+
+
+def test_the_api_documents_itself_offline(http: httpx.Client) -> None:
+    from openapi_spec_validator import validate
+
+    document = http.get("/openapi.json").json()
+    validate(document)
+    page = http.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "https://" not in page.text and "http://" not in page.text
+    asset = http.get("/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000
+    assert http.get("/docs/assets/..%2Fapp.py").status_code == 404
+
+
+def test_300_concurrent_http_requests_for_one_seat_one_wins(http: httpx.Client, base_url: str, sql) -> None:
+    performance = create_performance(http)
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    statuses: list[int] = []
+    barrier = threading.Barrier(300)
+    lock = threading.Lock()
+
+    def attempt(i: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            barrier.wait()
+            response = client.post(f"/performances/{pid}/bookings", json={"user_id": f"u{i}", "seat_ids": [seat]})
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(300)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"\nHTTP hot seat, 300 clients: {time.perf_counter() - started:.2f} s, {dict(Counter(statuses))}")
+
+    assert Counter(statuses) == {202: 1, 409: 299}
+    deadline = time.monotonic() + 20
+    while sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) != [(1,)]:
+        assert time.monotonic() < deadline, "the accepted booking was not persisted"
+        time.sleep(0.2)
+    assert sql("SELECT status FROM bookings WHERE performance_id = %s", pid) == [("CONFIRMED",)]

@@ -1,0 +1,112 @@
+"""The consumer when MySQL goes away: it backs off (1 s, 2 s, … by receive count) and succeeds when MySQL
+returns; or, if MySQL stays away past the last retry, it gives the seats back, the booking reads FAILED and
+the message waits in the DLQ, whose redrive records FAILED and the reconcile_log row once MySQL is back.
+
+The outage is real: the consumer reaches MariaDB through a TCP proxy that the test cuts and restores."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.domain.models import BookingStatus
+from infra.local.sqs_poller import SqsEventSourcePoller
+from tests.support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture()
+def proxy(settings):
+    target = urlsplit(settings.database_url)
+    proxy = TcpProxy(target.hostname, target.port or 3306)
+    proxy.start()
+    yield proxy
+    proxy.cut()
+
+
+@pytest.fixture()
+def consumer_behind_proxy(settings, proxy, services):
+    """A second process-like container whose MySQL connections go through the proxy; retries are recorded."""
+    parts = urlsplit(settings.database_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username or 'root'}@127.0.0.1:{proxy.port}"))
+    consumer = bootstrap.build(dataclasses.replace(settings, database_url=url, db_connect_timeout_seconds=1))
+    delays: list[int] = []
+    retry_after = consumer.booking_queue.retry_after
+
+    def recording_retry_after(receipt_handle: str, seconds: int) -> None:
+        delays.append(seconds)
+        retry_after(receipt_handle, seconds)
+
+    consumer.booking_queue.retry_after = recording_retry_after
+    yield consumer, delays
+    consumer.db.close()
+
+
+def poller_for(consumer, queues, settings) -> SqsEventSourcePoller:
+    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+    return SqsEventSourcePoller(
+        consumer.booking_batch_handler, queues["booking"].queue_url, sqs,
+        batch_size=10, function_name="outage-test", wait_time_seconds=1,
+    )
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_consumer_backs_off_and_succeeds_when_mysql_returns(
+    services, new_performance, consumer_behind_proxy, proxy, queues, settings
+) -> None:
+    consumer, delays = consumer_behind_proxy
+    performance = new_performance()
+    seat = performance["sections"][0]["first_seat_id"]
+    proxy.cut()
+    booking = services.booking_service.book(performance["performance_id"], {"user_id": "ann", "seat_ids": [seat]}, None)
+
+    poller = poller_for(consumer, queues, settings)
+    poller.start()
+    try:
+        wait_for(lambda: len(delays) >= 2)  # two deliveries failed with MySQL down
+        proxy.start()
+        wait_for(lambda: services.booking_service.get(booking.booking_id).status is BookingStatus.CONFIRMED)
+    finally:
+        poller.stop(timeout=10)
+    assert delays[:2] == [1, 2], "exponential backoff by receive count"
+    assert services.seat_store.seat_states(performance["performance_id"])[seat] == f"B:{booking.booking_id}"
+
+
+def test_mysql_down_past_the_last_retry_releases_the_seats_and_the_redrive_records_failed(
+    services, new_performance, consumer_behind_proxy, proxy, queues, settings, drain, sql
+) -> None:
+    consumer, delays = consumer_behind_proxy
+    performance = new_performance()
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    proxy.cut()
+    booking = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
+
+    poller = poller_for(consumer, queues, settings)
+    poller.run_until_idle(idle_seconds=3, timeout=60)
+
+    assert delays == [1, 2, 0], "backoff 1 s, 2 s, then straight on to the DLQ after the last receive"
+    assert services.seat_store.seat_states(pid)[seat] == "0", "the seat is back on sale"
+    assert services.booking_service.get(booking.booking_id).status is BookingStatus.FAILED
+
+    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+    dead = sqs.receive_message(QueueUrl=queues["booking"].dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    mine = [m for m in dead.get("Messages", []) if booking.booking_id in m["Body"]]
+    assert len(mine) == 1
+    # MySQL is back (the shared pool never used the proxy); redrive the message to the booking queue.
+    sqs.send_message(QueueUrl=queues["booking"].queue_url, MessageBody=mine[0]["Body"])
+    sqs.delete_message(QueueUrl=queues["booking"].dlq_url, ReceiptHandle=mine[0]["ReceiptHandle"])
+    drain()
+
+    assert sql("SELECT status FROM bookings WHERE booking_id = %s", booking.booking_id) == [("FAILED",)]
+    assert sql("SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s AND active = 1", booking.booking_id) == [(0,)]
+    assert sql("SELECT action FROM reconcile_log WHERE booking_id = %s", booking.booking_id) == [("booking_failed",)]

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.validation import (
+    parse_booking_body,
+    parse_event_spec,
+    parse_idempotency_key,
+    parse_path_id,
+)
+
+GOOD_EVENT = {
+    "name": "Les Misérables",
+    "venue": "Blue Square",
+    "performances": [{"starts_at": "2026-12-24T19:30:00+09:00", "strategy": "redis_async"}],
+    "sections": [{"name": "VIP", "price": 170000, "rows": 10, "seats_per_row": 20}],
+}
+
+
+def test_event_spec_parses_the_contract_example() -> None:
+    spec = parse_event_spec(GOOD_EVENT, "db_lock")
+    assert spec.name == "Les Misérables"
+    assert spec.performances[0].strategy == "redis_async"
+    assert spec.performances[0].starts_at.utcoffset().total_seconds() == 9 * 3600
+    assert spec.sections[0].seat_count == 200
+
+
+def test_event_strategy_defaults_from_config() -> None:
+    body = {**GOOD_EVENT, "performances": [{"starts_at": "2026-12-24T19:30:00Z"}]}
+    assert parse_event_spec(body, "db_lock").performances[0].strategy == "db_lock"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": 5}, "name"),
+        ({"venue": "x" * 201}, "venue"),
+        ({"performances": []}, "performances"),
+        ({"performances": [{"starts_at": "tomorrow"}]}, "starts_at"),
+        ({"performances": [{"starts_at": "2026-12-24T19:30:00"}]}, "starts_at"),  # no offset
+        ({"performances": [{"starts_at": "2026-12-24T19:30:00Z", "strategy": "magic"}]}, "strategy"),
+        ({"sections": [{"name": "A", "price": -1, "rows": 1, "seats_per_row": 1}]}, "price"),
+        ({"sections": [{"name": "A", "price": 1, "rows": 0, "seats_per_row": 1}]}, "rows"),
+        ({"sections": [{"name": "A", "price": 1, "rows": True, "seats_per_row": 1}]}, "rows"),
+        ({"sections": [{"name": "A", "price": 1, "rows": 1, "seats_per_row": 1.5}]}, "seats_per_row"),
+        ({"sections": [{"name": "A\x00", "price": 1, "rows": 1, "seats_per_row": 1}]}, "name"),
+    ],
+)
+def test_event_spec_rejects_bad_fields(change: dict, field: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_event_spec({**GOOD_EVENT, **change}, "redis_async")
+    assert info.value.extra.get("field") == field
+
+
+def test_event_spec_rejects_duplicate_section_names_and_oversized_venues() -> None:
+    two = [{"name": "A", "price": 1, "rows": 1, "seats_per_row": 1}] * 2
+    with pytest.raises(InvalidRequest, match="distinct"):
+        parse_event_spec({**GOOD_EVENT, "sections": two}, "redis_async")
+    huge = [{"name": f"S{i}", "price": 1, "rows": 500, "seats_per_row": 500} for i in range(2)]
+    with pytest.raises(InvalidRequest, match="at most"):
+        parse_event_spec({**GOOD_EVENT, "sections": huge}, "redis_async")
+
+
+def test_event_spec_rejects_unknown_fields_and_non_objects() -> None:
+    with pytest.raises(InvalidRequest, match="unknown field"):
+        parse_event_spec({**GOOD_EVENT, "colour": "red"}, "redis_async")
+    with pytest.raises(InvalidRequest, match="JSON object"):
+        parse_event_spec([GOOD_EVENT], "redis_async")
+
+
+def test_booking_body_sorts_seats_into_the_fixed_order() -> None:
+    assert parse_booking_body({"user_id": "alice", "seat_ids": [7, 3, 5]}, 4) == ("alice", (3, 5, 7))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"seat_ids": [1]},
+        {"user_id": "", "seat_ids": [1]},
+        {"user_id": "u" * 65, "seat_ids": [1]},
+        {"user_id": "bad\u202e", "seat_ids": [1]},  # a format character (right-to-left override)
+        {"user_id": "bad\n", "seat_ids": [1]},
+        {"user_id": "u", "seat_ids": []},
+        {"user_id": "u", "seat_ids": [1, 1]},
+        {"user_id": "u", "seat_ids": [0]},
+        {"user_id": "u", "seat_ids": [-3]},
+        {"user_id": "u", "seat_ids": ["1"]},
+        {"user_id": "u", "seat_ids": [True]},
+        {"user_id": "u", "seat_ids": [1, 2, 3, 4, 5]},
+        {"user_id": "u", "seat_ids": 1},
+        {"user_id": "u", "seat_ids": [1], "extra": 1},
+    ],
+)
+def test_booking_body_rejects_malformed_input(body: object) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_booking_body(body, 4)
+
+
+def test_booking_body_accepts_unicode_names() -> None:
+    assert parse_booking_body({"user_id": "김민지 🎭", "seat_ids": [1]}, 4)[0] == "김민지 🎭"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 129, "tab\there", "ключ"])
+def test_idempotency_key_rules(key: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_idempotency_key(key)
+
+
+def test_idempotency_key_accepts_printable_ascii() -> None:
+    assert parse_idempotency_key("order-42 retry#1") == "order-42 retry#1"
+    assert parse_idempotency_key(None) is None
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "1.5", "٣", "9" * 19])
+def test_path_ids_that_cannot_exist_are_not_found(raw: str) -> None:
+    with pytest.raises(NotFound):
+        parse_path_id(raw, "performance")
+
+
+def test_path_id_parses() -> None:
+    assert parse_path_id("42", "performance") == 42
