@@ -118,8 +118,11 @@ def sql(database: str, settings: Settings) -> Iterator[Callable[..., list[tuple]
 
     parts = urlsplit(settings.database_url)
     connection = pymysql.connect(
-        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
-        database=parts.path.lstrip("/"), autocommit=True,
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        database=parts.path.lstrip("/"),
+        autocommit=True,
     )
 
     def run(query: str, *args) -> list[tuple]:
@@ -146,9 +149,9 @@ def new_performance(services) -> Callable[..., dict]:
 def drain(services, queues, settings: Settings) -> Callable[..., int]:
     """Deliver everything on the booking queue to the real app handler, with Lambda's semantics."""
     import boto3
+    from infra.local.sqs_poller import SqsEventSourcePoller
 
     import app as app_module
-    from infra.local.sqs_poller import SqsEventSourcePoller
 
     sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
     poller = SqsEventSourcePoller(

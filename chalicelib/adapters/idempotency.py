@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.base import DataRecord
 from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
 
 from chalicelib.domain.errors import IdempotencyInProgress, IdempotencyKeyReused, ServiceUnavailable
@@ -37,9 +38,30 @@ class _Deadline:
         return max(0, int((self._ends - time.monotonic()) * 1000))
 
 
+class ValidatingCachePersistenceLayer(CachePersistenceLayer):
+    """Powertools' cache layer, keeping the payload-validation hash when a record completes.
+
+    In aws-lambda-powertools 3.37.0, `_update_record` rewrites the whole Redis value with status, expiry and
+    data only, dropping the `validation` hash that `_put_in_progress_record` wrote; every identical replay of
+    a completed key then fails validation. (The TypeScript twin: powertools-lambda-typescript#5705, fixed
+    there by writing the hash on completion too, as here.) Drop this class once Python's layer does the same.
+    """
+
+    def _update_record(self, data_record: DataRecord) -> None:
+        item = {
+            self.data_attr: data_record.response_data,
+            self.status_attr: data_record.status,
+            self.expiry_attr: data_record.expiry_timestamp,
+        }
+        if self.payload_validation_enabled:
+            item[self.validation_key_attr] = data_record.payload_hash
+        ttl = self._get_expiry_second(data_record.expiry_timestamp)
+        self.client.set(name=data_record.idempotency_key, value=self._json_serializer(item), ex=ttl)
+
+
 class PowertoolsIdempotency:
     def __init__(self, client: redis.Redis, ttl_seconds: int, key_prefix: str = "idem") -> None:
-        self._persistence = CachePersistenceLayer(client=client)
+        self._persistence = ValidatingCachePersistenceLayer(client=client)
         self._ttl = ttl_seconds
         self._prefix = key_prefix
 

@@ -165,9 +165,7 @@ class CatalogueRepository:
 
     def find_event_id(self, name: str, venue: str) -> int | None:
         with self._db.transaction() as cursor:
-            cursor.execute(
-                "SELECT MIN(event_id) FROM events WHERE name = %s AND venue = %s", (name, venue)
-            )
+            cursor.execute("SELECT MIN(event_id) FROM events WHERE name = %s AND venue = %s", (name, venue))
             return cursor.fetchone()[0]
 
     def list_events(self, limit: int, after_event_id: int) -> list[Event]:

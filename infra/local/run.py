@@ -1,9 +1,9 @@
 """`make run`: everything the service needs, on one machine, in one command; Ctrl-C stops it all.
 
-  1. the stage's settings (.chalice/config.json, env wins), MySQL and Redis checked
-  2. the AWS emulator (moto server on loopback) unless one already answers at AWS_ENDPOINT_URL
-  3. migrations, queues (infra/provision.py), the demo event
-  4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py)
+1. the stage's settings (.chalice/config.json, env wins), MySQL and Redis checked
+2. the AWS emulator (moto server on loopback) unless one already answers at AWS_ENDPOINT_URL
+3. migrations, queues (infra/provision.py), the demo event
+4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py)
 """
 
 from __future__ import annotations
@@ -53,8 +53,13 @@ def check_dependencies(settings) -> None:
 
     db = urlsplit(settings.database_url)
     try:
-        pymysql.connect(host=db.hostname, port=db.port or 3306, user=db.username or "root",
-                        password=db.password or "", connect_timeout=3).close()
+        pymysql.connect(
+            host=db.hostname,
+            port=db.port or 3306,
+            user=db.username or "root",
+            password=db.password or "",
+            connect_timeout=3,
+        ).close()
     except pymysql.err.MySQLError as exc:
         raise SystemExit(f"[run] MySQL is not reachable at {db.hostname}:{db.port or 3306}: {exc}") from None
     try:
@@ -107,7 +112,9 @@ def stop_all(children: list[subprocess.Popen]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
@@ -123,8 +130,20 @@ def main() -> None:
             start_emulator(settings.aws_endpoint_url, children)
         prepare(settings)
         base = f"http://127.0.0.1:{args.port}"
-        children.append(spawn("-m", "infra.local.wsgi", "--host", "127.0.0.1", "--port", str(args.port),
-                              "--workers", str(args.workers), "--stage", args.stage))
+        children.append(
+            spawn(
+                "-m",
+                "infra.local.wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.port),
+                "--workers",
+                str(args.workers),
+                "--stage",
+                args.stage,
+            )
+        )
         children.append(spawn("-m", "infra.local.worker", "--stage", args.stage))
         wait_until(lambda: answers(f"{base}/health"), "the HTTP server")
         say(f"serving {base}  (API docs: {base}/docs) — Ctrl-C stops everything")

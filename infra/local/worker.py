@@ -27,7 +27,10 @@ def main() -> None:
     from infra.local.sqs_poller import pollers_for_app
 
     pollers = pollers_for_app(
-        app_module, aws.client("sqs", settings), function_name_prefix="seat-booking-local", concurrency=args.concurrency
+        app_module,
+        aws.client("sqs", settings),
+        function_name_prefix="seat-booking-local",
+        concurrency=args.concurrency,
     )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,7 +5,6 @@ moto. Every JSON answer is also validated against the OpenAPI document the app s
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,44 +20,28 @@ import pytest
 
 from chalicelib import openapi
 from tests.support.factories import event_body
+from tests.support.processes import free_port, stop, wait_until_up
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"X-Admin-Token": os.environ["ADMIN_TOKEN"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited during start-up"
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @pytest.fixture(scope="module")
 def base_url(services) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.wsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "infra.local.wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
         cwd=ROOT,
     )
     worker = subprocess.Popen([sys.executable, "-m", "infra.local.worker", "--concurrency", "2"], cwd=ROOT)
@@ -114,12 +97,16 @@ def test_health_reports_every_dependency(http: httpx.Client) -> None:
 
 def test_admin_events_need_the_token_and_valid_input(http: httpx.Client, sql) -> None:
     before = sql("SELECT COUNT(*) FROM events")
-    assert error_code(http.post("/admin/events", json=event_body()), "/admin/events", "post") == "UNAUTHORIZED"
+    assert (
+        error_code(http.post("/admin/events", json=event_body()), "/admin/events", "post") == "UNAUTHORIZED"
+    )
     wrong = http.post("/admin/events", json=event_body(), headers={"X-Admin-Token": "guess"})
     assert wrong.status_code == 401
     bad = http.post("/admin/events", json={**event_body(), "sections": []}, headers=ADMIN)
     assert bad.status_code == 400 and error_code(bad, "/admin/events", "post") == "INVALID_REQUEST"
-    not_json = http.post("/admin/events", content=b"{oops", headers={**ADMIN, "Content-Type": "application/json"})
+    not_json = http.post(
+        "/admin/events", content=b"{oops", headers={**ADMIN, "Content-Type": "application/json"}
+    )
     assert not_json.status_code == 400
     assert sql("SELECT COUNT(*) FROM events") == before, "refused requests created nothing"
 
@@ -152,16 +139,22 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     path = "/performances/{performance_id}/bookings"
 
-    accepted = http.post(f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [seat, seat + 1]})
+    accepted = http.post(
+        f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [seat, seat + 1]}
+    )
     assert accepted.status_code == 202, accepted.text
     booking = conforms(accepted, path, "post")
     assert booking["status"] == "PENDING" and booking["strategy"] == "redis_async"
     assert accepted.headers["Location"] == f"/bookings/{booking['booking_id']}"
 
-    taken = http.post(f"/performances/{pid}/bookings", json={"user_id": "bob", "seat_ids": [seat + 1, seat + 2]})
+    taken = http.post(
+        f"/performances/{pid}/bookings", json={"user_id": "bob", "seat_ids": [seat + 1, seat + 2]}
+    )
     assert taken.status_code == 409
     assert conforms(taken, path, "post")["error"] == {
-        "code": "SEAT_UNAVAILABLE", "message": taken.json()["error"]["message"], "seat_ids": [seat + 1]
+        "code": "SEAT_UNAVAILABLE",
+        "message": taken.json()["error"]["message"],
+        "seat_ids": [seat + 1],
     }
 
     assert wait_for_final(http, booking["booking_id"])["status"] == "CONFIRMED"
@@ -174,7 +167,9 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
     wrong = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "bob"})
     assert wrong.status_code == 403 and error_code(wrong, cancel_path, "delete") == "FORBIDDEN"
     cancelled = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "ann"})
-    assert cancelled.status_code == 200 and conforms(cancelled, cancel_path, "delete")["status"] == "CANCELLED"
+    assert (
+        cancelled.status_code == 200 and conforms(cancelled, cancel_path, "delete")["status"] == "CANCELLED"
+    )
     again = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": "ann"})
     assert again.status_code == 409 and error_code(again, cancel_path, "delete") == "NOT_CANCELLABLE"
     after = http.get(f"/performances/{pid}/seats").json()
@@ -210,7 +205,9 @@ def test_idempotency_keys_over_http(http: httpx.Client) -> None:
         ({"user_id": "ann", "seat_ids": [999999999]}, 404),
     ],
 )
-def test_bad_booking_requests_get_the_contract_error_and_change_nothing(http: httpx.Client, body, status) -> None:
+def test_bad_booking_requests_get_the_contract_error_and_change_nothing(
+    http: httpx.Client, body, status
+) -> None:
     performance = create_performance(http)
     pid = performance["performance_id"]
     response = http.post(f"/performances/{pid}/bookings", json=body)
@@ -222,7 +219,10 @@ def test_bad_booking_requests_get_the_contract_error_and_change_nothing(http: ht
 
 def test_unknown_things_are_404(http: httpx.Client) -> None:
     assert http.get("/performances/999999999/seats").status_code == 404
-    assert http.post("/performances/999999999/bookings", json={"user_id": "a", "seat_ids": [1]}).status_code == 404
+    assert (
+        http.post("/performances/999999999/bookings", json={"user_id": "a", "seat_ids": [1]}).status_code
+        == 404
+    )
     assert http.get("/bookings/NOSUCHBOOKING").status_code == 404
     assert http.delete("/bookings/NOSUCHBOOKING", headers={"X-User-Id": "a"}).status_code == 404
     assert http.get("/no/such/route").status_code == 404
@@ -251,7 +251,9 @@ def test_300_concurrent_http_requests_for_one_seat_one_wins(http: httpx.Client, 
     def attempt(i: int) -> None:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             barrier.wait()
-            response = client.post(f"/performances/{pid}/bookings", json={"user_id": f"u{i}", "seat_ids": [seat]})
+            response = client.post(
+                f"/performances/{pid}/bookings", json={"user_id": f"u{i}", "seat_ids": [seat]}
+            )
         with lock:
             statuses.append(response.status_code)
 

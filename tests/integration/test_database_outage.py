@@ -12,10 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
+from infra.local.sqs_poller import SqsEventSourcePoller
 
 from chalicelib import bootstrap
 from chalicelib.domain.models import BookingStatus
-from infra.local.sqs_poller import SqsEventSourcePoller
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -49,8 +49,12 @@ def consumer_behind_proxy(settings, proxy, services):
 def poller_for(consumer, queues, settings) -> SqsEventSourcePoller:
     sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
     return SqsEventSourcePoller(
-        consumer.booking_batch_handler, queues["booking"].queue_url, sqs,
-        batch_size=10, function_name="outage-test", wait_time_seconds=1,
+        consumer.booking_batch_handler,
+        queues["booking"].queue_url,
+        sqs,
+        batch_size=10,
+        function_name="outage-test",
+        wait_time_seconds=1,
     )
 
 
@@ -68,7 +72,9 @@ def test_the_consumer_backs_off_and_succeeds_when_mysql_returns(
     performance = new_performance()
     seat = performance["sections"][0]["first_seat_id"]
     proxy.cut()
-    booking = services.booking_service.book(performance["performance_id"], {"user_id": "ann", "seat_ids": [seat]}, None)
+    booking = services.booking_service.book(
+        performance["performance_id"], {"user_id": "ann", "seat_ids": [seat]}, None
+    )
 
     poller = poller_for(consumer, queues, settings)
     poller.start()
@@ -108,5 +114,9 @@ def test_mysql_down_past_the_last_retry_releases_the_seats_and_the_redrive_recor
     drain()
 
     assert sql("SELECT status FROM bookings WHERE booking_id = %s", booking.booking_id) == [("FAILED",)]
-    assert sql("SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s AND active = 1", booking.booking_id) == [(0,)]
-    assert sql("SELECT action FROM reconcile_log WHERE booking_id = %s", booking.booking_id) == [("booking_failed",)]
+    assert sql(
+        "SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s AND active = 1", booking.booking_id
+    ) == [(0,)]
+    assert sql("SELECT action FROM reconcile_log WHERE booking_id = %s", booking.booking_id) == [
+        ("booking_failed",)
+    ]

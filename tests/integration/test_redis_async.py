@@ -70,7 +70,9 @@ class _Context:
 def test_a_booking_goes_pending_then_confirmed(services, new_performance, drain, sql) -> None:
     performance = new_performance()
     seat = first_seat(performance)
-    booking = services.booking_service.book(performance["performance_id"], {"user_id": "ann", "seat_ids": [seat]}, None)
+    booking = services.booking_service.book(
+        performance["performance_id"], {"user_id": "ann", "seat_ids": [seat]}, None
+    )
 
     assert booking.status is BookingStatus.PENDING
     assert services.booking_service.get(booking.booking_id).status is BookingStatus.PENDING
@@ -82,7 +84,9 @@ def test_a_booking_goes_pending_then_confirmed(services, new_performance, drain,
     assert confirmed.seat_ids == (seat,)
     assert seat_status(services, performance["performance_id"], seat) == "BOOKED"
     assert sql("SELECT status FROM bookings WHERE booking_id = %s", booking.booking_id) == [("CONFIRMED",)]
-    assert sql("SELECT seat_id, active FROM booking_seats WHERE booking_id = %s", booking.booking_id) == [(seat, 1)]
+    assert sql("SELECT seat_id, active FROM booking_seats WHERE booking_id = %s", booking.booking_id) == [
+        (seat, 1)
+    ]
 
 
 def test_a_taken_seat_is_refused_at_once_and_nothing_changes(services, new_performance, drain, sql) -> None:
@@ -98,7 +102,9 @@ def test_a_taken_seat_is_refused_at_once_and_nothing_changes(services, new_perfo
     assert seat_status(services, pid, seat + 2) == "AVAILABLE", "all-or-nothing: the free seat stays free"
     assert services.seat_store.version(pid) == version_before
     drain()
-    assert sql("SELECT user_id, status FROM bookings WHERE performance_id = %s", pid) == [("ann", "CONFIRMED")]
+    assert sql("SELECT user_id, status FROM bookings WHERE performance_id = %s", pid) == [
+        ("ann", "CONFIRMED")
+    ]
 
 
 def test_seats_of_another_performance_and_unknown_seats_are_refused(services, new_performance) -> None:
@@ -150,7 +156,9 @@ def test_an_idempotency_key_in_flight_is_refused(services, new_performance) -> N
         release.wait(10)
         return {"seat_unavailable": [seat]}
 
-    first = threading.Thread(target=services.idempotency.run_once, args=("book", key, fingerprint, slow_first_request))
+    first = threading.Thread(
+        target=services.idempotency.run_once, args=("book", key, fingerprint, slow_first_request)
+    )
     first.start()
     try:
         assert started.wait(10)
@@ -166,8 +174,14 @@ def test_a_redelivered_message_writes_one_booking(services, new_performance, sql
     pid, seat = performance["performance_id"], first_seat(performance)
     booking = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
     body = json.dumps(
-        {"booking_id": booking.booking_id, "performance_id": pid, "user_id": "ann", "seat_ids": [seat],
-         "strategy": "redis_async", "type": "booking.requested"}
+        {
+            "booking_id": booking.booking_id,
+            "performance_id": pid,
+            "user_id": "ann",
+            "seat_ids": [seat],
+            "strategy": "redis_async",
+            "type": "booking.requested",
+        }
     )
 
     # The same message twice in one batch (SQS standard queues deliver at least once), then once more after
@@ -180,7 +194,9 @@ def test_a_redelivered_message_writes_one_booking(services, new_performance, sql
     assert sql("SELECT COUNT(*) FROM booking_seats WHERE seat_id = %s", seat) == [(1,)]
 
 
-def test_a_poison_message_is_compensated_and_lands_in_the_dlq(services, new_performance, drain, sql, sqs, queues):
+def test_a_poison_message_is_compensated_and_lands_in_the_dlq(
+    services, new_performance, drain, sql, sqs, queues
+):
     performance = new_performance()
     pid, seat = performance["performance_id"], first_seat(performance)
     booking_id = f"POISON{uuid.uuid4().hex[:10].upper()}"
@@ -236,7 +252,9 @@ def test_cancel_before_and_after_confirmation(services, new_performance, drain, 
     assert services.booking_service.get(again.booking_id).status is BookingStatus.CONFIRMED
 
 
-def test_a_failed_queue_send_gives_the_seats_back_and_answers_503(services, new_performance, settings) -> None:
+def test_a_failed_queue_send_gives_the_seats_back_and_answers_503(
+    services, new_performance, settings
+) -> None:
     from chalicelib.adapters import aws
 
     performance = services.catalogue.performance(new_performance()["performance_id"])
@@ -245,8 +263,14 @@ def test_a_failed_queue_send_gives_the_seats_back_and_answers_503(services, new_
     strategy = RedisAsyncStrategy(services.seat_store, services.seat_state, services.bookings, broken_queue)
     from chalicelib.domain.models import BookingRequest
 
-    request = BookingRequest("SENDFAIL" + uuid.uuid4().hex[:8].upper(), performance.performance_id, "ann", (seat,),
-                             "redis_async", performance)
+    request = BookingRequest(
+        "SENDFAIL" + uuid.uuid4().hex[:8].upper(),
+        performance.performance_id,
+        "ann",
+        (seat,),
+        "redis_async",
+        performance,
+    )
     with pytest.raises(ServiceUnavailable):
         strategy.book(request)
     assert seat_status(services, performance.performance_id, seat) == "AVAILABLE"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 
-def event_body(strategy: str = "redis_async", rows: int = 2, seats_per_row: int = 5, sections: int = 1) -> dict:
+def event_body(
+    strategy: str = "redis_async", rows: int = 2, seats_per_row: int = 5, sections: int = 1
+) -> dict:
     return {
         "name": f"Test show {uuid.uuid4().hex[:8]}",
         "venue": "Blue Square",

@@ -30,6 +30,10 @@ class TcpProxy:
         """Stop listening and reset every open connection: the server is gone."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux (and the socket keeps
+            # listening until it returns); shutdown() does.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         with self._lock:
             connections, self._connections = self._connections, set()

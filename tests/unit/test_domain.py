@@ -10,7 +10,9 @@ from chalicelib.domain.models import BookingStatus, Section
 
 
 def test_section_positions_run_row_by_row() -> None:
-    section = Section(section_id=1, performance_id=1, name="A", price=1, rows=3, seats_per_row=4, first_seat_id=101)
+    section = Section(
+        section_id=1, performance_id=1, name="A", price=1, rows=3, seats_per_row=4, first_seat_id=101
+    )
     assert section.last_seat_id == 112
     assert section.position_of(101) == (1, 1)
     assert section.position_of(104) == (1, 4)
@@ -53,7 +55,10 @@ def test_booking_message_round_trips() -> None:
         ("not json", None),
         ("[1]", None),
         ('{"performance_id": 1}', None),
-        ('{"booking_id": "B1", "performance_id": 1, "user_id": "u", "seat_ids": "oops", "strategy": "x"}', "B1"),
+        (
+            '{"booking_id": "B1", "performance_id": 1, "user_id": "u", "seat_ids": "oops", "strategy": "x"}',
+            "B1",
+        ),
         ('{"booking_id": "B2", "performance_id": 0, "user_id": "u", "seat_ids": [1], "strategy": "x"}', "B2"),
     ],
 )
