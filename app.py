@@ -25,6 +25,14 @@ app.log.setLevel(settings.log_level)
 log = logging.getLogger("seat-booking")
 
 JSON = {"Content-Type": "application/json"}
+# Errors Chalice itself produces before a view runs ({"Code", "Message"}), in the contract's error shape.
+CHALICE_ERROR_CODES = {
+    "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
+    "UnsupportedMediaType": "UNSUPPORTED_MEDIA_TYPE",
+    "BadRequestError": "INVALID_REQUEST",
+    "BadRequest": "INVALID_REQUEST",
+    "InternalServerError": "INTERNAL_ERROR",
+}
 
 
 def _error_response(error: BookingError) -> Response:
@@ -46,6 +54,18 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             return _error_response(BookingError("internal error; nothing was changed by this request"))
 
     return wrapper
+
+
+@app.middleware("http")
+def contract_error_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = CHALICE_ERROR_CODES.get(
+            body["Code"], "INVALID_REQUEST" if response.status_code < 500 else "INTERNAL_ERROR"
+        )
+        response.body = {"error": {"code": code, "message": body["Message"]}}
+    return response
 
 
 def _json_body() -> Any:

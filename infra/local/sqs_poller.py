@@ -403,6 +403,10 @@ class SqsEventSourcePoller:
         kept = self._invoke(records, instance)
         if self._fifo and kept:
             kept = hold_back_fifo_groups(records, kept)
+        if kept:
+            self._log.info(
+                "%s: %d of %d messages stay on the queue", self.function_name, len(kept), len(records)
+            )
         self._delete([message for message in messages if message["MessageId"] not in kept])
 
     def _context(self, instance: _Instance) -> LambdaContext:

@@ -1,0 +1,193 @@
+"""The production serving mode of `make run`: the Chalice app behind granian (a Rust HTTP server) through a
+thin WSGI adapter that turns each request into the API Gateway proxy event Lambda would get.
+
+Why not `chalice local`: its dev server is single-threaded (~110 req/s here, dropping connections at 16
+concurrent clients). The adapter reuses Chalice's own LocalGateway (route matching, event shape, the app's
+middleware and error handling), so the app runs exactly as under API Gateway; granian brings the workers.
+
+    python -m infra.local.wsgi --host 127.0.0.1 --port 8000 --workers 2 --stage local
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from infra.local.stage import PROJECT_DIR, apply_stage_environment
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _status_line(code: int) -> str:
+    return f"{code} {REASONS.get(code, 'Status')}"
+
+
+def _json_error(start_response: StartResponse, status: int, code: str, message: str) -> list[bytes]:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    start_response(
+        _status_line(status), [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def _request_headers(environ: dict) -> dict[str, str]:
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers
+
+
+def _response_headers(response: dict) -> list[tuple[str, str]]:
+    headers = [(name, str(value)) for name, value in (response.get("headers") or {}).items()]
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(value)) for value in values)
+    return headers
+
+
+def _response_body(response: dict) -> bytes:
+    body = response.get("body")
+    if body is None:
+        return b""
+    if response.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode() if isinstance(body, str) else body
+
+
+class ChaliceWsgiAdapter:
+    def __init__(self, gateway: Any, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self._gateway = gateway
+        self._max_body = max_body_bytes
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        from chalice.local import ForbiddenError, LocalGatewayException
+
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > self._max_body:
+            # Refused before reading: a 1 GB body must not cost 1 GB of memory.
+            return _json_error(
+                start_response, 413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {self._max_body} bytes"
+            )
+        body = environ["wsgi.input"].read(length) if length else None
+        query = environ.get("QUERY_STRING")
+        try:
+            response = self._gateway.handle_request(
+                method=method,
+                path=f"{path}?{query}" if query else path,
+                headers=_request_headers(environ),
+                body=body,
+            )
+        except ForbiddenError as exc:
+            if b"Missing Authentication Token" in (exc.body or b""):
+                # API Gateway's answer to an unknown route; the contract's is a 404.
+                return _json_error(start_response, 404, "NOT_FOUND", f"no route for {method} {path}")
+            return self._raw(start_response, exc.CODE, exc.headers, exc.body)
+        except LocalGatewayException as exc:
+            return self._raw(start_response, exc.CODE, exc.headers, exc.body)
+        payload = _response_body(response)
+        headers = _response_headers(response)
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(_status_line(int(response["statusCode"])), headers)
+        return [payload]
+
+    @staticmethod
+    def _raw(start_response: StartResponse, code: int, headers: dict, body: bytes | None) -> list[bytes]:
+        payload = body or b""
+        start_response(_status_line(code), [*headers.items(), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+def create_wsgi_app(
+    app_module_name: str = "app", stage: str = "local", project_dir: str | Path | None = None
+):
+    from chalice.cli.factory import CLIFactory
+    from chalice.local import LocalGateway
+
+    project = Path(project_dir or PROJECT_DIR)
+    apply_stage_environment(stage, project)  # before the import: settings are read once, at import
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    module = importlib.import_module(app_module_name)
+    config = CLIFactory(str(project), environ=os.environ).create_config_obj(chalice_stage_name=stage)
+    return ChaliceWsgiAdapter(LocalGateway(module.app, config))
+
+
+_application = None
+
+
+def application(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    """granian's target ("infra.local.wsgi:application"): builds the app once per worker process."""
+    global _application
+    if _application is None:
+        _application = create_wsgi_app(
+            os.environ.get("CHALICE_APP_MODULE", "app"),
+            os.environ.get("CHALICE_STAGE", "local"),
+            os.environ.get("PROJECT_DIR") or PROJECT_DIR,
+        )
+    return _application(environ, start_response)
+
+
+def serve(host: str, port: int, workers: int, threads: int, stage: str) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    os.environ["CHALICE_STAGE"] = stage
+    Granian(
+        target="infra.local.wsgi:application",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        # Handlers block on MySQL/Redis/SQS round trips; enough threads per worker keep the CPU busy while
+        # some of them wait, and the blocking pools (DB_POOL_SIZE, REDIS_POOL_SIZE) bound what they hold.
+        blocking_threads=threads,
+        backlog=2048,
+    ).serve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16, help="blocking threads per worker")
+    parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
+    args = parser.parse_args()
+    serve(args.host, args.port, args.workers, args.threads, args.stage)
+
+
+if __name__ == "__main__":
+    main()
