@@ -7,6 +7,7 @@ Moto keeps its state in memory: a restart starts with no queues (infra/provision
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 
@@ -35,6 +36,8 @@ def _url_host(host: str) -> str:
 
 
 def main() -> None:
+    # One access-log line per request drowns `make run`'s output (the worker long-polls continuously).
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -100,7 +100,8 @@ def prepare(settings) -> None:
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:
-    for child in children:
+    # Reverse start order: the server and worker finish their in-flight work while the emulator still answers.
+    for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 10
@@ -124,7 +125,10 @@ def main() -> None:
 
     check_dependencies(settings)
     children: list[subprocess.Popen] = []
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop everything. SIGINT is installed explicitly: a shell that starts this in
+    # the background would otherwise leave it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if settings.aws_endpoint_url:
             start_emulator(settings.aws_endpoint_url, children)
