@@ -53,10 +53,12 @@ def build(settings: Settings) -> Container:
         timeout=settings.redis_socket_timeout_seconds,
     )
     redis_client = redis.Redis(connection_pool=redis_pool)
-    seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds)
+    seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds, settings.redis_key_prefix)
     bookings = BookingRepository(db)
     seat_state = SeatStateService(seat_store, bookings)
-    idempotency = PowertoolsIdempotency(redis_client, settings.idempotency_ttl_seconds)
+    idempotency = PowertoolsIdempotency(
+        redis_client, settings.idempotency_ttl_seconds, f"{settings.redis_key_prefix}:idem"
+    )
     booking_queue = SqsQueue(aws.client("sqs", settings), settings.booking_queue_name)
     redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
     strategies = {redis_async.name: redis_async}

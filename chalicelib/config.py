@@ -28,6 +28,8 @@ class Settings:
     stage: str = "local"
     database_url: str = "mysql://root@127.0.0.1:3306/booking"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis key starts with this, so several deployments (or test runs) can share one Redis.
+    redis_key_prefix: str = "bk"
     # None means "the real AWS endpoints"; the local stage points at the embedded emulator.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -64,6 +66,7 @@ class Settings:
             stage=env.get("STAGE", default.stage),
             database_url=env.get("DATABASE_URL", default.database_url),
             redis_url=env.get("REDIS_URL", default.redis_url),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", default.redis_key_prefix),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", default.aws_region)),
             booking_queue_name=env.get("BOOKING_QUEUE_NAME", default.booking_queue_name),

@@ -22,13 +22,17 @@ def _free_port() -> int:
 
 
 MOTO_PORT = _free_port()
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/booking_test")
+# Each test session has a database and a Redis key prefix of its own (dropped at the end), so a developer's
+# run and a CI run on the same machine never see each other's data.
+RUN_ID = f"{os.getpid()}"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", f"mysql://root@127.0.0.1:3306/booking_test_{RUN_ID}")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.update(
     {
         "STAGE": "test",
         "DATABASE_URL": TEST_DATABASE_URL,
         "REDIS_URL": TEST_REDIS_URL,
+        "REDIS_KEY_PREFIX": f"t{RUN_ID}",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -90,9 +94,14 @@ def database(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.flushdb()
+
+    def forget_this_runs_keys() -> None:
+        for key in client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
+            client.delete(key)
+
+    forget_this_runs_keys()
     yield client
-    client.flushdb()
+    forget_this_runs_keys()
     client.close()
 
 
@@ -149,9 +158,9 @@ def new_performance(services) -> Callable[..., dict]:
 def drain(services, queues, settings: Settings) -> Callable[..., int]:
     """Deliver everything on the booking queue to the real app handler, with Lambda's semantics."""
     import boto3
-    from infra.local.sqs_poller import SqsEventSourcePoller
 
     import app as app_module
+    from infra.local.sqs_poller import SqsEventSourcePoller
 
     sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
     poller = SqsEventSourcePoller(

@@ -60,7 +60,7 @@ class ValidatingCachePersistenceLayer(CachePersistenceLayer):
 
 
 class PowertoolsIdempotency:
-    def __init__(self, client: redis.Redis, ttl_seconds: int, key_prefix: str = "idem") -> None:
+    def __init__(self, client: redis.Redis, ttl_seconds: int, key_prefix: str = "bk:idem") -> None:
         self._persistence = ValidatingCachePersistenceLayer(client=client)
         self._ttl = ttl_seconds
         self._prefix = key_prefix

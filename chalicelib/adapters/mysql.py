@@ -18,7 +18,7 @@ import pymysql
 from dbutils.pooled_db import PooledDB
 from pymysql.cursors import Cursor
 
-from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, ServiceUnavailable
 from chalicelib.domain.models import (
     Booking,
     BookingStatus,
@@ -32,14 +32,6 @@ from chalicelib.domain.models import (
 ER_DUP_ENTRY = 1062
 SEAT_GUARD_KEY = "uq_one_active_booking_per_seat"
 INSERT_CHUNK = 1_000
-
-
-class BookingExists(Exception):
-    """A booking with this id is already stored (a redelivery, or a cancel that came first)."""
-
-
-class SeatAlreadyBooked(Exception):
-    """The database guard refused: a seat is already held by another active booking."""
 
 
 class Database:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from chalicelib.domain.models import BookingStatus, SeatStatus
+from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 FREE = "0"
@@ -80,8 +80,8 @@ def seat_status_of(state: str) -> SeatStatus:
     return SeatStatus.HELD if state.startswith("H:") else SeatStatus.BOOKED
 
 
-def holder_of(state: str) -> str | None:
-    return None if state == FREE else state[2:]
+def _holder_state(booking_id: str, status: BookingStatus) -> str:
+    return f"{'B' if status is BookingStatus.CONFIRMED else 'H'}:{booking_id}"
 
 
 def _load_script(client: redis.Redis, name: str):
@@ -142,8 +142,13 @@ class RedisSeatStore:
         self._client.delete(self.seats_key(performance_id), self.version_key(performance_id))
 
     def seat_states(self, performance_id: int) -> dict[int, str] | None:
+        """seat id -> raw state ("0", "H:<booking>", "B:<booking>"); None if the performance is not loaded."""
         raw = self._client.hgetall(self.seats_key(performance_id))
         return {int(seat): state for seat, state in raw.items()} if raw else None
+
+    def seat_statuses(self, performance_id: int) -> dict[int, SeatStatus] | None:
+        states = self.seat_states(performance_id)
+        return None if states is None else {seat: seat_status_of(state) for seat, state in states.items()}
 
     def version(self, performance_id: int) -> int:
         return int(self._client.get(self.version_key(performance_id)) or 0)
@@ -174,6 +179,21 @@ class RedisSeatStore:
     def read_record(self, booking_id: str) -> BookingRecord | None:
         fields = self._client.hgetall(self.record_key(booking_id))
         return BookingRecord.from_fields(booking_id, fields) if fields else None
+
+    def read_booking(self, booking_id: str) -> Booking | None:
+        """The booking as Redis remembers it (what GET /bookings answers before MySQL has it)."""
+        record = self.read_record(booking_id)
+        if record is None:
+            return None
+        return Booking(
+            booking_id=booking_id,
+            performance_id=record.performance_id,
+            user_id=record.user_id,
+            seat_ids=record.seat_ids,
+            status=record.status,
+            strategy=record.strategy,
+            reason=record.reason,
+        )
 
     def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool:
         """Set the record's status if it still exists (once expired, MySQL alone is the truth)."""

@@ -63,3 +63,11 @@ class IdempotencyKeyReused(BookingError):
 class ServiceUnavailable(BookingError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class BookingExists(Exception):
+    """A booking with this id is already stored (a redelivery, or a cancel that came first)."""
+
+
+class SeatAlreadyBooked(Exception):
+    """The database guard refused: a seat is already held by another active booking."""

@@ -7,9 +7,8 @@ from collections.abc import Mapping
 
 from ulid import ULID
 
-from chalicelib.adapters.mysql import BookingExists
-from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import (
+    BookingExists,
     Forbidden,
     InvalidRequest,
     NotCancellable,
@@ -21,7 +20,7 @@ from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.domain.validation import parse_booking_body, parse_idempotency_key
 from chalicelib.services.catalogue import CatalogueService
-from chalicelib.services.ports import BookingStore, IdempotentRunner
+from chalicelib.services.ports import BookingStore, IdempotentRunner, RememberedBookings
 from chalicelib.strategies.base import BookingStrategy
 
 SEAT_UNAVAILABLE = "seat_unavailable"
@@ -38,14 +37,14 @@ class BookingService:
         catalogue: CatalogueService,
         strategies: Mapping[str, BookingStrategy],
         bookings: BookingStore,
-        seat_store: RedisSeatStore,
+        remembered: RememberedBookings,
         idempotency: IdempotentRunner,
         max_seats_per_booking: int,
     ) -> None:
         self._catalogue = catalogue
         self._strategies = strategies
         self._bookings = bookings
-        self._seats = seat_store
+        self._remembered = remembered
         self._idempotency = idempotency
         self._max_seats = max_seats_per_booking
 
@@ -121,18 +120,7 @@ class BookingService:
         return booking
 
     def _from_redis(self, booking_id: str) -> Booking | None:
-        record = self._seats.read_record(booking_id)
-        if record is None:
-            return None
-        return Booking(
-            booking_id=booking_id,
-            performance_id=record.performance_id,
-            user_id=record.user_id,
-            seat_ids=record.seat_ids,
-            status=record.status,
-            strategy=record.strategy,
-            reason=record.reason,
-        )
+        return self._remembered.read_booking(booking_id)
 
     # cancel ---------------------------------------------------------------------------------------------
     def cancel(self, booking_id: str, user_id: str | None, idempotency_key: str | None = None) -> Booking:

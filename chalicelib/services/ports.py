@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from chalicelib.domain.models import Booking, BookingStatus, Event, EventSpec, Performance, ReconcileEntry
+from chalicelib.domain.models import (
+    Booking,
+    BookingStatus,
+    Event,
+    EventSpec,
+    Performance,
+    ReconcileEntry,
+    SeatStatus,
+)
 
 
 class CatalogueStore(Protocol):
@@ -22,6 +30,22 @@ class BookingStore(Protocol):
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]: ...
     def active_seat_holders(self, performance_id: int) -> dict[int, tuple[str, BookingStatus]]: ...
     def log_reconcile(self, entry: ReconcileEntry) -> None: ...
+
+
+class SeatStore(Protocol):
+    """The live seat state of performances (Redis)."""
+
+    def load_performance(
+        self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, tuple[str, BookingStatus]]
+    ) -> bool: ...
+    def seat_statuses(self, performance_id: int) -> dict[int, SeatStatus] | None: ...
+    def version(self, performance_id: int) -> int: ...
+
+
+class RememberedBookings(Protocol):
+    """Bookings accepted but perhaps not yet in MySQL (Redis keeps a record of each)."""
+
+    def read_booking(self, booking_id: str) -> Booking | None: ...
 
 
 class BookingQueue(Protocol):
@@ -42,6 +66,3 @@ class IdempotentRunner(Protocol):
 
 class HealthCheck(Protocol):
     def __call__(self) -> bool: ...
-
-
-SeatIds = Iterable[int]

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib.adapters.mysql import BookingExists, SeatAlreadyBooked
 from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, ReserveResult
-from chalicelib.domain.errors import NotFound, SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import (
+    BookingExists,
+    NotFound,
+    SeatAlreadyBooked,
+    SeatUnavailable,
+    ServiceUnavailable,
+)
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingQueue, BookingStore

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
-from infra.local.sqs_poller import SqsEventSourcePoller
 
 from chalicelib import bootstrap
 from chalicelib.domain.models import BookingStatus
+from infra.local.sqs_poller import SqsEventSourcePoller
 from tests.support.tcp_proxy import TcpProxy
 
 

@@ -187,7 +187,7 @@ def test_a_redelivered_message_writes_one_booking(services, new_performance, sql
     # The same message twice in one batch (SQS standard queues deliver at least once), then once more after
     # its idempotency record is gone: the database keeps exactly one booking either way.
     assert app_module.on_booking_event(lambda_event(body, body), _Context()) == {"batchItemFailures": []}
-    services.redis.delete(*services.redis.keys("idem:booking-event*"))
+    services.redis.delete(*services.redis.keys(f"{settings.redis_key_prefix}:idem:booking-event*"))
     assert app_module.on_booking_event(lambda_event(body), _Context()) == {"batchItemFailures": []}
 
     assert sql("SELECT status FROM bookings WHERE booking_id = %s", booking.booking_id) == [("CONFIRMED",)]
