@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services run chalice-local test lint format clean
+.PHONY: install services run chalice-local package test lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: install services
 chalice-local: install
 	$(VENV)/bin/chalice local --stage local --port $${PORT:-8001}
 
+# A deployable SAM template for AWS (stage prod), with the partial batch responses Chalice cannot set.
+package: install
+	$(VENV)/bin/chalice package --stage prod build/
+	$(PY) -m infra.sam build/sam.json
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -39,4 +44,4 @@ test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -22,8 +22,12 @@ if ! answers 3306; then
   as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
   as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
   wait_for 3306
-  # Debian's root uses unix_socket auth; the project (and its docs) expect root with no password over TCP.
-  as_root mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" 2>/dev/null || true
+fi
+if command -v mariadb >/dev/null 2>&1 && ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh Debian install lets root in over the unix socket only; the project (and its docs) expect root
+  # with no password over TCP on loopback, as on the machines this project runs on.
+  echo "ensure-services: allowing root without a password over TCP on loopback"
+  as_root mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')"
 fi
 
 if ! answers 6379; then
