@@ -11,6 +11,7 @@ non-cluster mode (ElastiCache primary + replica), which is what a single-writer 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -111,19 +112,21 @@ class RedisSeatStore:
 
     # seat state -------------------------------------------------------------------------------------
     def load_performance(
-        self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, str]
+        self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, tuple[str, BookingStatus]]
     ) -> bool:
         """Publish a performance's seat state unless it is already there; True if this call published it.
 
-        `holders` maps seat id -> "H:<booking>"/"B:<booking>" for seats taken in MySQL. The hash is built
-        under a scratch key and renamed into place with RENAMENX, so readers never see half a hash and a
-        concurrent loader can never overwrite live holds.
+        `holders` maps seat id -> (booking id, status) for the seats active bookings hold in MySQL. The hash
+        is built under a scratch key and renamed into place with RENAMENX, so readers never see half a hash
+        and a concurrent loader can never overwrite live holds.
         """
         target = self.seats_key(performance_id)
         if self._client.exists(target):
             return False
-        scratch = f"{target}:loading:{id(self)}"
-        states = {seat_id: holders.get(seat_id, FREE) for seat_id in seat_ids}
+        scratch = f"{target}:loading:{uuid.uuid4().hex}"
+        states = {
+            seat_id: _holder_state(*holders[seat_id]) if seat_id in holders else FREE for seat_id in seat_ids
+        }
         items = list(states.items())
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(scratch)

@@ -163,9 +163,18 @@ class RedisAsyncStrategy:
 
     def _reject_by_database_guard(self, message: BookingRequested, detail: str) -> BookingStatus:
         # Redis said the seats were free but MySQL holds another active booking for one: Redis had drifted
-        # (e.g. lost data). The guard kept the seat single-sold; this booking is rejected, nothing is held.
+        # (e.g. lost data). The guard kept the seat single-sold; this booking is rejected, nothing is held,
+        # and Redis is told who really has the seats.
         log.error("booking %s refused by the database guard: %s", message.booking_id, detail)
-        return self._store_final(message, BookingStatus.REJECTED, "a seat was already sold (database guard)")
+        status = self._store_final(
+            message, BookingStatus.REJECTED, "a seat was already sold (database guard)"
+        )
+        holders = self._bookings.active_seat_holders(message.performance_id)
+        for seat in message.seat_ids:
+            holder = holders.get(seat)
+            if holder is not None and holder[1] is BookingStatus.CONFIRMED:
+                self._seats.confirm(holder[0], message.performance_id, [seat])
+        return status
 
     def _align_with_database(self, booking_id: str) -> BookingStatus:
         """MySQL already has this booking: make Redis say the same and report MySQL's status."""

@@ -275,3 +275,44 @@ def test_a_failed_queue_send_gives_the_seats_back_and_answers_503(
         strategy.book(request)
     assert seat_status(services, performance.performance_id, seat) == "AVAILABLE"
     assert services.seat_store.read_record(request.booking_id).status is BookingStatus.FAILED
+
+
+def test_seat_state_lost_in_redis_is_rebuilt_from_mysql(services, new_performance, drain) -> None:
+    performance = new_performance()
+    pid, seat = performance["performance_id"], first_seat(performance)
+    confirmed = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
+    drain()
+    pending = services.booking_service.book(pid, {"user_id": "bob", "seat_ids": [seat + 1]}, None)
+    services.seat_store.forget_performance(pid)  # Redis restarted without persistence
+
+    assert seat_status(services, pid, seat) == "BOOKED", "rebuilt from MySQL, the truth for confirmed seats"
+    assert services.seat_store.seat_states(pid)[seat] == f"B:{confirmed.booking_id}"
+    with pytest.raises(SeatUnavailable):
+        services.booking_service.book(pid, {"user_id": "cat", "seat_ids": [seat]}, None)
+    # The hold of a booking not yet in MySQL is gone with Redis: the database guard still decides.
+    assert seat_status(services, pid, seat + 1) == "AVAILABLE"
+    drain()
+    assert services.booking_service.get(pending.booking_id).status is BookingStatus.CONFIRMED
+    assert seat_status(services, pid, seat + 1) == "BOOKED"
+
+
+def test_the_database_guard_rejects_what_drifted_redis_let_through(
+    services, new_performance, drain, sql
+) -> None:
+    performance = new_performance()
+    pid, seat = performance["performance_id"], first_seat(performance)
+    first = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
+    services.seat_store.forget_performance(pid)  # Redis loses the hold before the consumer ran
+    # Rebuilt from MySQL, which does not know the first booking yet: the seat looks free to a second buyer.
+    second = services.booking_service.book(pid, {"user_id": "bob", "seat_ids": [seat]}, None)
+    assert second.status is BookingStatus.PENDING
+
+    drain()
+
+    statuses = {b: services.booking_service.get(b).status for b in (first.booking_id, second.booking_id)}
+    assert sorted(s.value for s in statuses.values()) == ["CONFIRMED", "REJECTED"]
+    winner = next(b for b, s in statuses.items() if s is BookingStatus.CONFIRMED)
+    loser = next(b for b, s in statuses.items() if s is BookingStatus.REJECTED)
+    assert sql("SELECT booking_id FROM booking_seats WHERE seat_id = %s AND active = 1", seat) == [(winner,)]
+    assert services.seat_store.seat_states(pid)[seat] == f"B:{winner}", "Redis realigned with MySQL"
+    assert sql("SELECT action FROM reconcile_log WHERE booking_id = %s", loser) == [("booking_rejected",)]
