@@ -52,6 +52,17 @@ class BookingRecord:
     status: BookingStatus
     reason: str | None = None
 
+    def as_booking(self) -> Booking:
+        return Booking(
+            booking_id=self.booking_id,
+            performance_id=self.performance_id,
+            user_id=self.user_id,
+            seat_ids=self.seat_ids,
+            status=self.status,
+            strategy=self.strategy,
+            reason=self.reason,
+        )
+
     def to_fields(self) -> dict[str, str]:
         return {
             "performance_id": str(self.performance_id),
@@ -186,17 +197,7 @@ class RedisSeatStore:
     def read_booking(self, booking_id: str) -> Booking | None:
         """The booking as Redis remembers it (what GET /bookings answers before MySQL has it)."""
         record = self.read_record(booking_id)
-        if record is None:
-            return None
-        return Booking(
-            booking_id=booking_id,
-            performance_id=record.performance_id,
-            user_id=record.user_id,
-            seat_ids=record.seat_ids,
-            status=record.status,
-            strategy=record.strategy,
-            reason=record.reason,
-        )
+        return None if record is None else record.as_booking()
 
     def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool:
         """Set the record's status if it still exists (once expired, MySQL alone is the truth)."""

@@ -3,6 +3,7 @@ five strategies; the strategy only decides whether the seats can be had."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from ulid import ULID
@@ -162,14 +163,8 @@ class BookingService:
 
     def _cancel_before_persisted(self, pending: Booking) -> Booking | None:
         """Claim the booking id in MySQL as CANCELLED before the consumer stores it; None if it was first."""
-        cancelled = Booking(
-            booking_id=pending.booking_id,
-            performance_id=pending.performance_id,
-            user_id=pending.user_id,
-            seat_ids=pending.seat_ids,
-            status=BookingStatus.CANCELLED,
-            strategy=pending.strategy,
-            reason="cancelled by the user before it was confirmed",
+        cancelled = dataclasses.replace(
+            pending, status=BookingStatus.CANCELLED, reason="cancelled by the user before it was confirmed"
         )
         try:
             self._bookings.insert(cancelled)
