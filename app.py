@@ -184,3 +184,9 @@ def cancel_booking(booking_id: str) -> Response:
 def on_booking_event(event: Any) -> dict:
     """Persist accepted `redis_async` bookings. Returns batchItemFailures (ReportBatchItemFailures)."""
     return container().booking_batch_handler(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue=settings.fifo_queue_name, batch_size=10)
+def on_booking_request_in_line(event: Any) -> dict:
+    """Decide `fifo_partition` requests, one section's group at a time, in order."""
+    return container().fifo_batch_handler(event.to_dict(), event.context)

@@ -18,7 +18,10 @@ from chalicelib.consumers.booking_events import BookingEventConsumer
 from chalicelib.services.booking import BookingService
 from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.seat_state import SeatStateService
+from chalicelib.strategies.db_lock import DbLockStrategy
+from chalicelib.strategies.fifo_partition import FifoPartitionStrategy
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
+from chalicelib.strategies.redis_lock import RedisLockStrategy
 
 
 @dataclass
@@ -31,12 +34,19 @@ class Container:
     catalogue: CatalogueService
     seat_state: SeatStateService
     booking_queue: SqsQueue
+    fifo_queue: SqsQueue
     idempotency: PowertoolsIdempotency
     booking_service: BookingService
     booking_batch_handler: BookingBatchHandler
+    fifo_batch_handler: BookingBatchHandler
+    strategies: dict
 
     def health_checks(self) -> dict:
-        return {"db": self.db.ping, "redis": self.seat_store.ping, "queue": self.booking_queue.ping}
+        return {
+            "db": self.db.ping,
+            "redis": self.seat_store.ping,
+            "queue": lambda: self.booking_queue.ping() and self.fifo_queue.ping(),
+        }
 
 
 def build(settings: Settings) -> Container:
@@ -59,9 +69,22 @@ def build(settings: Settings) -> Container:
     idempotency = PowertoolsIdempotency(
         redis_client, settings.idempotency_ttl_seconds, f"{settings.redis_key_prefix}:idem"
     )
-    booking_queue = SqsQueue(aws.client("sqs", settings), settings.booking_queue_name)
+    sqs = aws.client("sqs", settings)
+    booking_queue = SqsQueue(sqs, settings.booking_queue_name)
+    fifo_queue = SqsQueue(sqs, settings.fifo_queue_name)
     redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
-    strategies = {redis_async.name: redis_async}
+    fifo_partition = FifoPartitionStrategy(seat_store, seat_state, bookings, fifo_queue)
+    strategies = {
+        strategy.name: strategy
+        for strategy in (
+            DbLockStrategy(bookings, seat_store),
+            RedisLockStrategy(
+                redis_client, bookings, seat_store, settings.redis_key_prefix, settings.seat_lease_seconds
+            ),
+            redis_async,
+            fifo_partition,
+        )
+    }
     catalogue = CatalogueService(
         CatalogueRepository(db),
         settings.default_strategy,
@@ -72,7 +95,11 @@ def build(settings: Settings) -> Container:
     booking_service = BookingService(
         catalogue, strategies, bookings, seat_store, idempotency, settings.max_seats_per_booking
     )
-    consumer = BookingEventConsumer({redis_async.name: redis_async}, bookings, settings.max_receive_count)
+    consumer = BookingEventConsumer(
+        {redis_async.name: redis_async, fifo_partition.name: fifo_partition},
+        bookings,
+        settings.max_receive_count,
+    )
     return Container(
         settings=settings,
         db=db,
@@ -82,9 +109,12 @@ def build(settings: Settings) -> Container:
         catalogue=catalogue,
         seat_state=seat_state,
         booking_queue=booking_queue,
+        fifo_queue=fifo_queue,
         idempotency=idempotency,
         booking_service=booking_service,
         booking_batch_handler=BookingBatchHandler(consumer, booking_queue, idempotency, settings),
+        fifo_batch_handler=BookingBatchHandler(consumer, fifo_queue, idempotency, settings),
+        strategies=strategies,
     )
 
 

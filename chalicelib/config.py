@@ -33,8 +33,15 @@ class Settings:
     # None means "the real AWS endpoints"; the local stage points at the embedded emulator.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
+    # How long one AWS call may take before the request answers 503 (a sick queue must not hang requests).
+    aws_read_timeout_seconds: float = 5.0
     booking_queue_name: str = "booking-events"
     booking_dlq_name: str = "booking-events-dlq"
+    # fifo_partition: requests wait in line per section (MessageGroupId) on this FIFO queue.
+    fifo_queue_name: str = "booking-requests.fifo"
+    fifo_dlq_name: str = "booking-requests-dlq.fifo"
+    # redis_lock: how long a seat's lease lives unless its holder's watchdog re-arms it.
+    seat_lease_seconds: float = 5.0
     # SQS moves a message to the DLQ once it has been received this many times.
     max_receive_count: int = 5
     # Visibility timeout of the booking queue; a failed message is instead made visible again after
@@ -69,8 +76,14 @@ class Settings:
             redis_key_prefix=env.get("REDIS_KEY_PREFIX", default.redis_key_prefix),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", default.aws_region)),
+            aws_read_timeout_seconds=_float(
+                env, "AWS_READ_TIMEOUT_SECONDS", default.aws_read_timeout_seconds
+            ),
             booking_queue_name=env.get("BOOKING_QUEUE_NAME", default.booking_queue_name),
             booking_dlq_name=env.get("BOOKING_DLQ_NAME", default.booking_dlq_name),
+            fifo_queue_name=env.get("FIFO_QUEUE_NAME", default.fifo_queue_name),
+            fifo_dlq_name=env.get("FIFO_DLQ_NAME", default.fifo_dlq_name),
+            seat_lease_seconds=_float(env, "SEAT_LEASE_SECONDS", default.seat_lease_seconds),
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", default.max_receive_count),
             queue_visibility_timeout_seconds=_int(
                 env, "QUEUE_VISIBILITY_TIMEOUT_SECONDS", default.queue_visibility_timeout_seconds

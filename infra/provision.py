@@ -1,7 +1,8 @@
 """Create the AWS resources the code relies on, idempotently: one code path for the embedded emulator,
 LocalStack and real AWS (only the endpoint differs, from Settings).
 
-Today: the booking queue and its DLQ with a redrive policy. Re-running converges the attributes.
+The booking queue (redis_async) and the FIFO request queue (fifo_partition), each with a DLQ and a redrive
+policy (a FIFO queue's DLQ must be FIFO too). Re-running converges the attributes.
 """
 
 from __future__ import annotations
@@ -60,7 +61,15 @@ def provision(settings: Settings, sqs=None) -> dict[str, QueuePair]:
         settings.queue_visibility_timeout_seconds,
         settings.max_receive_count,
     )
-    return {"booking": booking}
+    fifo = ensure_queue_with_dlq(
+        sqs,
+        settings.fifo_queue_name,
+        settings.fifo_dlq_name,
+        settings.queue_visibility_timeout_seconds,
+        settings.max_receive_count,
+        fifo=True,
+    )
+    return {"booking": booking, "fifo": fifo}
 
 
 def main() -> None:

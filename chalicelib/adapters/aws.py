@@ -15,7 +15,7 @@ def client(service: str, settings: Settings, max_pool_connections: int = 64):
         endpoint_url=settings.aws_endpoint_url,
         config=Config(
             connect_timeout=2,
-            read_timeout=5,
+            read_timeout=settings.aws_read_timeout_seconds,
             # Short and bounded: a request thread must not hang on a sick queue; the caller decides (503).
             retries={"max_attempts": 2, "mode": "standard"},
             max_pool_connections=max_pool_connections,

@@ -18,7 +18,7 @@ import pymysql
 from dbutils.pooled_db import PooledDB
 from pymysql.cursors import Cursor
 
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, SeatsLocked, ServiceUnavailable
 from chalicelib.domain.models import (
     Booking,
     BookingStatus,
@@ -30,6 +30,8 @@ from chalicelib.domain.models import (
 )
 
 ER_DUP_ENTRY = 1062
+# NOWAIT refused a row lock: MariaDB reports ER_LOCK_WAIT_TIMEOUT, MySQL 8 ER_LOCK_NOWAIT.
+LOCK_NOT_GRANTED = (1205, 3572)
 SEAT_GUARD_KEY = "uq_one_active_booking_per_seat"
 INSERT_CHUNK = 1_000
 
@@ -259,32 +261,45 @@ class BookingRepository:
 
         Raises BookingExists if the id is taken and SeatAlreadyBooked if the unique guard refuses a seat.
         """
-        active = 1 if booking.status.holds_seats else None
-        try:
-            with self._db.transaction() as cursor:
+        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
+            _insert_booking_rows(cursor, booking)
+
+    def insert_if_seats_free(self, booking: Booking) -> list[int]:
+        """Check, without any lock, that no active booking holds the seats, then store the booking.
+
+        -> the seats found taken (nothing stored), or [] when stored. Callers that run this concurrently for
+        the same seats rely on the unique guard to fence the loser (SeatAlreadyBooked).
+        """
+        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
+            taken = _taken_seats(cursor, booking.seat_ids)
+            if not taken:
+                _insert_booking_rows(cursor, booking)
+            return taken
+
+    def insert_with_seat_row_locks(self, booking: Booking) -> list[int]:
+        """`db_lock`: lock the seat rows (ascending order, NOWAIT), check them free, store the booking.
+
+        -> the seats found taken (nothing stored), or [] when stored. Raises SeatsLocked at once if another
+        transaction holds one of the rows: this strategy never waits for a lock.
+        """
+        placeholders = ", ".join(["%s"] * len(booking.seat_ids))
+        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
+            try:
                 cursor.execute(
-                    "INSERT INTO bookings (booking_id, performance_id, user_id, status, strategy, reason)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    (
-                        booking.booking_id,
-                        booking.performance_id,
-                        booking.user_id,
-                        booking.status.value,
-                        booking.strategy,
-                        booking.reason,
-                    ),
+                    f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})"
+                    " ORDER BY seat_id FOR UPDATE NOWAIT",
+                    booking.seat_ids,
                 )
-                cursor.executemany(
-                    "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active)"
-                    " VALUES (%s, %s, %s, %s)",
-                    [(booking.booking_id, seat, booking.performance_id, active) for seat in booking.seat_ids],
-                )
-        except pymysql.err.IntegrityError as exc:
-            if _is_seat_guard_violation(exc):
-                raise SeatAlreadyBooked(str(exc.args[1])) from exc
-            if exc.args[0] == ER_DUP_ENTRY:
-                raise BookingExists(booking.booking_id) from exc
-            raise
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] in LOCK_NOT_GRANTED:
+                    raise SeatsLocked(list(booking.seat_ids)) from exc
+                raise
+            # This read runs after the locks are granted, so its snapshot includes every commit made by
+            # the previous holder of these rows.
+            taken = _taken_seats(cursor, booking.seat_ids)
+            if not taken:
+                _insert_booking_rows(cursor, booking)
+            return taken
 
     def get(self, booking_id: str) -> Booking | None:
         with self._db.transaction() as cursor:
@@ -329,6 +344,48 @@ class BookingRepository:
                     json.dumps(entry.detail, sort_keys=True, default=str),
                 ),
             )
+
+
+def _insert_booking_rows(cursor: Cursor, booking: Booking) -> None:
+    active = 1 if booking.status.holds_seats else None
+    cursor.execute(
+        "INSERT INTO bookings (booking_id, performance_id, user_id, status, strategy, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (
+            booking.booking_id,
+            booking.performance_id,
+            booking.user_id,
+            booking.status.value,
+            booking.strategy,
+            booking.reason,
+        ),
+    )
+    cursor.executemany(
+        "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active) VALUES (%s, %s, %s, %s)",
+        [(booking.booking_id, seat, booking.performance_id, active) for seat in booking.seat_ids],
+    )
+
+
+def _taken_seats(cursor: Cursor, seat_ids: tuple[int, ...]) -> list[int]:
+    placeholders = ", ".join(["%s"] * len(seat_ids))
+    cursor.execute(
+        f"SELECT seat_id FROM booking_seats WHERE seat_id IN ({placeholders}) AND active = 1"
+        " ORDER BY seat_id",
+        seat_ids,
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+@contextlib.contextmanager
+def _integrity_errors_as_domain_errors(booking: Booking) -> Iterator[None]:
+    try:
+        yield
+    except pymysql.err.IntegrityError as exc:
+        if _is_seat_guard_violation(exc):
+            raise SeatAlreadyBooked(str(exc.args[1])) from exc
+        if exc.args[0] == ER_DUP_ENTRY:
+            raise BookingExists(booking.booking_id) from exc
+        raise
 
 
 def _read_booking(cursor: Cursor, booking_id: str, for_update: bool = False) -> Booking | None:

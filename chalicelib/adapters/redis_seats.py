@@ -181,6 +181,21 @@ class RedisSeatStore:
         reply = self._reserve(keys=keys, args=args)
         return ReserveOutcome(ReserveResult(int(reply[0])), tuple(int(s) for s in reply[1:]))
 
+    def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> list[int] | None:
+        """The requested seats the seat map shows taken; None if the performance's seats are not loaded."""
+        states = self._client.hmget(self.seats_key(performance_id), list(seat_ids))
+        if all(state is None for state in states):
+            return None
+        return [seat for seat, state in zip(seat_ids, states, strict=True) if state not in (None, FREE)]
+
+    def remember(self, record: BookingRecord) -> None:
+        """Keep a booking's record without holding seats (strategies that decide later, in order)."""
+        key = self.record_key(record.booking_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping=record.to_fields())
+        pipe.expire(key, self._record_ttl)
+        pipe.execute()
+
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
         keys = [self.seats_key(performance_id), self.version_key(performance_id)]
         return int(self._release(keys=keys, args=[booking_id, *seat_ids]))

@@ -71,3 +71,11 @@ class BookingExists(Exception):
 
 class SeatAlreadyBooked(Exception):
     """The database guard refused: a seat is already held by another active booking."""
+
+
+class SeatsLocked(Exception):
+    """Another transaction is booking these seats right now (a row lock was refused)."""
+
+    def __init__(self, seat_ids: list[int]) -> None:
+        super().__init__(f"seats {seat_ids} are being booked by someone else")
+        self.seat_ids = seat_ids
