@@ -190,3 +190,18 @@ def on_booking_event(event: Any) -> dict:
 def on_booking_request_in_line(event: Any) -> dict:
     """Decide `fifo_partition` requests, one section's group at a time, in order."""
     return container().fifo_batch_handler(event.to_dict(), event.context)
+
+
+# --- stream consumers (stream_state) ---------------------------------------------------------------
+@app.on_kinesis_record(stream=settings.request_stream_name, batch_size=100, starting_position="TRIM_HORIZON")
+def on_seat_request(event: Any) -> dict:
+    """Decide `stream_state` requests against the embedded seat ledger, per shard in order (no MySQL)."""
+    return container().ledger_batch_handler(event.to_dict(), event.context)
+
+
+@app.on_kinesis_record(
+    stream=settings.changelog_stream_name, batch_size=100, starting_position="TRIM_HORIZON"
+)
+def on_seat_decision(event: Any) -> dict:
+    """Persist the ledger's decisions to MySQL and the Redis seat map, idempotently."""
+    return container().persister_batch_handler(event.to_dict(), event.context)

@@ -9,8 +9,11 @@ import redis
 
 from chalicelib.adapters import aws
 from chalicelib.adapters.idempotency import PowertoolsIdempotency
+from chalicelib.adapters.kinesis import KinesisStream
+from chalicelib.adapters.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
 from chalicelib.adapters.redis_seats import RedisSeatStore
+from chalicelib.adapters.rocks_state import RocksKeyValueStore
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.adapters.sqs_batch import BookingBatchHandler
 from chalicelib.config import Settings
@@ -20,8 +23,10 @@ from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.db_lock import DbLockStrategy
 from chalicelib.strategies.fifo_partition import FifoPartitionStrategy
+from chalicelib.strategies.partitioning import section_partition
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 from chalicelib.strategies.redis_lock import RedisLockStrategy
+from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger, StreamStateStrategy
 
 
 @dataclass
@@ -39,13 +44,20 @@ class Container:
     booking_service: BookingService
     booking_batch_handler: BookingBatchHandler
     fifo_batch_handler: BookingBatchHandler
+    request_stream: KinesisStream
+    ledger: SeatLedger
+    ledger_batch_handler: LedgerBatchHandler
+    persister_batch_handler: PersisterBatchHandler
     strategies: dict
 
     def health_checks(self) -> dict:
         return {
             "db": self.db.ping,
             "redis": self.seat_store.ping,
-            "queue": lambda: self.booking_queue.ping() and self.fifo_queue.ping(),
+            # The contract names three checks; "queue" covers every queue and stream the strategies use.
+            "queue": lambda: (
+                self.booking_queue.ping() and self.fifo_queue.ping() and self.request_stream.ping()
+            ),
         }
 
 
@@ -72,6 +84,16 @@ def build(settings: Settings) -> Container:
     sqs = aws.client("sqs", settings)
     booking_queue = SqsQueue(sqs, settings.booking_queue_name)
     fifo_queue = SqsQueue(sqs, settings.fifo_queue_name)
+    kinesis = aws.client("kinesis", settings)
+    request_stream = KinesisStream(kinesis, settings.request_stream_name)
+    changelog = KinesisStream(kinesis, settings.changelog_stream_name)
+    catalogue_store = CatalogueRepository(db)
+
+    def partition_of(performance_id: int, seat_ids: tuple[int, ...]) -> str:
+        return section_partition(catalogue_store.get_performance(performance_id), performance_id, seat_ids)
+
+    # Opened on first use only: HTTP handlers never touch the ledger, and RocksDB has one opener per dir.
+    ledger = SeatLedger(lambda: RocksKeyValueStore(settings.ledger_dir), changelog)
     redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
     fifo_partition = FifoPartitionStrategy(seat_store, seat_state, bookings, fifo_queue)
     strategies = {
@@ -83,10 +105,11 @@ def build(settings: Settings) -> Container:
             ),
             redis_async,
             fifo_partition,
+            StreamStateStrategy(seat_store, seat_state, bookings, request_stream, partition_of),
         )
     }
     catalogue = CatalogueService(
-        CatalogueRepository(db),
+        catalogue_store,
         settings.default_strategy,
         idempotency,
         available_strategies=frozenset(strategies),
@@ -114,6 +137,14 @@ def build(settings: Settings) -> Container:
         booking_service=booking_service,
         booking_batch_handler=BookingBatchHandler(consumer, booking_queue, idempotency, settings),
         fifo_batch_handler=BookingBatchHandler(consumer, fifo_queue, idempotency, settings),
+        request_stream=request_stream,
+        ledger=ledger,
+        ledger_batch_handler=LedgerBatchHandler(ledger, changelog),
+        persister_batch_handler=PersisterBatchHandler(
+            DecisionPersister(
+                seat_store, bookings, request_stream, partition_of, bookings.active_seat_holders
+            )
+        ),
         strategies=strategies,
     )
 

@@ -40,6 +40,12 @@ class Settings:
     # fifo_partition: requests wait in line per section (MessageGroupId) on this FIFO queue.
     fifo_queue_name: str = "booking-requests.fifo"
     fifo_dlq_name: str = "booking-requests-dlq.fifo"
+    # stream_state: requests partitioned by section, the ledger's decision changelog, and where the
+    # processor keeps its embedded store (Lambda's /tmp; rebuilt from the changelog when empty).
+    request_stream_name: str = "booking-requests-stream"
+    changelog_stream_name: str = "booking-decisions-changelog"
+    stream_shard_count: int = 2
+    ledger_dir: str = "/tmp/seat-booking-ledger"
     # redis_lock: how long a seat's lease lives unless its holder's watchdog re-arms it.
     seat_lease_seconds: float = 5.0
     # SQS moves a message to the DLQ once it has been received this many times.
@@ -83,6 +89,10 @@ class Settings:
             booking_dlq_name=env.get("BOOKING_DLQ_NAME", default.booking_dlq_name),
             fifo_queue_name=env.get("FIFO_QUEUE_NAME", default.fifo_queue_name),
             fifo_dlq_name=env.get("FIFO_DLQ_NAME", default.fifo_dlq_name),
+            request_stream_name=env.get("REQUEST_STREAM_NAME", default.request_stream_name),
+            changelog_stream_name=env.get("CHANGELOG_STREAM_NAME", default.changelog_stream_name),
+            stream_shard_count=_int(env, "STREAM_SHARD_COUNT", default.stream_shard_count),
+            ledger_dir=env.get("LEDGER_DIR", default.ledger_dir),
             seat_lease_seconds=_float(env, "SEAT_LEASE_SECONDS", default.seat_lease_seconds),
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", default.max_receive_count),
             queue_visibility_timeout_seconds=_int(

@@ -2,12 +2,14 @@
 LocalStack and real AWS (only the endpoint differs, from Settings).
 
 The booking queue (redis_async) and the FIFO request queue (fifo_partition), each with a DLQ and a redrive
-policy (a FIFO queue's DLQ must be FIFO too). Re-running converges the attributes.
+policy (a FIFO queue's DLQ must be FIFO too), and stream_state's request stream and decision changelog
+(Kinesis). Re-running converges the queues' attributes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from dataclasses import dataclass
 
@@ -52,8 +54,17 @@ def ensure_queue_with_dlq(
     return QueuePair(queue_url, queue_arn, dlq_url, dlq_arn)
 
 
-def provision(settings: Settings, sqs=None) -> dict[str, QueuePair]:
+def ensure_stream(kinesis, name: str, shard_count: int) -> str:
+    """A Kinesis stream with `shard_count` shards (an existing stream is left as it is) -> its ARN."""
+    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
+        kinesis.create_stream(StreamName=name, ShardCount=shard_count)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+
+
+def provision(settings: Settings, sqs=None, kinesis=None) -> dict[str, QueuePair | str]:
     sqs = sqs or aws.client("sqs", settings)
+    kinesis = kinesis or aws.client("kinesis", settings)
     booking = ensure_queue_with_dlq(
         sqs,
         settings.booking_queue_name,
@@ -69,15 +80,22 @@ def provision(settings: Settings, sqs=None) -> dict[str, QueuePair]:
         settings.max_receive_count,
         fifo=True,
     )
-    return {"booking": booking, "fifo": fifo}
+    streams = {
+        name: ensure_stream(kinesis, name, settings.stream_shard_count)
+        for name in (settings.request_stream_name, settings.changelog_stream_name)
+    }
+    return {"booking": booking, "fifo": fifo, **streams}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.parse_args()
     settings = Settings.from_env()
-    for name, pair in provision(settings).items():
-        print(f"{name}: {pair.queue_url} (DLQ {pair.dlq_url})")
+    for name, resource in provision(settings).items():
+        if isinstance(resource, QueuePair):
+            print(f"{name}: {resource.queue_url} (DLQ {resource.dlq_url})")
+        else:
+            print(f"stream {name}: {resource}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ app under test, its SQS decorator's queue name and every client point at the tes
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pymysql
@@ -27,6 +29,7 @@ MOTO_PORT = _free_port()
 RUN_ID = f"{os.getpid()}"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", f"mysql://root@127.0.0.1:3306/booking_test_{RUN_ID}")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+LEDGER_DIR = os.path.join(tempfile.gettempdir(), f"seat-booking-test-{RUN_ID}", "ledger")
 os.environ.update(
     {
         "STAGE": "test",
@@ -50,6 +53,8 @@ os.environ.update(
         # moto server's SQS takes ~100 sends/s and slows as a queue grows: a 500-request burst on one FIFO
         # queue waits several seconds for it. The races measure correctness, not the emulator's capacity.
         "AWS_READ_TIMEOUT_SECONDS": "60",
+        # stream_state's embedded ledger (RocksDB) lives in a directory of this run's own.
+        "LEDGER_DIR": LEDGER_DIR,
     }
 )
 
@@ -120,7 +125,16 @@ def services(database: str, redis_client: redis.Redis, queues):
     """The process-wide container the app itself uses, against the test resources."""
     from chalicelib.bootstrap import container
 
-    return container()
+    yield container()
+    shutil.rmtree(os.path.dirname(LEDGER_DIR), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stream_checkpoints():
+    """Where the local Kinesis event sources have read to, kept for the whole run (as the ESM keeps it)."""
+    from infra.local.kinesis_poller import FileCheckpoints
+
+    return FileCheckpoints(os.path.join(os.path.dirname(LEDGER_DIR), "kinesis-checkpoints.json"))
 
 
 @pytest.fixture()
@@ -158,15 +172,28 @@ def new_performance(services) -> Callable[..., dict]:
 
 
 @pytest.fixture()
-def drain(services, queues, settings: Settings) -> Callable[..., int]:
-    """Deliver everything waiting on the app's queues to its real handlers, with Lambda's semantics."""
+def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[..., int]:
+    """Deliver everything waiting on the app's queues and streams to its real handlers, with Lambda's
+    semantics, until nothing moves anywhere (a persisted decision may put a release on a stream)."""
     import boto3
 
     import app as app_module
-    from infra.local.sqs_poller import pollers_for_app
+    from infra.local import kinesis_poller, sqs_poller
 
-    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
-    pollers = pollers_for_app(app_module, sqs, function_name_prefix="seat-booking-test", wait_time_seconds=0)
+    def client(service: str):
+        return boto3.client(service, endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+
+    pollers = [
+        *sqs_poller.pollers_for_app(
+            app_module, client("sqs"), function_name_prefix="seat-booking-test", wait_time_seconds=0
+        ),
+        *kinesis_poller.pollers_for_app(
+            app_module,
+            client("kinesis"),
+            function_name_prefix="seat-booking-test",
+            checkpoints=stream_checkpoints,
+        ),
+    ]
 
     def run(idle_seconds: float = 1.0, timeout: float = 120) -> int:
         delivered = 0

@@ -200,9 +200,12 @@ class RedisSeatStore:
         keys = [self.seats_key(performance_id), self.version_key(performance_id)]
         return int(self._release(keys=keys, args=[booking_id, *seat_ids]))
 
-    def confirm(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
-        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
-        return int(self._confirm(keys=keys, args=[booking_id, *seat_ids]))
+    def confirm(
+        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
+    ) -> int:
+        """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
+        keys = [self.seats_key(performance_id), self.version_key(performance_id), self.record_key(booking_id)]
+        return int(self._confirm(keys=keys, args=[booking_id, "1" if overwrite else "0", *seat_ids]))
 
     # booking records --------------------------------------------------------------------------------
     def read_record(self, booking_id: str) -> BookingRecord | None:

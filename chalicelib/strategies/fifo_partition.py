@@ -25,14 +25,13 @@ from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record
+from chalicelib.strategies.partitioning import section_partition
 
 log = logging.getLogger(__name__)
 
 
 def message_group(request: BookingRequest) -> str:
-    section = request.performance.section_of(request.seat_ids[0]) if request.performance else None
-    section_id = section.section_id if section else 0
-    return f"performance-{request.performance_id}-section-{section_id}"
+    return section_partition(request.performance, request.performance_id, request.seat_ids)
 
 
 class FifoPartitionStrategy(AsyncBookingFinisher):
@@ -86,6 +85,7 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
         if taken:
             reason = f"seat(s) {taken} were taken earlier in line"
             return self._store_final(message, BookingStatus.REJECTED, reason, repair=False)
-        self._seats.confirm(message.booking_id, message.performance_id, message.seat_ids)
+        # MySQL has just made this booking the seats' holder: the map says so over anything stale.
+        self._seats.confirm(message.booking_id, message.performance_id, message.seat_ids, overwrite=True)
         self._seats.mark_record(message.booking_id, BookingStatus.CONFIRMED)
         return BookingStatus.CONFIRMED

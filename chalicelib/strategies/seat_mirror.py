@@ -16,12 +16,16 @@ log = logging.getLogger(__name__)
 
 
 def mirror_booked(seats: RedisSeatStore, booking: Booking) -> None:
+    """The strategy has just stored `booking` as the seats' active holder in MySQL: the map says so, over
+    whatever it still shows (a cancelled booking whose release has not reached Redis yet)."""
     try:
-        seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids)
+        seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids, overwrite=True)
     except (redis.RedisError, ServiceUnavailable) as exc:
         log.warning("booking %s is stored but the seat map missed it: %s", booking.booking_id, exc)
 
 
 def mirror_released(seats: RedisSeatStore, booking: Booking) -> None:
-    seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
+    # The record first: from then on a late confirm of this booking cannot re-take the seats
+    # (confirm_seats.lua refuses a CANCELLED booking).
     seats.mark_record(booking.booking_id, booking.status, booking.reason)
+    seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)

@@ -2,14 +2,17 @@
 
 1. the stage's settings (.chalice/config.json, env wins), MySQL and Redis checked
 2. the AWS emulator (moto server on loopback) unless one already answers at AWS_ENDPOINT_URL
-3. migrations, queues (infra/provision.py), the demo event
-4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py)
+3. migrations, queues and streams (infra/provision.py), the demo event
+4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py:
+   every SQS and Kinesis event source of the app, delivered to the real handlers)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from infra.local.stage import PROJECT_DIR, apply_stage_environment
+from infra.local.worker import default_checkpoint_file
 
 
 def say(message: str) -> None:
@@ -72,25 +76,36 @@ def spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=PROJECT_DIR)
 
 
-def start_emulator(endpoint: str, children: list[subprocess.Popen]) -> None:
+def start_emulator(endpoint: str, children: list[subprocess.Popen], stage: str, ledger_dir: str) -> None:
     if answers(endpoint):
         say(f"AWS emulator already answering at {endpoint}; using it")
         return
+    # A new emulator has new, empty streams: positions read in the old ones mean nothing there.
+    forget_stream_positions(default_checkpoint_file(stage), ledger_dir)
     port = urlsplit(endpoint).port or 5000
     say(f"starting the AWS emulator (moto server) at {endpoint}")
     children.append(spawn("-m", "infra.local.emulator", "--port", str(port)))
     wait_until(lambda: answers(endpoint), "the AWS emulator")
 
 
+def forget_stream_positions(checkpoint_file: str, ledger_dir: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(checkpoint_file)
+    shutil.rmtree(ledger_dir, ignore_errors=True)
+
+
 def prepare(settings) -> None:
     from chalicelib.bootstrap import container
     from infra.migrate import migrate
-    from infra.provision import provision
+    from infra.provision import QueuePair, provision
     from infra.seed import seed_demo_event
 
     say(f"migrations: {migrate(settings.database_url)} applied")
-    for name, pair in provision(settings).items():
-        say(f"queue {name}: {pair.queue_url} (DLQ {pair.dlq_url})")
+    for name, resource in provision(settings).items():
+        if isinstance(resource, QueuePair):
+            say(f"queue {name}: {resource.queue_url} (DLQ {resource.dlq_url})")
+        else:
+            say(f"stream {name}: {resource}")
     event = seed_demo_event(container())
     performance = event.performances[0]
     say(
@@ -131,7 +146,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if settings.aws_endpoint_url:
-            start_emulator(settings.aws_endpoint_url, children)
+            start_emulator(settings.aws_endpoint_url, children, args.stage, settings.ledger_dir)
         prepare(settings)
         base = f"http://127.0.0.1:{args.port}"
         children.append(

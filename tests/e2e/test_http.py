@@ -28,8 +28,11 @@ ADMIN = {"X-Admin-Token": os.environ["ADMIN_TOKEN"]}
 
 
 @pytest.fixture(scope="module")
-def base_url(services) -> Iterator[str]:
+def base_url(services, tmp_path_factory) -> Iterator[str]:
     port = free_port()
+    # The worker's stream_state ledger and Kinesis checkpoints are its own: RocksDB has one opener per
+    # directory, and a developer's `make run` keeps the local stage's.
+    state = tmp_path_factory.mktemp("e2e-worker")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -44,7 +47,21 @@ def base_url(services) -> Iterator[str]:
         ],
         cwd=ROOT,
     )
-    worker = subprocess.Popen([sys.executable, "-m", "infra.local.worker", "--concurrency", "2"], cwd=ROOT)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "infra.local.worker",
+            "--concurrency",
+            "2",
+            "--stream-checkpoints",
+            str(state / "kinesis-checkpoints.json"),
+            "--function-name-prefix",
+            "seat-booking-e2e",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "LEDGER_DIR": str(state / "ledger")},
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         yield f"http://127.0.0.1:{port}"
@@ -174,6 +191,35 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
     assert again.status_code == 409 and error_code(again, cancel_path, "delete") == "NOT_CANCELLABLE"
     after = http.get(f"/performances/{pid}/seats").json()
     assert after["sections"][0]["available"] == 10
+
+
+@pytest.mark.parametrize("strategy", ["fifo_partition", "stream_state"])
+def test_in_line_strategies_over_http_first_in_line_wins_and_a_cancel_frees_the_seat(
+    http: httpx.Client, strategy: str
+) -> None:
+    performance = create_performance(http, strategy=strategy)
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    bookings_path = f"/performances/{pid}/bookings"
+
+    def request(user: str, seats: list[int]) -> dict:
+        response = http.post(bookings_path, json={"user_id": user, "seat_ids": seats})
+        assert response.status_code == 202, response.text  # both wait in line: nothing decided yet
+        body = conforms(response, "/performances/{performance_id}/bookings", "post")
+        assert body["status"] == "PENDING" and body["strategy"] == strategy
+        return body
+
+    first, second = request("ann", [seat, seat + 1]), request("bob", [seat + 1])
+    assert wait_for_final(http, first["booking_id"])["status"] == "CONFIRMED"
+    refused = wait_for_final(http, second["booking_id"])
+    assert refused["status"] == "REJECTED" and str(seat + 1) in refused["reason"]
+    taken = http.post(bookings_path, json={"user_id": "cid", "seat_ids": [seat]})
+    assert taken.status_code == 409, "the seat map already knows: no need to stand in line"
+
+    cancelled = http.delete(f"/bookings/{first['booking_id']}", headers={"X-User-Id": "ann"})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    # The seat is free in MySQL, the map and (stream_state) the processor's ledger: a new request wins it.
+    again = request("dan", [seat + 1])
+    assert wait_for_final(http, again["booking_id"])["status"] == "CONFIRMED"
 
 
 def test_idempotency_keys_over_http(http: httpx.Client) -> None:

@@ -1,23 +1,36 @@
 --[[ Mark a booking's seats as booked once MySQL has it CONFIRMED. MySQL is the truth for confirmed seats, so
 a seat held by this booking, or free (Redis lost the hold, e.g. after a restart), becomes booked by it. A
-seat held by another booking is left alone: that booking will meet the database guard and be rejected.
+seat held by another booking is left alone: that booking will meet the database guard and be rejected —
+unless ARGV[2] is '1' (overwrite): the caller has just made this booking the seat's active holder in MySQL
+itself (the synchronous strategies), so whatever Redis still says (e.g. the booking a cancel has not yet
+released there) is stale. The late release is owner-checked and leaves the new holder alone.
+
+A booking whose record says CANCELLED is never booked again: a cancel marks the record before it releases the
+seats, so a confirm that comes late (a consumer that stored the booking just before the cancel) cannot take
+back a seat the cancel has given away.
 
 KEYS[1]  seat hash of the performance
 KEYS[2]  the performance's change counter
+KEYS[3]  the booking's record
 ARGV[1]  booking id
-ARGV[2..] seat ids
+ARGV[2]  '1' to overwrite another booking's state, '0' not to
+ARGV[3..] seat ids
 
 Returns  the number of seats now booked by this booking
 ]]
 local held, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
+local overwrite = ARGV[2] == '1'
+if redis.call('HGET', KEYS[3], 'status') == 'CANCELLED' then
+    return 0
+end
 local changed, owned = 0, 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
     local state = redis.call('HGET', KEYS[1], ARGV[i])
-    if state == held or state == '0' then
+    if state == booked then
+        owned = owned + 1
+    elseif state == held or state == '0' or (overwrite and state) then
         redis.call('HSET', KEYS[1], ARGV[i], booked)
         changed = changed + 1
-        owned = owned + 1
-    elseif state == booked then
         owned = owned + 1
     end
 end

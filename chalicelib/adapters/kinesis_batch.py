@@ -1,0 +1,87 @@
+"""Kinesis batches as Lambda delivers them -> `stream_state`'s processor and persister.
+
+Both report partial batch failures (FunctionResponseTypes=ReportBatchItemFailures): Lambda then checkpoints
+just before the lowest reported sequence number and retries from there, so a failure never loses a record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from chalicelib.domain.messages import InvalidMessage, LedgerEntry, parse_stream_command
+from chalicelib.strategies.stream_state import DecisionPersister, RecordStream, SeatLedger
+
+log = logging.getLogger(__name__)
+
+
+def _failed_from(record: KinesisStreamRecord) -> dict:
+    return {"batchItemFailures": [{"itemIdentifier": record.kinesis.sequence_number}]}
+
+
+class LedgerBatchHandler:
+    """The processor. Not Powertools' BatchProcessor: it carries on after a failed record, and a ledger
+    must not decide a later request of the partition before an earlier one (order is the whole point), so
+    this stops at the first failure and reports it; Lambda retries from there."""
+
+    def __init__(self, ledger: SeatLedger, changelog: RecordStream) -> None:
+        self._ledger = ledger
+        self._changelog = changelog
+
+    def __call__(self, event: dict, context: Any) -> dict:
+        records = [KinesisStreamRecord(raw) for raw in event.get("Records", [])]
+        if not records:
+            return {"batchItemFailures": []}
+        try:
+            self._ledger.catch_up()
+        except Exception:
+            log.exception("could not catch the ledger up with the changelog; the batch is retried")
+            return _failed_from(records[0])
+        for record in records:
+            if not self._decide(record):
+                return _failed_from(record)
+        return {"batchItemFailures": []}
+
+    def _decide(self, record: KinesisStreamRecord) -> bool:
+        try:
+            command = parse_stream_command(record.kinesis.data_as_text())
+        except (InvalidMessage, UnicodeDecodeError) as exc:
+            # Retrying cannot repair it, and stopping here would block the whole partition.
+            log.error("skipping malformed record %s: %s", record.kinesis.sequence_number, exc)
+            return True
+        try:
+            entry = self._ledger.decide(command)
+            if entry is not None:
+                self._changelog.put(entry.to_json(), record.kinesis.partition_key)
+        except Exception:
+            log.exception("record %s failed; it and the rest of the batch are retried", record.event_id)
+            return False
+        return True
+
+
+class PersisterBatchHandler:
+    """The persister: Powertools' BatchProcessor is right here — each entry is persisted idempotently
+    (by booking id) and independently of the others, so later entries may go on after a failed one."""
+
+    def __init__(self, persister: DecisionPersister) -> None:
+        self._persister = persister
+
+    def __call__(self, event: dict, context: Any) -> dict:
+        processor = BatchProcessor(
+            event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False
+        )
+        return process_partial_response(
+            event=event, record_handler=self._persist, processor=processor, context=context
+        )
+
+    def _persist(self, record: KinesisStreamRecord) -> str | None:
+        try:
+            entry = LedgerEntry.from_json(record.kinesis.data_as_text())
+        except (InvalidMessage, UnicodeDecodeError) as exc:
+            log.error("skipping malformed changelog entry %s: %s", record.kinesis.sequence_number, exc)
+            return None
+        status = self._persister.persist(entry)
+        return status.value if status else None
