@@ -9,12 +9,14 @@ that row. Every Redis change is owner-checked: a late or repeated step never tou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore
-from chalicelib.domain.errors import BookingExists, ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingStore
+from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.seat_mirror import mirror_released
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,33 @@ def pending_record(request: BookingRequest) -> BookingRecord:
         strategy=request.strategy,
         status=BookingStatus.PENDING,
     )
+
+
+def refuse_seats_shown_taken(
+    seats: RedisSeatStore, seat_state: SeatStateService, request: BookingRequest
+) -> None:
+    """The in-line strategies' early answer: a seat the map already shows taken needs no place in line."""
+    taken = seats.taken_among(request.performance_id, request.seat_ids)
+    if taken is None and request.performance is not None:
+        seat_state.publish(request.performance)  # the map was not loaded (e.g. Redis restarted)
+        taken = seats.taken_among(request.performance_id, request.seat_ids)
+    if taken:
+        raise SeatUnavailable(taken)
+
+
+def accept_in_line(
+    seats: RedisSeatStore, request: BookingRequest, send: Callable[[], object], channel: str
+) -> Booking:
+    """Keep the booking's record (PENDING, no seats held), then send the request -> 202 PENDING. A failed
+    send marks the record FAILED, so a request that did leave is recorded FAILED, never confirmed."""
+    seats.remember(pending_record(request))
+    try:
+        send()
+    except Exception as exc:
+        log.warning("booking %s: %s send failed: %s", request.booking_id, channel, exc)
+        seats.mark_record(request.booking_id, BookingStatus.FAILED, f"{channel} unavailable")
+        raise ServiceUnavailable(f"the {channel} is unavailable; nothing was booked") from exc
+    return Booking.from_request(request, BookingStatus.PENDING)
 
 
 class AsyncBookingFinisher:

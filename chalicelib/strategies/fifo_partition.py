@@ -16,18 +16,18 @@ strictly per section; correctness holds across sections.
 
 from __future__ import annotations
 
-import logging
-
 from chalicelib.adapters.redis_seats import RedisSeatStore
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record
+from chalicelib.strategies.async_common import (
+    AsyncBookingFinisher,
+    accept_in_line,
+    refuse_seats_shown_taken,
+)
 from chalicelib.strategies.partitioning import section_partition
-
-log = logging.getLogger(__name__)
 
 
 def message_group(request: BookingRequest) -> str:
@@ -50,26 +50,13 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
 
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
-        taken = self._seats.taken_among(request.performance_id, request.seat_ids)
-        if taken is None and request.performance is not None:
-            self._seat_state.publish(request.performance)
-            taken = self._seats.taken_among(request.performance_id, request.seat_ids)
-        if taken:
-            raise SeatUnavailable(taken)  # known at request time: no need to stand in line
-        self._seats.remember(pending_record(request))
-        try:
-            self._queue.publish(
-                {
-                    "body": BookingRequested.of(request).to_json(),
-                    "group_id": message_group(request),
-                    "deduplication_id": request.booking_id,
-                }
-            )
-        except Exception as exc:
-            log.warning("booking %s: FIFO send failed: %s", request.booking_id, exc)
-            self._seats.mark_record(request.booking_id, BookingStatus.FAILED, "booking queue unavailable")
-            raise ServiceUnavailable("the booking queue is unavailable; nothing was booked") from exc
-        return Booking.from_request(request, BookingStatus.PENDING)
+        refuse_seats_shown_taken(self._seats, self._seat_state, request)
+        message = {
+            "body": BookingRequested.of(request).to_json(),
+            "group_id": message_group(request),
+            "deduplication_id": request.booking_id,
+        }
+        return accept_in_line(self._seats, request, lambda: self._queue.publish(message), "booking queue")
 
     # consumer path (one group at a time, in order) --------------------------------------------------------
     def finish(self, message: BookingRequested) -> BookingStatus:

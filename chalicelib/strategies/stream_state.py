@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from chalicelib.adapters.redis_seats import RedisSeatStore
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked
 from chalicelib.domain.messages import (
     BookingRequested,
     LedgerEntry,
@@ -44,7 +44,11 @@ from chalicelib.domain.messages import (
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record
+from chalicelib.strategies.async_common import (
+    AsyncBookingFinisher,
+    accept_in_line,
+    refuse_seats_shown_taken,
+)
 from chalicelib.strategies.partitioning import section_partition
 from chalicelib.strategies.seat_mirror import mirror_released
 
@@ -93,21 +97,12 @@ class StreamStateStrategy:
         self._partition_of = partition_of
 
     def book(self, request: BookingRequest) -> Booking:
-        taken = self._seats.taken_among(request.performance_id, request.seat_ids)
-        if taken is None and request.performance is not None:
-            self._seat_state.publish(request.performance)
-            taken = self._seats.taken_among(request.performance_id, request.seat_ids)
-        if taken:
-            raise SeatUnavailable(taken)  # known at request time: no need to stand in line
-        self._seats.remember(pending_record(request))
+        refuse_seats_shown_taken(self._seats, self._seat_state, request)
         partition = section_partition(request.performance, request.performance_id, request.seat_ids)
-        try:
-            self._requests.put(BookingRequested.of(request).to_json(), partition)
-        except Exception as exc:
-            log.warning("booking %s: request stream put failed: %s", request.booking_id, exc)
-            self._seats.mark_record(request.booking_id, BookingStatus.FAILED, "request stream unavailable")
-            raise ServiceUnavailable("the request stream is unavailable; nothing was booked") from exc
-        return Booking.from_request(request, BookingStatus.PENDING)
+        data = BookingRequested.of(request).to_json()
+        return accept_in_line(
+            self._seats, request, lambda: self._requests.put(data, partition), "request stream"
+        )
 
     def release(self, booking: Booking) -> None:
         """The booking is CANCELLED in MySQL: free the seats in the map now and in the ledger in line."""

@@ -41,13 +41,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import KinesisEventConfig
 
 # The SQS poller's execution environment, context, backoff and ReportBatchItemFailures validation apply here
-# unchanged (the underscored helpers are shared within infra.local, not a public API).
+# unchanged.
 from infra.local.sqs_poller import (
+    Backoff,
+    Instance,
     InvalidBatchResponse,
     LambdaContext,
-    _Backoff,
-    _handler_for,
-    _Instance,
+    handler_for,
     reported_failures,
 )
 
@@ -205,7 +205,7 @@ class _Shard:
     failing_sequence_number: str | None = None  # the record the current run of failed invocations starts at
     failures: int = 0
     in_trouble: bool = False  # the last read failed (the stream is unreachable, not empty)
-    io_backoff: _Backoff = field(default_factory=_Backoff)
+    io_backoff: Backoff = field(default_factory=Backoff)
 
     @property
     def exhausted(self) -> bool:
@@ -300,8 +300,8 @@ class KinesisEventSourcePoller:
             raise RuntimeError(f"the poller of {self.function_name} is running in the background")
         deadline = time.monotonic() + timeout
         last_activity = time.monotonic()
-        backoff = _Backoff()
-        instances: dict[str, _Instance] = {}
+        backoff = Backoff()
+        instances: dict[str, Instance] = {}
         delivered = 0
         while True:
             if time.monotonic() > deadline:
@@ -328,13 +328,13 @@ class KinesisEventSourcePoller:
             elif time.monotonic() - last_activity >= idle_seconds:
                 return delivered
 
-    def _poll_round(self, shards: list[_Shard], instances: dict[str, _Instance]) -> tuple[int, bool]:
+    def _poll_round(self, shards: list[_Shard], instances: dict[str, Instance]) -> tuple[int, bool]:
         """One turn for every shard that is due. Returns the records delivered and whether any shard is
         busy without delivering (a batch waiting for its retry or window, or an unreachable shard)."""
         delivered = 0
         for shard in shards:
             if shard.ready_at <= time.monotonic():
-                instance = instances.setdefault(shard.shard_id, _Instance(self.function_name))
+                instance = instances.setdefault(shard.shard_id, Instance(self.function_name))
                 delivered += self._poll_once(shard, instance)
         return delivered, any(shard.buffer or shard.in_trouble for shard in shards)
 
@@ -390,7 +390,7 @@ class KinesisEventSourcePoller:
             request = {"NextToken": response["NextToken"]}  # ListShards refuses StreamName with a token
 
     def _supervise(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 shards = self._discover()
@@ -416,7 +416,7 @@ class KinesisEventSourcePoller:
             worker.join()
 
     def _shard_main(self, shard: _Shard) -> None:
-        instance = _Instance(self.function_name)  # one execution environment per shard, reused
+        instance = Instance(self.function_name)  # one execution environment per shard, reused
         try:
             while not self._stopping.is_set() and not shard.exhausted:
                 delay = shard.ready_at - time.monotonic()
@@ -431,7 +431,7 @@ class KinesisEventSourcePoller:
             self._log.info("%s: %s is closed and fully processed", self.function_name, shard.shard_id)
 
     # --- one step of one shard -----------------------------------------------------------------------------
-    def _poll_once(self, shard: _Shard, instance: _Instance) -> int:
+    def _poll_once(self, shard: _Shard, instance: Instance) -> int:
         """Top the shard's buffer up, then invoke at most one batch. Returns the records delivered."""
         try:
             delivered = self._advance(shard, instance)
@@ -445,7 +445,7 @@ class KinesisEventSourcePoller:
         shard.in_trouble = False
         return delivered
 
-    def _advance(self, shard: _Shard, instance: _Instance) -> int:
+    def _advance(self, shard: _Shard, instance: Instance) -> int:
         caught_up = True
         if len(shard.buffer) < self.batch_size and not shard.closed:
             caught_up = self._read(shard)
@@ -496,7 +496,7 @@ class KinesisEventSourcePoller:
         return self._kinesis.get_shard_iterator(**request)["ShardIterator"]
 
     # --- invoke and checkpoint -----------------------------------------------------------------------------
-    def _deliver(self, shard: _Shard, instance: _Instance) -> int:
+    def _deliver(self, shard: _Shard, instance: Instance) -> int:
         batch = shard.buffer[: self.batch_size]
         records = [self._lambda_record(shard, record) for record in batch]
         failed_at = self._invoke(records, instance)
@@ -559,7 +559,7 @@ class KinesisEventSourcePoller:
             self._invoke_identity_arn = f"arn:aws:iam::{account}:role/{self.function_name}-role"
         return self._invoke_identity_arn
 
-    def _context(self, instance: _Instance) -> LambdaContext:
+    def _context(self, instance: Instance) -> LambdaContext:
         region, account, _ = parse_stream_arn(self.stream_arn)
         return LambdaContext(
             function_name=self.function_name,
@@ -570,7 +570,7 @@ class KinesisEventSourcePoller:
             timeout_seconds=self.timeout_seconds,
         )
 
-    def _invoke(self, records: list[dict[str, Any]], instance: _Instance) -> int | None:
+    def _invoke(self, records: list[dict[str, Any]], instance: Instance) -> int | None:
         """Call the handler; return the index the next batch starts at (0: all of it), None on success."""
         sequence_numbers = [record["kinesis"]["sequenceNumber"] for record in records]
         context = self._context(instance)
@@ -657,7 +657,7 @@ def pollers_for_app(
         settings.update(kwargs)
         pollers.append(
             KinesisEventSourcePoller(
-                _handler_for(app_module, config),  # typed for SQS, but reads only handler_string
+                handler_for(app_module, config),  # typed for SQS, but reads only handler_string
                 config.stream,
                 kinesis_client,
                 function_name=f"{function_name_prefix}-{config.name}",

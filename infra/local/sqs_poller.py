@@ -175,7 +175,7 @@ def _chunks(items: Sequence[Message], size: int) -> Iterator[Sequence[Message]]:
         yield items[start : start + size]
 
 
-class _Backoff:
+class Backoff:
     """Doubling delays for a flaky endpoint (an emulator restarting, a network blip)."""
 
     def __init__(self) -> None:
@@ -189,7 +189,7 @@ class _Backoff:
         return delay
 
 
-class _Instance:
+class Instance:
     """What one execution environment keeps between invocations (Lambda reuses its log stream)."""
 
     def __init__(self, function_name: str) -> None:
@@ -250,7 +250,7 @@ class SqsEventSourcePoller:
         self._threads = [
             threading.Thread(
                 target=self._worker_main,
-                args=(_Instance(self.function_name),),
+                args=(Instance(self.function_name),),
                 name=f"sqs-poller-{self.function_name}-{number}",
                 daemon=True,
             )
@@ -280,8 +280,8 @@ class SqsEventSourcePoller:
 
         Returns the number of messages delivered (a redelivered message counts each time). Raises TimeoutError
         if the queue is still busy (or unreachable) after `timeout` seconds."""
-        instance = _Instance(self.function_name)
-        backoff = _Backoff()
+        instance = Instance(self.function_name)
+        backoff = Backoff()
         deadline = time.monotonic() + timeout
         last_activity = time.monotonic()
         delivered = 0
@@ -311,7 +311,7 @@ class SqsEventSourcePoller:
         return delivered
 
     # --- the worker loop -----------------------------------------------------------------------------------
-    def _worker_main(self, instance: _Instance) -> None:
+    def _worker_main(self, instance: Instance) -> None:
         try:
             self._work(instance)
         except BaseException:
@@ -321,8 +321,8 @@ class SqsEventSourcePoller:
             raise
         self._log.info("the %s poller worker %s stopped", self.function_name, instance.label)
 
-    def _work(self, instance: _Instance) -> None:
-        backoff = _Backoff()
+    def _work(self, instance: Instance) -> None:
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 messages = self._receive_batch(self.wait_time_seconds, self._stopping)
@@ -398,7 +398,7 @@ class SqsEventSourcePoller:
         return messages
 
     # --- invoke and settle ---------------------------------------------------------------------------------
-    def _process(self, messages: list[Message], instance: _Instance) -> None:
+    def _process(self, messages: list[Message], instance: Instance) -> None:
         records = [lambda_record(message, self.queue_arn) for message in messages]
         kept = self._invoke(records, instance)
         if self._fifo and kept:
@@ -409,7 +409,7 @@ class SqsEventSourcePoller:
             )
         self._delete([message for message in messages if message["MessageId"] not in kept])
 
-    def _context(self, instance: _Instance) -> LambdaContext:
+    def _context(self, instance: Instance) -> LambdaContext:
         region, account, _ = parse_queue_arn(self.queue_arn)
         return LambdaContext(
             function_name=self.function_name,
@@ -420,7 +420,7 @@ class SqsEventSourcePoller:
             timeout_seconds=self.timeout_seconds,
         )
 
-    def _invoke(self, records: list[dict[str, Any]], instance: _Instance) -> set[str]:
+    def _invoke(self, records: list[dict[str, Any]], instance: Instance) -> set[str]:
         """Call the handler; return the ids that stay on the queue (all of them if the invocation failed)."""
         ids = [record["messageId"] for record in records]
         context = self._context(instance)
@@ -467,7 +467,7 @@ class SqsEventSourcePoller:
             self._delete_chunk(entries)
 
     def _delete_chunk(self, entries: list[dict[str, str]]) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         for attempt in range(1, _DELETE_ATTEMPTS + 1):
             try:
                 response = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
@@ -518,7 +518,7 @@ def pollers_for_app(
         limit = config.maximum_concurrency
         pollers.append(
             SqsEventSourcePoller(
-                _handler_for(app_module, config),
+                handler_for(app_module, config),
                 _queue_url(sqs_client, config),
                 sqs_client,
                 batch_size=config.batch_size,
@@ -535,7 +535,7 @@ def _sqs_configs(event_sources: Iterable[Any]) -> list[SQSEventConfig]:
     return [source for source in event_sources if isinstance(source, SQSEventConfig)]
 
 
-def _handler_for(app_module: ModuleType, config: SQSEventConfig) -> Handler:
+def handler_for(app_module: ModuleType, config: SQSEventConfig) -> Handler:
     # handler_string is "<module>.<attribute>", e.g. "app.on_booking_event"; the module may be imported
     # under another name (tests), so look the attribute up on the module we were given.
     attribute = config.handler_string.rsplit(".", 1)[-1]
