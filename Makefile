@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services run chalice-local package test lint format clean
+.PHONY: install services run chalice-local reconcile dlq package test lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ run: install services
 # alongside, or the emulator, queues and worker started another way.
 chalice-local: install
 	$(VENV)/bin/chalice local --stage local --port $${PORT:-8001}
+
+# Operator commands, against the stage `make run` serves (ARGS passes options through):
+#   make reconcile ARGS="--dry-run"      make reconcile ARGS="--performance 1"
+#   make dlq ARGS="list"                 make dlq ARGS="redrive --all"
+reconcile: install
+	$(PY) -m infra.reconcile $(ARGS)
+
+dlq: install
+	$(PY) -m infra.dlq $(or $(ARGS),list)
 
 # A deployable SAM template for AWS (stage prod), with the partial batch responses Chalice cannot set.
 package: install

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
 from chalicelib import openapi, swagger_ui
 from chalicelib.bootstrap import container
 from chalicelib.config import settings
-from chalicelib.domain.errors import BookingError, InvalidRequest, NotFound, Unauthorized
+from chalicelib.domain.errors import BookingError, NotFound, Unauthorized
 from chalicelib.domain.models import BookingStatus
-from chalicelib.domain.validation import parse_path_id
+from chalicelib.domain.validation import parse_json_body, parse_path_id
 from chalicelib.services.catalogue import event_to_dict
 from chalicelib.services.health import check_health
 
@@ -65,17 +64,13 @@ def contract_error_shape(event: Any, get_response: Callable[[Any], Response]) ->
             body["Code"], "INVALID_REQUEST" if response.status_code < 500 else "INTERNAL_ERROR"
         )
         response.body = {"error": {"code": code, "message": body["Message"]}}
+        # Chalice sends its own errors (415, 405, ...) without a Content-Type: say it is JSON.
+        response.headers = {**response.headers, **JSON}
     return response
 
 
 def _json_body() -> Any:
-    raw = app.current_request.raw_body
-    if not raw:
-        raise InvalidRequest("a JSON request body is required")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the request body is not valid JSON") from None
+    return parse_json_body(app.current_request.raw_body)
 
 
 def _header(name: str) -> str | None:
@@ -205,3 +200,12 @@ def on_seat_request(event: Any) -> dict:
 def on_seat_decision(event: Any) -> dict:
     """Persist the ledger's decisions to MySQL and the Redis seat map, idempotently."""
     return container().persister_batch_handler(event.to_dict(), event.context)
+
+
+# --- scheduled jobs ---------------------------------------------------------------------------------
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def reconcile_seat_maps(event: Any) -> dict:
+    """Repair drift between the Redis seat maps and MySQL (the truth); returns the run's summary. A run
+    stops starting performances when most of the invocation's time is spent (the next run goes on)."""
+    seconds_left = event.context.get_remaining_time_in_millis() / 1000
+    return container().reconciler.run(time_budget_seconds=seconds_left * 0.8).to_dict()

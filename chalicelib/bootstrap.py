@@ -8,10 +8,15 @@ from dataclasses import dataclass
 import redis
 
 from chalicelib.adapters import aws
+from chalicelib.adapters.bloom import RedisBloomFilter
+from chalicelib.adapters.fill_lock import RedisFillLock
 from chalicelib.adapters.idempotency import PowertoolsIdempotency
 from chalicelib.adapters.kinesis import KinesisStream
 from chalicelib.adapters.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
+from chalicelib.adapters.mysql_reconcile import ReconcileRepository
+from chalicelib.adapters.redis_audit import RedisSeatMapAudit
+from chalicelib.adapters.redis_client import build_redis
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.adapters.rocks_state import RocksKeyValueStore
 from chalicelib.adapters.sqs import SqsQueue
@@ -20,6 +25,7 @@ from chalicelib.config import Settings
 from chalicelib.consumers.booking_events import BookingEventConsumer
 from chalicelib.services.booking import BookingService
 from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.db_lock import DbLockStrategy
 from chalicelib.strategies.fifo_partition import FifoPartitionStrategy
@@ -49,6 +55,7 @@ class Container:
     ledger_batch_handler: LedgerBatchHandler
     persister_batch_handler: PersisterBatchHandler
     strategies: dict
+    reconciler: Reconciler
 
     def health_checks(self) -> dict:
         return {
@@ -62,22 +69,31 @@ class Container:
 
 
 def build(settings: Settings) -> Container:
-    db = Database(settings.database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
-    # A blocking pool: a burst of request threads waits briefly for a connection instead of failing with
-    # "Too many connections" (what the default pool does past max_connections).
-    redis_pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        socket_connect_timeout=settings.redis_socket_timeout_seconds,
-        health_check_interval=30,
-        max_connections=settings.redis_pool_size,
-        timeout=settings.redis_socket_timeout_seconds,
+    db = Database(
+        settings.database_url,
+        settings.db_pool_size,
+        settings.db_connect_timeout_seconds,
+        query_timeout=settings.db_query_timeout_seconds,
+        breaker_failures=settings.db_breaker_failures,
+        breaker_reset_seconds=settings.db_breaker_reset_seconds,
     )
-    redis_client = redis.Redis(connection_pool=redis_pool)
+    redis_client = build_redis(settings)
     seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds, settings.redis_key_prefix)
+    # After an outage Redis is trusted again only once its seat maps are dropped for a rebuild from MySQL.
+    recovery = RedisSeatStore(
+        redis_client.unguarded(), settings.pending_record_ttl_seconds, settings.redis_key_prefix
+    )
+    redis_client.breaker.on_recovered = recovery.forget_all_seat_maps
     bookings = BookingRepository(db)
-    seat_state = SeatStateService(seat_store, bookings)
+    fill_lock = RedisFillLock(redis_client, settings.redis_key_prefix)
+    seat_state = SeatStateService(
+        seat_store,
+        bookings,
+        fill_lock,
+        fill_lock_seconds=settings.seat_fill_lock_seconds,
+        fill_wait_seconds=settings.seat_fill_wait_seconds,
+        map_cache_seconds=settings.seat_map_cache_seconds,
+    )
     idempotency = PowertoolsIdempotency(
         redis_client, settings.idempotency_ttl_seconds, f"{settings.redis_key_prefix}:idem"
     )
@@ -113,16 +129,26 @@ def build(settings: Settings) -> Container:
         settings.default_strategy,
         idempotency,
         available_strategies=frozenset(strategies),
+        known_ids=RedisBloomFilter(
+            redis_client,
+            settings.redis_key_prefix,
+            settings.bloom_expected_ids,
+            settings.bloom_false_positive_rate,
+        ),
+        fill_lock=fill_lock,
         on_performance_created=seat_state.publish,
     )
     booking_service = BookingService(
-        catalogue, strategies, bookings, seat_store, idempotency, settings.max_seats_per_booking
-    )
-    consumer = BookingEventConsumer(
-        {redis_async.name: redis_async, fifo_partition.name: fifo_partition},
+        catalogue,
+        strategies,
         bookings,
-        settings.max_receive_count,
+        seat_store,
+        idempotency,
+        settings.max_seats_per_booking,
+        redis_down_fallback=strategies.get(settings.redis_down_fallback),
     )
+    finishers = {redis_async.name: redis_async, fifo_partition.name: fifo_partition}
+    consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count)
     return Container(
         settings=settings,
         db=db,
@@ -146,6 +172,17 @@ def build(settings: Settings) -> Container:
             )
         ),
         strategies=strategies,
+        reconciler=Reconciler(
+            ReconcileRepository(db),
+            catalogue_store,
+            RedisSeatMapAudit(redis_client, seat_store, settings.redis_key_prefix),
+            seat_store,
+            compensators=finishers,  # a stale hold is given up on as the consumer gives up on a message
+            ledger=strategies[StreamStateStrategy.name],
+            hold_deadline_seconds=settings.pending_hold_deadline_seconds,
+            queue_retry_window_seconds=settings.queue_retry_window_seconds(),
+            activity_window_seconds=settings.reconcile_activity_window_seconds,
+        ),
     )
 
 

@@ -23,6 +23,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return default if raw in (None, "") else float(raw)
 
 
+def _fallback(value: str) -> str:
+    if value not in ("", "db_lock"):
+        raise ValueError(f"REDIS_DOWN_FALLBACK must be empty or 'db_lock', not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     stage: str = "local"
@@ -55,15 +61,43 @@ class Settings:
     queue_visibility_timeout_seconds: int = 30
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
+    # Reconcile (services/reconcile.py): a redis_async hold whose booking MySQL has not heard of this long
+    # after it was accepted is failed and its seats released. Must exceed the booking queue's retry window
+    # (queue_retry_window_seconds) plus the worst backlog; a shorter value is raised to the window + 60 s.
+    pending_hold_deadline_seconds: int = 15 * 60
+    # A full reconcile run also checks the performances with bookings written within this window.
+    reconcile_activity_window_seconds: int = 3600
     admin_token: str = "local-admin-token"
     default_strategy: str = "redis_async"
     max_seats_per_booking: int = 4
+    # Seat map: a missing seat hash is filled from MySQL by one request at a time across processes (a lock
+    # per performance, held at most seat_fill_lock_seconds); the others wait up to seat_fill_wait_seconds
+    # for it and then answer 503. A rendered map younger than seat_map_cache_seconds is served without
+    # asking Redis (0: every answer is checked against the map's change counter, so never stale).
+    seat_fill_lock_seconds: float = 5.0
+    seat_fill_wait_seconds: float = 3.0
+    seat_map_cache_seconds: float = 0.0
+    # The Bloom filter of catalogue ids (events, performances, seats) that answers 404 for unknown ids
+    # without MySQL: sized for this many ids at this false-positive rate.
+    bloom_expected_ids: int = 2_000_000
+    bloom_false_positive_rate: float = 0.01
     # How long an accepted-but-unpersisted booking stays readable from Redis alone.
     pending_record_ttl_seconds: int = 7 * 24 * 3600
     idempotency_ttl_seconds: int = 24 * 3600
     db_pool_size: int = 16
     redis_pool_size: int = 64
+    # Redis' circuit opens after this many outage errors in a row and lets one trial call through after
+    # the reset time; while open, Redis-based work answers 503 at once (or falls back, see below).
+    redis_breaker_failures: int = 5
+    redis_breaker_reset_seconds: float = 5.0
+    # "db_lock": while Redis is unavailable, bookings of Redis-based strategies are decided by db_lock
+    # (MySQL row locks) instead of answering 503. Empty: answer 503.
+    redis_down_fallback: str = ""
     db_connect_timeout_seconds: float = 3.0
+    # A statement that runs longer than this fails (the connection is dropped): MySQL is in trouble.
+    db_query_timeout_seconds: float = 10.0
+    db_breaker_failures: int = 5
+    db_breaker_reset_seconds: float = 5.0
     redis_socket_timeout_seconds: float = 2.0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -100,17 +134,42 @@ class Settings:
             ),
             backoff_base_seconds=_float(env, "BACKOFF_BASE_SECONDS", default.backoff_base_seconds),
             backoff_max_seconds=_float(env, "BACKOFF_MAX_SECONDS", default.backoff_max_seconds),
+            pending_hold_deadline_seconds=_int(
+                env, "PENDING_HOLD_DEADLINE_SECONDS", default.pending_hold_deadline_seconds
+            ),
+            reconcile_activity_window_seconds=_int(
+                env, "RECONCILE_ACTIVITY_WINDOW_SECONDS", default.reconcile_activity_window_seconds
+            ),
             admin_token=env.get("ADMIN_TOKEN", default.admin_token),
             default_strategy=strategy,
             max_seats_per_booking=_int(env, "MAX_SEATS_PER_BOOKING", default.max_seats_per_booking),
+            seat_fill_lock_seconds=_float(env, "SEAT_FILL_LOCK_SECONDS", default.seat_fill_lock_seconds),
+            seat_fill_wait_seconds=_float(env, "SEAT_FILL_WAIT_SECONDS", default.seat_fill_wait_seconds),
+            seat_map_cache_seconds=_float(env, "SEAT_MAP_CACHE_SECONDS", default.seat_map_cache_seconds),
+            bloom_expected_ids=_int(env, "BLOOM_EXPECTED_IDS", default.bloom_expected_ids),
+            bloom_false_positive_rate=_float(
+                env, "BLOOM_FALSE_POSITIVE_RATE", default.bloom_false_positive_rate
+            ),
             pending_record_ttl_seconds=_int(
                 env, "PENDING_RECORD_TTL_SECONDS", default.pending_record_ttl_seconds
             ),
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", default.idempotency_ttl_seconds),
             db_pool_size=_int(env, "DB_POOL_SIZE", default.db_pool_size),
             redis_pool_size=_int(env, "REDIS_POOL_SIZE", default.redis_pool_size),
+            redis_breaker_failures=_int(env, "REDIS_BREAKER_FAILURES", default.redis_breaker_failures),
+            redis_breaker_reset_seconds=_float(
+                env, "REDIS_BREAKER_RESET_SECONDS", default.redis_breaker_reset_seconds
+            ),
+            redis_down_fallback=_fallback(env.get("REDIS_DOWN_FALLBACK", default.redis_down_fallback)),
             db_connect_timeout_seconds=_float(
                 env, "DB_CONNECT_TIMEOUT_SECONDS", default.db_connect_timeout_seconds
+            ),
+            db_query_timeout_seconds=_float(
+                env, "DB_QUERY_TIMEOUT_SECONDS", default.db_query_timeout_seconds
+            ),
+            db_breaker_failures=_int(env, "DB_BREAKER_FAILURES", default.db_breaker_failures),
+            db_breaker_reset_seconds=_float(
+                env, "DB_BREAKER_RESET_SECONDS", default.db_breaker_reset_seconds
             ),
             redis_socket_timeout_seconds=_float(
                 env, "REDIS_SOCKET_TIMEOUT_SECONDS", default.redis_socket_timeout_seconds
@@ -122,6 +181,14 @@ class Settings:
         """Exponential backoff for the n-th failed delivery: 1 s, 2 s, 4 s … (whole seconds for SQS)."""
         delay = self.backoff_base_seconds * 2 ** max(receive_count - 1, 0)
         return int(min(delay, self.backoff_max_seconds))
+
+    def queue_retry_window_seconds(self) -> int:
+        """The longest a booking message can be retried before the consumer gives up on it: each delivery
+        is invisible for at most the visibility timeout (the consumer's run) plus the backoff it then sets."""
+        return sum(
+            self.queue_visibility_timeout_seconds + self.backoff_seconds(receive)
+            for receive in range(1, self.max_receive_count + 1)
+        )
 
 
 settings = Settings.from_env()

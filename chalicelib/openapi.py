@@ -255,6 +255,11 @@ IDEMPOTENCY_KEY = header(
     pattern="^[ -~]+$",
 )
 UNAVAILABLE = error("SERVICE_UNAVAILABLE: a dependency is down; nothing was changed")
+# Refused before the body is parsed (413: MAX_BODY_BYTES; 415: a Content-Type other than JSON).
+BODY_REFUSED = {
+    "413": error("PAYLOAD_TOO_LARGE: the body is over the size limit"),
+    "415": error("UNSUPPORTED_MEDIA_TYPE: the body is not application/json"),
+}
 
 
 def paths() -> dict:
@@ -281,6 +286,7 @@ def paths() -> dict:
                     "401": error("UNAUTHORIZED: missing or wrong X-Admin-Token"),
                     "409": error("IDEMPOTENCY_IN_PROGRESS"),
                     "422": error("IDEMPOTENCY_KEY_REUSED"),
+                    **BODY_REFUSED,
                     "503": UNAVAILABLE,
                 },
             }
@@ -345,6 +351,7 @@ def paths() -> dict:
                     "404": error("NOT_FOUND: unknown performance or seat"),
                     "409": error("SEAT_UNAVAILABLE (with seat_ids), or IDEMPOTENCY_IN_PROGRESS"),
                     "422": error("IDEMPOTENCY_KEY_REUSED: same key, different body"),
+                    **BODY_REFUSED,
                     "503": UNAVAILABLE,
                 },
             }

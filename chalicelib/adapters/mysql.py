@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from urllib.parse import unquote, urlsplit
@@ -18,6 +18,7 @@ import pymysql
 from dbutils.pooled_db import PooledDB
 from pymysql.cursors import Cursor
 
+from chalicelib.adapters.circuit import CircuitBreaker, CircuitOpen
 from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, SeatsLocked, ServiceUnavailable
 from chalicelib.domain.models import (
     Booking,
@@ -36,10 +37,51 @@ SEAT_GUARD_KEY = "uq_one_active_booking_per_seat"
 INSERT_CHUNK = 1_000
 
 
+# Client/server codes that mean "MySQL is not there" (not a lock or a deadlock): can't connect, gone away,
+# lost the connection mid-query (a read timeout too), shutting down, connection killed.
+CONNECTION_LOST = frozenset({2002, 2003, 2006, 2013, 1053, 1927})
+
+
+def _is_outage(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, ServiceUnavailable) else exc
+    if isinstance(cause, pymysql.err.InterfaceError):
+        return True
+    return isinstance(cause, pymysql.err.OperationalError) and cause.args[0] in CONNECTION_LOST
+
+
 class Database:
-    def __init__(self, database_url: str, pool_size: int, connect_timeout: float) -> None:
+    """A bounded, blocking connection pool behind a circuit breaker: a MySQL that is down or hung costs
+    the first few callers one timeout each, then everyone gets ServiceUnavailable at once until a probe
+    (a fresh connection and a ping) succeeds again."""
+
+    def __init__(
+        self,
+        database_url: str,
+        pool_size: int,
+        connect_timeout: float,
+        query_timeout: float = 10.0,
+        breaker_failures: int = 5,
+        breaker_reset_seconds: float = 5.0,
+    ) -> None:
         parts = urlsplit(database_url)
         self.database = parts.path.lstrip("/")
+        self._probe_args = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 3306,
+            "user": unquote(parts.username or "root"),
+            "password": unquote(parts.password or ""),
+            "connect_timeout": connect_timeout,
+            "read_timeout": connect_timeout,
+        }
+        self.breaker = CircuitBreaker(
+            "mysql",
+            failure_threshold=breaker_failures,
+            reset_seconds=breaker_reset_seconds,
+            is_failure=_is_outage,
+            probe=self._probe,
+            # The pooled connections died with the outage; without this each would fail one transaction.
+            on_recovered=self._drop_idle_connections,
+        )
         self._pool = PooledDB(
             creator=pymysql,
             maxconnections=pool_size,
@@ -54,13 +96,28 @@ class Database:
             charset="utf8mb4",
             autocommit=False,
             connect_timeout=connect_timeout,
-            read_timeout=30,
-            write_timeout=30,
+            # Bookings run a handful of tiny statements: a statement this slow means MySQL is in trouble.
+            read_timeout=query_timeout,
+            write_timeout=query_timeout,
         )
+
+    def _probe(self) -> None:
+        pymysql.connect(**self._probe_args).close()
+
+    def _drop_idle_connections(self) -> None:
+        self._pool.close()  # closes the idle connections only; new ones are opened on demand
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
-        """One transaction; any connection-level failure surfaces as ServiceUnavailable."""
+        """One transaction; any connection-level failure, or an open circuit, is ServiceUnavailable."""
+        try:
+            with self.breaker.guard(), self._transaction() as cursor:
+                yield cursor
+        except CircuitOpen as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
         try:
             connection = self._pool.connection()
         except pymysql.err.MySQLError as exc:
@@ -101,14 +158,19 @@ class CatalogueRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create_event(self, spec: EventSpec) -> Event:
+    def create_event(
+        self, spec: EventSpec, before_commit: Callable[[Event], object] = lambda event: None
+    ) -> Event:
+        """Store the event; `before_commit` runs inside the transaction (raising rolls everything back)."""
         with self._db.transaction() as cursor:
             cursor.execute("INSERT INTO events (name, venue) VALUES (%s, %s)", (spec.name, spec.venue))
             event_id = cursor.lastrowid
             performances = tuple(
                 self._insert_performance(cursor, event_id, spec, i) for i in range(len(spec.performances))
             )
-        return Event(event_id=event_id, name=spec.name, venue=spec.venue, performances=performances)
+            event = Event(event_id=event_id, name=spec.name, venue=spec.venue, performances=performances)
+            before_commit(event)
+        return event
 
     def _insert_performance(self, cursor: Cursor, event_id: int, spec: EventSpec, index: int) -> Performance:
         performance_spec = spec.performances[index]
@@ -198,6 +260,22 @@ class CatalogueRepository:
             placeholders = ", ".join(["%s"] * len(wanted))
             cursor.execute(f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})", wanted)
             return {row[0] for row in cursor.fetchall()}
+
+    def event_ids(self) -> list[int]:
+        with self._db.transaction() as cursor:
+            cursor.execute("SELECT event_id FROM events")
+            return [row[0] for row in cursor.fetchall()]
+
+    def performance_ids(self) -> list[int]:
+        with self._db.transaction() as cursor:
+            cursor.execute("SELECT performance_id FROM performances")
+            return [row[0] for row in cursor.fetchall()]
+
+    def seat_id_ranges(self) -> list[range]:
+        """Every seat id, as one range per section (a section's seats have contiguous ids)."""
+        with self._db.transaction() as cursor:
+            cursor.execute("SELECT first_seat_id, seat_rows * seats_per_row FROM sections")
+            return [range(first, first + count) for first, count in cursor.fetchall()]
 
 
 def _allocate_seat_ids(cursor: Cursor, count: int) -> int:

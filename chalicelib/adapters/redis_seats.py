@@ -11,6 +11,8 @@ non-cluster mode (ElastiCache primary + replica), which is what a single-writer 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -110,6 +112,10 @@ class RedisSeatStore:
         self._release = _load_script(client, "release_seats")
         self._confirm = _load_script(client, "confirm_seats")
         self._mark = _load_script(client, "mark_record")
+        # Performances whose seat map missed a change MySQL made (Redis was unreachable at the time); their
+        # maps are dropped for a rebuild from MySQL as soon as Redis answers again (see heal_missed).
+        self._missed: set[int] = set()
+        self._missed_lock = threading.Lock()
 
     # keys -------------------------------------------------------------------------------------------
     def seats_key(self, performance_id: int) -> str:
@@ -144,30 +150,79 @@ class RedisSeatStore:
         for start in range(0, len(items), LOAD_CHUNK):
             pipe.hset(scratch, mapping=dict(items[start : start + LOAD_CHUNK]))
         pipe.execute()
+        version = self.version_key(performance_id)
+        # Rename and version bump in one step, so nobody reads the new hash under the old version. A counter
+        # Redis lost restarts from the clock, so versions keep growing and never repeat one that a process
+        # may still have a rendered map cached under.
+        publish = self._client.pipeline(transaction=True)
+        publish.set(version, time.time_ns() // 1_000_000 * 1_000, nx=True)
+        publish.renamenx(scratch, target)
+        publish.incr(version)
         try:
-            published = bool(self._client.renamenx(scratch, target))
+            _, published, _ = publish.execute()
         finally:
             self._client.delete(scratch)
-        if published:
-            self._client.incr(self.version_key(performance_id))
-        return published
+        return bool(published)
 
     def forget_performance(self, performance_id: int) -> None:
         self._client.delete(self.seats_key(performance_id), self.version_key(performance_id))
 
+    def note_missed(self, performance_id: int) -> None:
+        with self._missed_lock:
+            self._missed.add(performance_id)
+
+    def heal_missed(self) -> None:
+        """Drop the seat maps that missed a change, if any (cheap when none did: one set check)."""
+        if not self._missed:
+            return
+        with self._missed_lock:
+            missed, self._missed = self._missed, set()
+        try:
+            self._client.delete(*(self.seats_key(p) for p in missed))
+        except redis.RedisError:
+            with self._missed_lock:
+                self._missed |= missed  # still away: try again on the next use
+            raise
+
+    def forget_all_seat_maps(self) -> int:
+        """Drop every performance's seat hash, so each is rebuilt from MySQL on its next use (after an
+        outage, Redis may hold a state that missed what MySQL did meanwhile). -> hashes dropped. Booking
+        records and version counters stay: versions must keep growing for clients that poll the map."""
+        dropped = 0
+        for key in self._client.scan_iter(match=f"{self._prefix}:{{p*}}:seats", count=1000):
+            dropped += self._client.delete(key)
+        return dropped
+
     def seat_states(self, performance_id: int) -> dict[int, str] | None:
         """seat id -> raw state ("0", "H:<booking>", "B:<booking>"); None if the performance is not loaded."""
+        self.heal_missed()
         raw = self._client.hgetall(self.seats_key(performance_id))
         return {int(seat): state for seat, state in raw.items()} if raw else None
 
-    def seat_statuses(self, performance_id: int) -> dict[int, SeatStatus] | None:
-        states = self.seat_states(performance_id)
-        return None if states is None else {seat: seat_status_of(state) for seat, state in states.items()}
+    def versioned_statuses(self, performance_id: int) -> tuple[int, dict[int, SeatStatus] | None]:
+        """(version, seat id -> status) read in one atomic step; statuses None if not loaded."""
+        self.heal_missed()
+        read = self._client.pipeline(transaction=True)
+        read.get(self.version_key(performance_id))
+        read.hgetall(self.seats_key(performance_id))
+        version, raw = read.execute()
+        statuses = {int(seat): seat_status_of(state) for seat, state in raw.items()} if raw else None
+        return int(version or 0), statuses
+
+    def loaded_version(self, performance_id: int) -> int | None:
+        """The seat map's version, or None if the performance's seats are not loaded (one round trip)."""
+        self.heal_missed()
+        read = self._client.pipeline(transaction=True)
+        read.get(self.version_key(performance_id))
+        read.exists(self.seats_key(performance_id))
+        version, loaded = read.execute()
+        return int(version or 0) if loaded else None
 
     def version(self, performance_id: int) -> int:
         return int(self._client.get(self.version_key(performance_id)) or 0)
 
     def reserve(self, record: BookingRecord) -> ReserveOutcome:
+        self.heal_missed()
         fields = record.to_fields()
         args: list[str | int] = [record.booking_id, self._record_ttl, len(fields)]
         for name, value in fields.items():
@@ -183,6 +238,7 @@ class RedisSeatStore:
 
     def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> list[int] | None:
         """The requested seats the seat map shows taken; None if the performance's seats are not loaded."""
+        self.heal_missed()
         states = self._client.hmget(self.seats_key(performance_id), list(seat_ids))
         if all(state is None for state in states):
             return None
@@ -197,6 +253,7 @@ class RedisSeatStore:
         pipe.execute()
 
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
+        self.heal_missed()
         keys = [self.seats_key(performance_id), self.version_key(performance_id)]
         return int(self._release(keys=keys, args=[booking_id, *seat_ids]))
 
@@ -204,6 +261,7 @@ class RedisSeatStore:
         self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
     ) -> int:
         """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
+        self.heal_missed()
         keys = [self.seats_key(performance_id), self.version_key(performance_id), self.record_key(booking_id)]
         return int(self._confirm(keys=keys, args=[booking_id, "1" if overwrite else "0", *seat_ids]))
 

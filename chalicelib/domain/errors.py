@@ -20,6 +20,11 @@ class InvalidRequest(BookingError):
     code = "INVALID_REQUEST"
 
 
+class PayloadTooLarge(BookingError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class Unauthorized(BookingError):
     status = 401
     code = "UNAUTHORIZED"
@@ -63,6 +68,10 @@ class IdempotencyKeyReused(BookingError):
 class ServiceUnavailable(BookingError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class CacheUnavailable(ServiceUnavailable):
+    """Redis (seat state, leases, idempotency records) cannot be reached, or its circuit is open."""
 
 
 class BookingExists(Exception):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import STRATEGY_NAMES
-from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.domain.models import EventSpec, PerformanceSpec, SectionSpec
 
 MAX_NAME_LENGTH = 200
@@ -19,6 +20,22 @@ MAX_ROWS = 500
 MAX_SEATS_PER_ROW = 500
 MAX_SEATS_PER_PERFORMANCE = 50_000
 MAX_PRICE = 10**12
+# The largest valid body (an event with 50 sections of 200-character escaped names) is ~150 kB; anything
+# bigger is refused unread. API Gateway itself caps payloads at 10 MB; the local adapter uses this limit too.
+MAX_BODY_BYTES = 512 * 1024
+
+
+def parse_json_body(raw: bytes | str | None) -> Any:
+    """The request body as JSON; bad, oversized or pathologically nested bodies are the client's error."""
+    if not raw:
+        raise InvalidRequest("a JSON request body is required")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"bodies are limited to {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: `[[[[...` nested deeper than the interpreter's stack (a 500 before).
+        raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def _require_object(body: Any, what: str) -> dict:
@@ -74,7 +91,8 @@ def parse_path_id(raw: str, what: str) -> int:
 
 
 def parse_starts_at(raw: Any) -> datetime:
-    if not isinstance(raw, str) or len(raw) > 64:
+    # ISO 8601 is printable ASCII; fromisoformat() alone lets a NUL through ("...+09:00\x00").
+    if not isinstance(raw, str) or len(raw) > 64 or not (raw.isascii() and raw.isprintable()):
         raise InvalidRequest("'starts_at' must be an ISO 8601 date-time string", field="starts_at")
     try:
         value = datetime.fromisoformat(raw)
@@ -82,6 +100,13 @@ def parse_starts_at(raw: Any) -> datetime:
         raise InvalidRequest("'starts_at' must be an ISO 8601 date-time string", field="starts_at") from None
     if value.tzinfo is None:
         raise InvalidRequest("'starts_at' must carry a UTC offset, e.g. +09:00 or Z", field="starts_at")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 has no UTC time (was a 500 when stored)
+        utc = None
+    # MySQL's DATETIME (starts_at_utc) holds the years 1000 to 9999.
+    if utc is None or not 1000 <= utc.year <= 9999:
+        raise InvalidRequest("'starts_at' must be in the years 1000 to 9999 (UTC)", field="starts_at")
     return value
 
 

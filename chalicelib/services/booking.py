@@ -10,6 +10,7 @@ from ulid import ULID
 
 from chalicelib.domain.errors import (
     BookingExists,
+    CacheUnavailable,
     Forbidden,
     InvalidRequest,
     NotCancellable,
@@ -41,6 +42,7 @@ class BookingService:
         remembered: RememberedBookings,
         idempotency: IdempotentRunner,
         max_seats_per_booking: int,
+        redis_down_fallback: BookingStrategy | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._strategies = strategies
@@ -48,6 +50,7 @@ class BookingService:
         self._remembered = remembered
         self._idempotency = idempotency
         self._max_seats = max_seats_per_booking
+        self._fallback = redis_down_fallback
 
     # book -----------------------------------------------------------------------------------------------
     def book(self, performance_id: int, body: object, idempotency_key: str | None) -> Booking:
@@ -82,7 +85,14 @@ class BookingService:
             strategy=performance.strategy,
             performance=performance,
         )
-        return self._strategy(performance.strategy).book(request)
+        try:
+            return self._strategy(performance.strategy).book(request)
+        except CacheUnavailable:
+            if self._fallback is None:
+                raise
+        # Redis is down and the deployment chose to go on: MySQL decides (row locks), and the unique guard
+        # keeps seats single-sold against holds Redis took before it went away.
+        return self._fallback.book(dataclasses.replace(request, strategy=self._fallback.name))
 
     def _check_seats_belong(self, performance: Performance, seat_ids: tuple[int, ...]) -> None:
         foreign = [seat for seat in seat_ids if performance.section_of(seat) is None]

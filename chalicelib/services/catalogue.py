@@ -1,19 +1,30 @@
-"""Use cases of the catalogue: create events (admin), list and read them, resolve performances."""
+"""Use cases of the catalogue: create events (admin), list and read them, resolve performances.
+
+Lookups of ids the catalogue's Bloom filter proves unknown are answered 404 without MySQL. The filter learns
+an event's ids inside the transaction that stores it, before the commit: no process can find an id in MySQL
+that the filter does not know. Not built yet (or unreadable), the filter has no say and MySQL answers.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
-from chalicelib.domain.errors import InvalidRequest, NotFound
+from chalicelib.domain.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.domain.models import Event, EventSpec, Performance, Section
 from chalicelib.domain.validation import parse_event_spec, parse_idempotency_key
-from chalicelib.services.ports import CatalogueStore, IdempotentRunner
+from chalicelib.services.ports import CatalogueFilter, CatalogueStore, FillLock, IdempotentRunner
 
+log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+EVENT, PERFORMANCE, SEAT = "event", "performance", "seat"
+# How long one process may hold the right to build the filter from MySQL (a second builder after it would
+# only set the same bits again).
+FILTER_BUILD_LEASE_SECONDS = 300
 
 
 def section_to_dict(section: Section) -> dict:
@@ -75,9 +86,13 @@ class CatalogueService:
         default_strategy: str,
         idempotency: IdempotentRunner,
         available_strategies: frozenset[str],
+        known_ids: CatalogueFilter,
+        fill_lock: FillLock,
         on_performance_created: Callable[[Performance], object] = lambda performance: None,
     ) -> None:
         self._store = store
+        self._known_ids = known_ids
+        self._fill_lock = fill_lock
         self._default_strategy = default_strategy
         self._idempotency = idempotency
         self._available_strategies = available_strategies
@@ -107,7 +122,8 @@ class CatalogueService:
             )
 
     def _create(self, spec: EventSpec) -> Event:
-        event = self._store.create_event(spec)
+        # The filter learns the ids before they commit; if it cannot, nothing is created (503).
+        event = self._store.create_event(spec, before_commit=lambda e: self._known_ids.add(_ids_of(e)))
         with self._lock:
             for performance in event.performances:
                 self._performances[performance.performance_id] = performance
@@ -129,21 +145,66 @@ class CatalogueService:
         }
 
     def get_event(self, event_id: int) -> Event:
+        if self._surely_unknown(EVENT, [event_id]):
+            raise NotFound(f"event {event_id} not found")
         event = self._store.get_event(event_id)
         if event is None:
             raise NotFound(f"event {event_id} not found")
         return event
 
     def existing_seat_ids(self, seat_ids: list[int]) -> set[int]:
-        return self._store.existing_seat_ids(seat_ids)
+        unknown = self._surely_unknown(SEAT, seat_ids)
+        maybe = [seat for seat in seat_ids if seat not in unknown]
+        return self._store.existing_seat_ids(maybe) if maybe else set()
 
     def performance(self, performance_id: int) -> Performance:
         cached = self._performances.get(performance_id)
         if cached is not None:
             return cached
+        if self._surely_unknown(PERFORMANCE, [performance_id]):
+            raise NotFound(f"performance {performance_id} not found")
         performance = self._store.get_performance(performance_id)
         if performance is None:
             raise NotFound(f"performance {performance_id} not found")
         with self._lock:
             self._performances[performance_id] = performance
         return performance
+
+    # the filter of known ids ------------------------------------------------------------------------------
+    def build_id_filter(self) -> bool:
+        """Build the Bloom filter of catalogue ids from MySQL unless it is built; True if this call built it.
+
+        One builder across processes; a caller that finds another one building goes on without waiting (the
+        filter has no say until built). Failures are logged, never raised: lookups then go to MySQL.
+        """
+        try:
+            with self._fill_lock.hold("catalogue-filter", FILTER_BUILD_LEASE_SECONDS, 0) as held:
+                if not held or self._known_ids.is_built():
+                    return False
+                self._known_ids.add(self._all_ids())
+                self._known_ids.mark_built()
+                return True
+        except ServiceUnavailable as exc:
+            log.warning("catalogue filter not built (%s): unknown ids are looked up in MySQL", exc.message)
+            return False
+
+    def _all_ids(self) -> Iterator[tuple[str, int]]:
+        yield from ((EVENT, event_id) for event_id in self._store.event_ids())
+        yield from ((PERFORMANCE, performance_id) for performance_id in self._store.performance_ids())
+        for seats in self._store.seat_id_ranges():
+            yield from ((SEAT, seat_id) for seat_id in seats)
+
+    def _surely_unknown(self, kind: str, ids: Sequence[int]) -> set[int]:
+        unknown = self._known_ids.absent(kind, ids)
+        if unknown is None:  # not built (a new Redis, a lost key): build it, and ask MySQL meanwhile
+            self.build_id_filter()
+            return set()
+        return unknown
+
+
+def _ids_of(event: Event) -> Iterator[tuple[str, int]]:
+    yield EVENT, event.event_id
+    for performance in event.performances:
+        yield PERFORMANCE, performance.performance_id
+        for section in performance.sections:
+            yield from ((SEAT, seat_id) for seat_id in range(section.first_seat_id, section.last_seat_id + 1))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from chalicelib.domain.models import (
@@ -17,11 +18,40 @@ from chalicelib.domain.models import (
 
 
 class CatalogueStore(Protocol):
-    def create_event(self, spec: EventSpec) -> Event: ...
+    def create_event(
+        self, spec: EventSpec, before_commit: Callable[[Event], object] = lambda event: None
+    ) -> Event:
+        """Store the event; `before_commit` runs inside its transaction (raising rolls everything back)."""
+        ...
+
     def list_events(self, limit: int, after_event_id: int) -> list[Event]: ...
     def get_event(self, event_id: int) -> Event | None: ...
     def get_performance(self, performance_id: int) -> Performance | None: ...
     def existing_seat_ids(self, seat_ids: Iterable[int]) -> set[int]: ...
+    def event_ids(self) -> list[int]: ...
+    def performance_ids(self) -> list[int]: ...
+    def seat_id_ranges(self) -> list[range]: ...
+
+
+class CatalogueFilter(Protocol):
+    """A Bloom filter of catalogue ids ("event", "performance", "seat"), shared by every process: its "absent"
+    is certain, its "present" may be wrong. It never has a say while not built: callers ask the database."""
+
+    def add(self, items: Iterable[tuple[str, int]]) -> None: ...
+    def absent(self, kind: str, ids: Sequence[int]) -> set[int] | None:
+        """The ids surely absent; None if the filter is not built; set() if it cannot be read."""
+        ...
+
+    def is_built(self) -> bool: ...
+    def mark_built(self) -> None: ...
+
+
+class FillLock(Protocol):
+    """Single flight across processes: one holder of a name at a time, for at most `lease_seconds`."""
+
+    def hold(self, name: str, lease_seconds: float, wait_seconds: float) -> AbstractContextManager[bool]:
+        """Yields True while held, False if not had within `wait_seconds` (0: one try)."""
+        ...
 
 
 class BookingStore(Protocol):
@@ -38,7 +68,14 @@ class SeatStore(Protocol):
     def load_performance(
         self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, tuple[str, BookingStatus]]
     ) -> bool: ...
-    def seat_statuses(self, performance_id: int) -> dict[int, SeatStatus] | None: ...
+    def versioned_statuses(self, performance_id: int) -> tuple[int, dict[int, SeatStatus] | None]:
+        """(version, statuses) read in one atomic step; statuses None if the performance is not loaded."""
+        ...
+
+    def loaded_version(self, performance_id: int) -> int | None:
+        """The seat map's version; None if the performance's seats are not loaded."""
+        ...
+
     def version(self, performance_id: int) -> int: ...
 
 
@@ -66,3 +103,48 @@ class IdempotentRunner(Protocol):
 
 class HealthCheck(Protocol):
     def __call__(self) -> bool: ...
+
+
+# --- the reconcile job (services/reconcile.py) -----------------------------------------------------------
+class ReconcileStore(BookingStore, Protocol):
+    """MySQL, the truth, as the reconcile job reads it."""
+
+    def statuses(self, booking_ids: Iterable[str]) -> dict[str, BookingStatus]:
+        """booking id -> status, for the ids MySQL has (the others are absent)."""
+        ...
+
+    def recently_active_performances(self, within_seconds: int) -> list[int]:
+        """Performances with a booking written (inserted or updated) within the last `within_seconds`."""
+        ...
+
+    def open_reconcile_entries(
+        self, action: str, closed_by: str, performance_id: int | None = None
+    ) -> list[str]:
+        """Booking ids of reconcile_log rows of `action` that no `closed_by` row answers yet."""
+        ...
+
+
+class SeatMapAudit(Protocol):
+    """The Redis seat maps as a whole, and the version of each the reconcile job last found clean."""
+
+    def snapshot(self, performance_id: int) -> tuple[int, dict[int, str] | None]:
+        """(version, seat id -> raw state) read in one atomic step; states None if not loaded."""
+        ...
+
+    def states_of(self, performance_id: int, seat_ids: Iterable[int]) -> dict[int, str | None]: ...
+    def loaded_performances(self) -> dict[int, int]:
+        """performance id -> seat map version, for every performance with a version in Redis."""
+        ...
+
+    def checked_versions(self) -> dict[int, int]: ...
+    def remember_checked(self, performance_id: int, version: int) -> None: ...
+
+
+class SeatRepairs(RememberedBookings, Protocol):
+    """The owner-checked seat changes (Lua) the reconcile job repairs with."""
+
+    def confirm(
+        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
+    ) -> int: ...
+    def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int: ...
+    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool: ...

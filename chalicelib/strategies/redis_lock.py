@@ -29,7 +29,7 @@ from redis.lock import Lock
 
 from chalicelib.adapters.mysql import BookingRepository
 from chalicelib.adapters.redis_seats import RedisSeatStore
-from chalicelib.domain.errors import SeatAlreadyBooked, SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.strategies.seat_mirror import mirror_booked, mirror_released
 
@@ -121,7 +121,7 @@ class RedisLockStrategy:
                 held.append(lease)
             yield held
         except redis.RedisError as exc:
-            raise ServiceUnavailable("the lock store is unavailable; nothing was booked") from exc
+            raise CacheUnavailable("the lock store (Redis) is unavailable; nothing was booked") from exc
         finally:
             for lease in reversed(held):
                 _release_quietly(lease)

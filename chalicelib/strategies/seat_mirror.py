@@ -22,10 +22,16 @@ def mirror_booked(seats: RedisSeatStore, booking: Booking) -> None:
         seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids, overwrite=True)
     except (redis.RedisError, ServiceUnavailable) as exc:
         log.warning("booking %s is stored but the seat map missed it: %s", booking.booking_id, exc)
+        seats.note_missed(booking.performance_id)
 
 
 def mirror_released(seats: RedisSeatStore, booking: Booking) -> None:
     # The record first: from then on a late confirm of this booking cannot re-take the seats
     # (confirm_seats.lua refuses a CANCELLED booking).
-    seats.mark_record(booking.booking_id, booking.status, booking.reason)
-    seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
+    try:
+        seats.mark_record(booking.booking_id, booking.status, booking.reason)
+        seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
+    except (redis.RedisError, ServiceUnavailable) as exc:
+        # MySQL has the cancel, and that is what the caller is told; the map is rebuilt when Redis answers.
+        log.warning("booking %s is cancelled but the seat map missed it: %s", booking.booking_id, exc)
+        seats.note_missed(booking.performance_id)

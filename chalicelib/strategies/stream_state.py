@@ -107,16 +107,11 @@ class StreamStateStrategy:
     def release(self, booking: Booking) -> None:
         """The booking is CANCELLED in MySQL: free the seats in the map now and in the ledger in line."""
         mirror_released(self._seats, booking)
-        command = SeatsReleaseRequested(
-            booking.booking_id, booking.performance_id, booking.user_id, booking.seat_ids
-        )
         try:
-            self._requests.put(
-                command.to_json(), self._partition_of(booking.performance_id, booking.seat_ids)
-            )
+            self.send_ledger_release(booking)
         except Exception as exc:
             # The cancel stands (MySQL is the truth); the ledger would keep refusing these seats, so the
-            # reconcile job must resend the release. Logged where it looks.
+            # reconcile job (services/reconcile.py) must resend the release. Logged where it looks.
             log.error("booking %s: release not sent to the ledger: %s", booking.booking_id, exc)
             self._bookings.log_reconcile(
                 ReconcileEntry(
@@ -126,6 +121,14 @@ class StreamStateStrategy:
                     detail={"seat_ids": list(booking.seat_ids), "error": str(exc)[:200]},
                 )
             )
+
+    def send_ledger_release(self, booking: Booking) -> None:
+        """Put the booking's release on the request stream, behind its request in the same partition (the
+        ledger frees only seats the booking holds there, so sending it twice changes nothing)."""
+        command = SeatsReleaseRequested(
+            booking.booking_id, booking.performance_id, booking.user_id, booking.seat_ids
+        )
+        self._requests.put(command.to_json(), self._partition_of(booking.performance_id, booking.seat_ids))
 
 
 # --- the stream processor's state --------------------------------------------------------------------------

@@ -107,6 +107,8 @@ def prepare(settings) -> None:
         else:
             say(f"stream {name}: {resource}")
     event = seed_demo_event(container())
+    if container().catalogue.build_id_filter():
+        say("catalogue filter: built from MySQL")
     performance = event.performances[0]
     say(
         f"demo event {event.event_id} '{event.name}', performance {performance.performance_id}, "

@@ -157,6 +157,15 @@ def reported_failures(response: Any, message_ids: Sequence[str]) -> set[str]:
     return failed
 
 
+_FIFO_RECEIVE_LOCKS: dict[str, threading.Lock] = {}
+_FIFO_RECEIVE_LOCKS_GUARD = threading.Lock()
+
+
+def _fifo_receive_lock(queue_url: str) -> threading.Lock:
+    with _FIFO_RECEIVE_LOCKS_GUARD:
+        return _FIFO_RECEIVE_LOCKS.setdefault(queue_url, threading.Lock())
+
+
 def hold_back_fifo_groups(records: Sequence[dict[str, Any]], failed: set[str]) -> set[str]:
     """FIFO: a failed message also keeps every later message of its group in the batch on the queue."""
     blocked_groups: set[str] = set()
@@ -375,7 +384,13 @@ class SqsEventSourcePoller:
         }
         if self._system_attribute_names:
             request["MessageSystemAttributeNames"] = ["All"]
-        return self._sqs.receive_message(**request).get("Messages", [])
+        if not self._fifo:
+            return self._sqs.receive_message(**request).get("Messages", [])
+        # moto checks "is this group in flight?" and hands messages out without a lock, so two receives at
+        # the same instant can both get messages of one group, and that group's order is lost. SQS itself
+        # does not need this; serialising this process's receives of a FIFO queue keeps the emulator honest.
+        with _fifo_receive_lock(self.queue_url):
+            return self._sqs.receive_message(**request).get("Messages", [])
 
     def _receive_batch(self, wait_seconds: int, stopping: threading.Event) -> list[Message]:
         """One batch: a single receive, or with a batching window, receives until full or the window ends."""

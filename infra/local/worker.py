@@ -1,7 +1,8 @@
 """The local stand-in for Lambda's event source mappings: poll every queue the app subscribes to with
 `@app.on_sqs_message` and every stream of `@app.on_kinesis_record`, and deliver batches to the real handlers
 (see sqs_poller and kinesis_poller for the semantics). Where each stream was read to is kept in a checkpoint
-file, as the event source mapping keeps it, so a restarted worker resumes after its last good batch."""
+file, as the event source mapping keeps it, so a restarted worker resumes after its last good batch. Every
+`@app.schedule` handler runs at its rate too (see scheduler), as EventBridge would invoke it."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def main() -> None:
     import app as app_module
     from chalicelib.adapters import aws
     from chalicelib.config import settings
-    from infra.local import kinesis_poller, sqs_poller
+    from infra.local import kinesis_poller, scheduler, sqs_poller
 
     checkpoint_file = args.stream_checkpoints or default_checkpoint_file(args.stage)
     checkpoints = kinesis_poller.FileCheckpoints(checkpoint_file)
@@ -52,13 +53,14 @@ def main() -> None:
             function_name_prefix=prefix,
             checkpoints=checkpoints,
         ),
+        *scheduler.schedules_for_app(app_module, function_name_prefix=prefix, region=settings.aws_region),
     ]
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     for poller in pollers:
         poller.start()
-    logging.getLogger("worker").info("polling %d queue(s) and stream(s); Ctrl-C stops", len(pollers))
+    logging.getLogger("worker").info("running %d event source(s) and schedule(s); Ctrl-C stops", len(pollers))
     stopping.wait()
     for poller in pollers:
         poller.stop(timeout=10)

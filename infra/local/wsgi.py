@@ -22,7 +22,6 @@ from typing import Any
 
 from infra.local.stage import PROJECT_DIR, apply_stage_environment
 
-MAX_BODY_BYTES = 2 * 1024 * 1024
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 REASONS = {
     200: "OK",
@@ -84,7 +83,7 @@ def _response_body(response: dict) -> bytes:
 
 
 class ChaliceWsgiAdapter:
-    def __init__(self, gateway: Any, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, gateway: Any, max_body_bytes: int) -> None:
         self._gateway = gateway
         self._max_body = max_body_bytes
 
@@ -96,10 +95,12 @@ class ChaliceWsgiAdapter:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > self._max_body:
             # Refused before reading: a 1 GB body must not cost 1 GB of memory.
-            return _json_error(
-                start_response, 413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {self._max_body} bytes"
-            )
-        body = environ["wsgi.input"].read(length) if length else None
+            return self._too_large(start_response)
+        # Without a Content-Length (Transfer-Encoding: chunked) the body used to be dropped: read at most one
+        # byte past the limit, so a chunked body is neither lost nor unbounded.
+        body = environ["wsgi.input"].read(length or self._max_body + 1) or None
+        if body is not None and len(body) > self._max_body:
+            return self._too_large(start_response)
         query = environ.get("QUERY_STRING")
         try:
             response = self._gateway.handle_request(
@@ -121,6 +122,10 @@ class ChaliceWsgiAdapter:
         start_response(_status_line(int(response["statusCode"])), headers)
         return [payload]
 
+    def _too_large(self, start_response: StartResponse) -> list[bytes]:
+        message = f"bodies are limited to {self._max_body} bytes"
+        return _json_error(start_response, 413, "PAYLOAD_TOO_LARGE", message)
+
     @staticmethod
     def _raw(start_response: StartResponse, code: int, headers: dict, body: bytes | None) -> list[bytes]:
         payload = body or b""
@@ -139,8 +144,12 @@ def create_wsgi_app(
     if str(project) not in sys.path:
         sys.path.insert(0, str(project))
     module = importlib.import_module(app_module_name)
+    # Imported only now: chalicelib reads its settings once, at import, after the stage's environment.
+    from chalicelib.domain.validation import MAX_BODY_BYTES
+
     config = CLIFactory(str(project), environ=os.environ).create_config_obj(chalice_stage_name=stage)
-    return ChaliceWsgiAdapter(LocalGateway(module.app, config))
+    # The app's own limit, enforced here before the body is read (API Gateway itself caps it at 10 MB).
+    return ChaliceWsgiAdapter(LocalGateway(module.app, config), MAX_BODY_BYTES)
 
 
 _application = None

@@ -1,106 +1,22 @@
 """The HTTP contract (../shared/API.md) end to end: the production serving mode (Chalice behind granian) and
-the worker run as separate processes, exactly as `make run` starts them, against the test MariaDB, Redis and
-moto. Every JSON answer is also validated against the OpenAPI document the app serves."""
+the worker run as separate processes (tests/e2e/conftest.py), exactly as `make run` starts them, against the
+test MariaDB, Redis and moto. Every JSON answer is also validated against the OpenAPI document the app
+serves."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import jsonschema
 import pytest
 
-from chalicelib import openapi
 from tests.support.factories import event_body
-from tests.support.processes import free_port, stop, wait_until_up
+from tests.support.http import ADMIN, conforms, create_performance, error_code, wait_for_final
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-ADMIN = {"X-Admin-Token": os.environ["ADMIN_TOKEN"]}
-
-
-@pytest.fixture(scope="module")
-def base_url(services, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    # The worker's stream_state ledger and Kinesis checkpoints are its own: RocksDB has one opener per
-    # directory, and a developer's `make run` keeps the local stage's.
-    state = tmp_path_factory.mktemp("e2e-worker")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.local.wsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        cwd=ROOT,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.local.worker",
-            "--concurrency",
-            "2",
-            "--stream-checkpoints",
-            str(state / "kinesis-checkpoints.json"),
-            "--function-name-prefix",
-            "seat-booking-e2e",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "LEDGER_DIR": str(state / "ledger")},
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/health", server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(server)
-        stop(worker)
-
-
-@pytest.fixture(scope="module")
-def http(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        yield client
-
-
-def conforms(response: httpx.Response, path: str, method: str) -> dict:
-    """The body, after checking it against the OpenAPI document's schema for this status."""
-    body = response.json()
-    jsonschema.validate(body, openapi.response_schema(path, method, response.status_code))
-    return body
-
-
-def error_code(response: httpx.Response, path: str, method: str) -> str:
-    return conforms(response, path, method)["error"]["code"]
-
-
-def create_performance(http: httpx.Client, **kwargs) -> dict:
-    response = http.post("/admin/events", json=event_body(**kwargs), headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return conforms(response, "/admin/events", "post")["performances"][0]
-
-
-def wait_for_final(http: httpx.Client, booking_id: str, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = conforms(http.get(f"/bookings/{booking_id}"), "/bookings/{booking_id}", "get")
-        if body["status"] != "PENDING":
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"booking {booking_id} still PENDING after {timeout} s")
 
 
 def test_health_reports_every_dependency(http: httpx.Client) -> None:

@@ -1,0 +1,437 @@
+"""Reconcile: find drift between the Redis seat maps and MySQL, and repair it with MySQL as the truth.
+
+Per performance, every seat of the Redis seat hash ("0" free, "H:<booking>" held by a PENDING booking,
+"B:<booking>" booked) is compared with MySQL's active `booking_seats` rows and the status of the bookings
+Redis names. The repairs, each counted in the summary under its kind:
+
+  seats_booked            MySQL has the seat CONFIRMED for booking x, Redis shows it free or someone
+                          else's -> "B:x" (confirm_seats.lua with `overwrite`; it refuses a booking whose
+                          record says CANCELLED, so a cancel that lands meanwhile is not undone)
+  seats_released          Redis shows x on a seat x does not hold in MySQL (x CANCELLED, REJECTED or FAILED,
+                          or x holds other seats) -> free (release_seats.lua: only while it still shows x)
+  stale_holds_failed      Redis holds seats for x, MySQL has never heard of x, and x was accepted longer ago
+                          than the hold deadline (or its record already says FAILED) -> the asynchronous
+                          strategy's give_up: the record turns FAILED, a FAILED row claims the booking id in
+                          MySQL (a late consumer can then never confirm it), the seats are released
+  ledger_releases_resent  stream_state: a cancel whose release never reached the seat ledger (reconcile_log
+                          action `ledger_release_pending`) -> the release is put on the request stream again
+
+Race safety: a repair re-reads the booking in MySQL and the seats in Redis right before it acts, and acts
+through owner-checked Lua, so a booking confirmed, cancelled or re-sold between the comparison and the repair
+is left as live traffic made it (the next pass looks again). Every repair writes one reconcile_log row,
+deduplicated by action and booking: a rerun, or two runs at once, log it once.
+
+The hold deadline: a redis_async hold is legitimately PENDING while its message waits in the booking queue.
+Each delivery of it takes at most the visibility timeout plus the backoff the consumer then sets, and after
+MAX_RECEIVE_COUNT deliveries the consumer gives up by itself, so past
+`MAX_RECEIVE_COUNT x QUEUE_VISIBILITY_TIMEOUT_SECONDS + sum of the backoffs` (the queue's retry window) no
+delivery can still confirm it. The deadline must exceed that window by the worst queue backlog one expects;
+a shorter configured deadline is raised to the window plus a margin. Releasing too early still sells no seat
+twice: the late consumer finds the FAILED record and row and records FAILED (the client may retry).
+
+Which performances a full run checks: seat maps whose version changed since this job last found them clean
+(or that it never found clean: holds in flight, repairs to confirm), performances with bookings written in
+MySQL within the activity window, and those with a ledger release pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ulid import ULID
+
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.messages import BookingRequested
+from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
+from chalicelib.services.ports import CatalogueStore, ReconcileStore, SeatMapAudit, SeatRepairs
+
+log = logging.getLogger(__name__)
+
+SEATS_BOOKED = "seats_booked"
+SEATS_RELEASED = "seats_released"
+STALE_HOLDS_FAILED = "stale_holds_failed"
+LEDGER_RELEASES_RESENT = "ledger_releases_resent"
+REPAIR_KINDS = (SEATS_BOOKED, SEATS_RELEASED, STALE_HOLDS_FAILED, LEDGER_RELEASES_RESENT)
+
+# reconcile_log actions: what this job did, and what a stream_state cancel leaves for it to do.
+SEAT_BOOKED_ACTION = "reconcile_seat_booked"
+SEAT_RELEASED_ACTION = "reconcile_seat_released"
+LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
+LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
+
+# A configured hold deadline at or below the queue's retry window is raised to the window plus this.
+HOLD_DEADLINE_MARGIN_SECONDS = 60.0
+DEFAULT_COMPENSATOR = "redis_async"
+
+
+class HoldCompensator(Protocol):
+    """An asynchronous strategy's give_up (strategies/async_common.py): FAILED first, then the seats back."""
+
+    def give_up(
+        self, booking_id: str, reason: str, message: BookingRequested | None
+    ) -> BookingStatus | None: ...
+
+
+class LedgerReleases(Protocol):
+    """stream_state: put a cancelled booking's release on the request stream (raises if it cannot)."""
+
+    def send_ledger_release(self, booking: Booking) -> None: ...
+
+
+@dataclass
+class ReconcileSummary:
+    dry_run: bool
+    performances_checked: int = 0
+    # kind -> seats (seats_*) or bookings (stale_holds_failed, ledger_releases_resent) repaired; in a dry
+    # run, what would have been repaired.
+    repairs: Counter = field(default_factory=Counter)
+    holds_in_flight: int = 0  # PENDING holds younger than the deadline, left alone
+    holds_of_unknown_age: int = 0  # holds of a booking id that is not a ULID: no age to judge, left alone
+    changed_meanwhile: int = 0  # drift that live traffic resolved between the comparison and the repair
+    not_loaded: int = 0  # performances without a seat map in Redis (the next read builds it from MySQL)
+    left_for_next_run: int = 0  # performances not reached within the time budget
+    errors: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def total_repairs(self) -> int:
+        return sum(self.repairs.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "performances_checked": self.performances_checked,
+            "repairs": {kind: self.repairs.get(kind, 0) for kind in REPAIR_KINDS},
+            "holds_in_flight": self.holds_in_flight,
+            "holds_of_unknown_age": self.holds_of_unknown_age,
+            "changed_meanwhile": self.changed_meanwhile,
+            "not_loaded": self.not_loaded,
+            "left_for_next_run": self.left_for_next_run,
+            "errors": self.errors,
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+
+
+@dataclass
+class _Findings:
+    """One performance's drift, booking id -> seat ids."""
+
+    to_book: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    to_release: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    unknown_to_mysql: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+
+def accepted_at(booking_id: str) -> float | None:
+    """When the booking was accepted (epoch seconds): booking ids are ULIDs (services/booking.py), whose first
+    48 bits are the creation time. None for an id that is not a ULID."""
+    try:
+        return ULID.from_str(booking_id).timestamp
+    except ValueError:
+        return None
+
+
+def _shown_booking(state: str | None) -> str | None:
+    return state[2:] if state and state[:2] in ("H:", "B:") else None
+
+
+def _unsettled(summary: ReconcileSummary) -> tuple[int, ...]:
+    """What, if it grew while checking a performance, means the performance must be looked at again."""
+    return (summary.changed_meanwhile, summary.errors, summary.holds_in_flight, summary.holds_of_unknown_age)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        bookings: ReconcileStore,
+        catalogue: CatalogueStore,
+        seat_map: SeatMapAudit,
+        seats: SeatRepairs,
+        compensators: Mapping[str, HoldCompensator],
+        ledger: LedgerReleases | None,
+        *,
+        hold_deadline_seconds: float,
+        queue_retry_window_seconds: float,
+        activity_window_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bookings = bookings
+        self._catalogue = catalogue
+        self._seat_map = seat_map
+        self._seats = seats
+        self._compensators = compensators
+        self._ledger = ledger
+        floor = queue_retry_window_seconds + HOLD_DEADLINE_MARGIN_SECONDS
+        if hold_deadline_seconds < floor:
+            log.warning(
+                "the pending hold deadline (%.0f s) is shorter than the booking queue's retry window (%.0f s)"
+                " plus a margin: using %.0f s, or bookings still being retried would be failed",
+                hold_deadline_seconds,
+                queue_retry_window_seconds,
+                floor,
+            )
+        self.hold_deadline_seconds = max(hold_deadline_seconds, floor)
+        self._activity_window = activity_window_seconds
+        self._clock = clock
+
+    def run(
+        self,
+        performance_id: int | None = None,
+        dry_run: bool = False,
+        time_budget_seconds: float | None = None,
+    ) -> ReconcileSummary:
+        """Check one performance, or every performance with recent activity, and repair what drifted.
+
+        `dry_run` reports what would be repaired and changes nothing. With a time budget, no further
+        performance is started once it is spent (the rest stay candidates for the next run)."""
+        started = time.monotonic()
+        summary = ReconcileSummary(dry_run=dry_run)
+        if performance_id is not None and self._catalogue.get_performance(performance_id) is None:
+            raise NotFound(f"performance {performance_id} not found")
+        candidates = [performance_id] if performance_id is not None else self._performances_to_check()
+        for index, candidate in enumerate(candidates):
+            if time_budget_seconds is not None and time.monotonic() - started >= time_budget_seconds:
+                summary.left_for_next_run = len(candidates) - index
+                break
+            try:
+                self._check_performance(candidate, summary, dry_run)
+            except Exception:
+                log.exception("reconcile: checking performance %s failed", candidate)
+                summary.errors += 1
+            summary.performances_checked += 1
+        self._resend_ledger_releases(performance_id, summary, dry_run)
+        summary.duration_seconds = time.monotonic() - started
+        log.info("reconcile: %s", summary.to_dict())
+        return summary
+
+    # which performances --------------------------------------------------------------------------------
+    def _performances_to_check(self) -> list[int]:
+        checked = self._seat_map.checked_versions()
+        changed = {
+            performance_id
+            for performance_id, version in self._seat_map.loaded_performances().items()
+            if checked.get(performance_id) != version
+        }
+        active = set(self._bookings.recently_active_performances(self._activity_window))
+        return sorted(changed | active)
+
+    # one performance ------------------------------------------------------------------------------------
+    def _check_performance(self, performance_id: int, summary: ReconcileSummary, dry_run: bool) -> None:
+        # One atomic read of the map, then MySQL. Whatever live traffic changes in between (or later) is
+        # caught by the second look each repair takes before it acts.
+        version, states = self._seat_map.snapshot(performance_id)
+        if states is None:
+            summary.not_loaded += 1
+            if not dry_run:
+                self._seat_map.remember_checked(performance_id, version)
+            return
+        findings = self._compare(performance_id, states)
+        unsettled_before = _unsettled(summary)
+        for repair, found in (
+            (self._book, findings.to_book),
+            (self._release, findings.to_release),
+            (self._judge_hold, findings.unknown_to_mysql),
+        ):
+            for booking_id, seat_ids in found.items():
+                try:
+                    repair(performance_id, booking_id, seat_ids, summary, dry_run)
+                except Exception:
+                    log.exception("reconcile: %s of booking %s failed", repair.__name__, booking_id)
+                    summary.errors += 1
+        if _unsettled(summary) == unsettled_before and not dry_run:
+            # Nothing left in flight or undone: the map needs no look until its version changes (or MySQL's
+            # bookings of the performance do).
+            self._seat_map.remember_checked(performance_id, version)
+
+    def _compare(self, performance_id: int, states: Mapping[int, str]) -> _Findings:
+        holders = self._bookings.active_seat_holders(performance_id)
+        named = {
+            booking_id
+            for seat, state in states.items()
+            if (booking_id := _shown_booking(state)) is not None and holders.get(seat, ("",))[0] != booking_id
+        }
+        statuses = self._bookings.statuses(named)
+        findings = _Findings()
+        for seat, state in states.items():
+            holder = holders.get(seat)
+            if holder is not None:
+                holder_id, status = holder
+                # MySQL PENDING rows are written by no strategy today; a CONFIRMED holder is the truth.
+                if status is BookingStatus.CONFIRMED and state != f"B:{holder_id}":
+                    findings.to_book[holder_id].append(seat)
+                continue
+            shown = _shown_booking(state)
+            if shown is None:
+                continue
+            if shown in statuses:
+                findings.to_release[shown].append(seat)  # final, or holding other seats only
+            else:
+                findings.unknown_to_mysql[shown].append(seat)
+        return findings
+
+    # the repairs ----------------------------------------------------------------------------------------
+    def _book(
+        self,
+        performance_id: int,
+        booking_id: str,
+        seat_ids: list[int],
+        summary: ReconcileSummary,
+        dry_run: bool,
+    ) -> None:
+        if dry_run:
+            summary.repairs[SEATS_BOOKED] += len(seat_ids)
+            return
+        booking = self._bookings.get(booking_id)
+        if booking is None or booking.status is not BookingStatus.CONFIRMED:
+            summary.changed_meanwhile += len(seat_ids)  # cancelled meanwhile
+            return
+        current = self._seat_map.states_of(performance_id, seat_ids)
+        drifted = [s for s in seat_ids if s in booking.seat_ids and current.get(s) != f"B:{booking_id}"]
+        if not drifted:
+            return  # live traffic (the consumer's own confirm) got there first
+        booked = self._seats.confirm(booking_id, performance_id, drifted, overwrite=True)
+        summary.repairs[SEATS_BOOKED] += booked
+        summary.changed_meanwhile += len(drifted) - booked
+        if booked:
+            self._log_seats(SEAT_BOOKED_ACTION, booking, drifted, current)
+
+    def _release(
+        self,
+        performance_id: int,
+        booking_id: str,
+        seat_ids: list[int],
+        summary: ReconcileSummary,
+        dry_run: bool,
+    ) -> None:
+        if dry_run:
+            summary.repairs[SEATS_RELEASED] += len(seat_ids)
+            return
+        booking = self._bookings.get(booking_id)
+        if booking is None:
+            summary.changed_meanwhile += len(seat_ids)
+            return
+        if booking.status.holds_seats:
+            seat_ids = [s for s in seat_ids if s not in booking.seat_ids]  # seats it holds stay its own
+        current = self._seat_map.states_of(performance_id, seat_ids)
+        still = [s for s in seat_ids if _shown_booking(current.get(s)) == booking_id]
+        if not still:
+            return
+        if not booking.status.holds_seats:
+            # The record first, as a cancel does: a late confirm of this booking cannot re-take the seats.
+            self._seats.mark_record(booking_id, booking.status, booking.reason)
+        released = self._seats.release(booking_id, performance_id, still)
+        summary.repairs[SEATS_RELEASED] += released
+        summary.changed_meanwhile += len(still) - released
+        if released:
+            self._log_seats(SEAT_RELEASED_ACTION, booking, still, current, mysql_status=booking.status.value)
+
+    def _judge_hold(
+        self,
+        performance_id: int,
+        booking_id: str,
+        seat_ids: list[int],
+        summary: ReconcileSummary,
+        dry_run: bool,
+    ) -> None:
+        """Seats shown for a booking MySQL does not know: in flight, or a hold nobody will ever finish."""
+        record = self._seats.read_booking(booking_id)
+        created = accepted_at(booking_id)
+        given_up = record is not None and record.status is BookingStatus.FAILED
+        if not given_up and created is None:
+            summary.holds_of_unknown_age += 1
+            return
+        age = self._clock() - created if created is not None else None
+        if not given_up and age is not None and age <= self.hold_deadline_seconds:
+            summary.holds_in_flight += 1
+            return
+        if dry_run:
+            summary.repairs[STALE_HOLDS_FAILED] += 1
+            return
+        if self._bookings.get(booking_id) is not None:
+            summary.changed_meanwhile += 1  # the consumer stored it after all: the next pass aligns the map
+            return
+        if given_up:
+            reason = record.reason or "given up earlier"
+        else:
+            reason = f"pending hold expired: not in MySQL {age:.0f} s after it was accepted (reconcile)"
+        strategy = record.strategy if record is not None else self._strategy_of(performance_id)
+        compensator = self._compensators.get(strategy) or self._compensators[DEFAULT_COMPENSATOR]
+        message = (
+            None
+            if record is not None
+            else BookingRequested(booking_id, performance_id, "unknown", tuple(sorted(seat_ids)), strategy)
+        )
+        status = compensator.give_up(booking_id, reason, message)
+        # Seats the map shows beyond those its record names (if any) go back too, owner-checked.
+        self._seats.release(booking_id, performance_id, seat_ids)
+        if status is BookingStatus.FAILED:
+            summary.repairs[STALE_HOLDS_FAILED] += 1  # give_up logged it (action booking_failed)
+        else:
+            summary.changed_meanwhile += 1  # a late consumer confirmed it first; give_up aligned the map
+
+    def _strategy_of(self, performance_id: int) -> str:
+        performance = self._catalogue.get_performance(performance_id)
+        return performance.strategy if performance is not None else DEFAULT_COMPENSATOR
+
+    def _resend_ledger_releases(
+        self, performance_id: int | None, summary: ReconcileSummary, dry_run: bool
+    ) -> None:
+        if self._ledger is None:
+            return
+        try:
+            pending = self._bookings.open_reconcile_entries(
+                LEDGER_RELEASE_PENDING_ACTION, LEDGER_RELEASE_RESENT_ACTION, performance_id
+            )
+        except Exception:
+            log.exception("reconcile: reading the pending ledger releases failed")
+            summary.errors += 1
+            return
+        for booking_id in pending:
+            if dry_run:
+                summary.repairs[LEDGER_RELEASES_RESENT] += 1
+                continue
+            try:
+                self._resend_ledger_release(self._ledger, booking_id, summary)
+            except Exception:
+                log.exception("reconcile: resending the ledger release of %s failed", booking_id)
+                summary.errors += 1
+
+    def _resend_ledger_release(
+        self, ledger: LedgerReleases, booking_id: str, summary: ReconcileSummary
+    ) -> None:
+        booking = self._bookings.get(booking_id)
+        if booking is None or booking.status.holds_seats:
+            log.warning(
+                "reconcile: ledger release pending for %s, which holds its seats in MySQL", booking_id
+            )
+            summary.changed_meanwhile += 1
+            return
+        # The ledger frees only seats this booking holds there, so a release sent twice changes nothing.
+        ledger.send_ledger_release(booking)
+        self._log(LEDGER_RELEASE_RESENT_ACTION, booking, {"seat_ids": list(booking.seat_ids)})
+        summary.repairs[LEDGER_RELEASES_RESENT] += 1
+
+    def _log_seats(
+        self,
+        action: str,
+        booking: Booking,
+        seat_ids: list[int],
+        before: Mapping[int, str | None],
+        **extra: str,
+    ) -> None:
+        redis_before = {str(seat): before.get(seat) for seat in seat_ids}
+        self._log(action, booking, {"seat_ids": seat_ids, "redis_before": redis_before, **extra})
+
+    def _log(self, action: str, booking: Booking, detail: dict) -> None:
+        self._bookings.log_reconcile(
+            ReconcileEntry(
+                action=action,
+                booking_id=booking.booking_id,
+                performance_id=booking.performance_id,
+                detail=detail,
+            )
+        )

@@ -1,0 +1,103 @@
+"""MySQL goes away under the request path (a TCP proxy in front of MariaDB, cut by the test): synchronous
+strategies answer 503 at once — after the first few refusals the circuit is open and nobody waits — while
+the asynchronous ones keep accepting, their queue or stream absorbing the bookings until MySQL is back."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.models import Booking, BookingStatus
+from chalicelib.services.health import check_health
+from tests.integration.test_races import audit, race
+from tests.support.factories import event_body
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture()
+def proxy(settings):
+    target = urlsplit(settings.database_url)
+    proxy = TcpProxy(target.hostname, target.port or 3306)
+    proxy.start()
+    yield proxy
+    proxy.cut()
+
+
+@pytest.fixture()
+def behind_proxy(settings, proxy, services):
+    """A process-like container (its own pools and breakers) whose MySQL is reached through the proxy."""
+    parts = urlsplit(settings.database_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username or 'root'}@127.0.0.1:{proxy.port}"))
+    container = bootstrap.build(
+        dataclasses.replace(
+            settings, database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=1
+        )
+    )
+    yield container
+    container.db.close()
+
+
+def warm_performance(container, strategy: str, seats: int) -> tuple[int, int]:
+    """Created while MySQL is up; the container has read it once (a warm Lambda has)."""
+    created = container.catalogue.create_event(event_body(strategy=strategy, rows=1, seats_per_row=seats))
+    pid = created["performances"][0]["performance_id"]
+    container.catalogue.performance(pid)
+    return pid, created["performances"][0]["sections"][0]["first_seat_id"]
+
+
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
+def test_synchronous_strategies_answer_503_fast_while_mysql_is_down(
+    strategy, behind_proxy, proxy, sql
+) -> None:
+    pid, seat = warm_performance(behind_proxy, strategy, seats=100)
+    proxy.cut()
+    book = behind_proxy.booking_service.book
+    outcomes, seconds = race(  # a seat each: every request gets as far as MySQL
+        [lambda i=i: book(pid, {"user_id": f"u{i}", "seat_ids": [seat + i]}, None) for i in range(100)]
+    )
+
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
+    assert seconds < 5, seconds
+    assert behind_proxy.db.breaker.state != "closed"
+    started = time.perf_counter()
+    with pytest.raises(ServiceUnavailable):
+        book(pid, {"user_id": "late", "seat_ids": [seat]}, None)
+    assert time.perf_counter() - started < 0.5, "an open circuit answers without trying MySQL"
+    healthy, body = check_health(behind_proxy.health_checks())
+    assert not healthy and body["checks"]["db"] != "ok"
+
+    proxy.start()
+    time.sleep(1.2)  # the circuit's reset period; the next call probes MySQL and goes on
+    booked = book(pid, {"user_id": "back", "seat_ids": [seat]}, None)
+    assert booked.status is BookingStatus.CONFIRMED
+    assert sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) == [(1,)]
+    print(f"\n{strategy} with MySQL down: 100 requests answered 503 in {seconds:.2f} s")
+
+
+@pytest.mark.parametrize("strategy", ["redis_async", "fifo_partition", "stream_state"])
+def test_asynchronous_strategies_keep_accepting_while_mysql_is_down(
+    strategy, behind_proxy, proxy, drain, sql, services
+) -> None:
+    pid, first = warm_performance(behind_proxy, strategy, seats=40)
+    proxy.cut()
+    book = behind_proxy.booking_service.book
+    outcomes, seconds = race(
+        [lambda i=i: book(pid, {"user_id": f"u{i}", "seat_ids": [first + i]}, None) for i in range(40)]
+    )
+    accepted = [o for o in outcomes if isinstance(o, Booking)]
+    assert len(accepted) == 40 and {b.status for b in accepted} == {BookingStatus.PENDING}, outcomes[:3]
+    assert sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) == [(0,)]
+
+    proxy.start()
+    drain(idle_seconds=0.3)  # the consumers (the run's own, on the real MySQL) finish the line
+
+    final = audit(sql, services, strategy, pid, accepted)
+    assert set(final.values()) == {"CONFIRMED"}
+    print(f"\n{strategy} with MySQL down: 40 bookings accepted (202) in {seconds:.2f} s, all confirmed after")
