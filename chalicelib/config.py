@@ -41,6 +41,7 @@ class Settings:
     aws_region: str = "us-east-1"
     # How long one AWS call may take before the request answers 503 (a sick queue must not hang requests).
     aws_read_timeout_seconds: float = 5.0
+    aws_connect_timeout_seconds: float = 2.0
     booking_queue_name: str = "booking-events"
     booking_dlq_name: str = "booking-events-dlq"
     # fifo_partition: requests wait in line per section (MessageGroupId) on this FIFO queue.
@@ -118,6 +119,9 @@ class Settings:
             aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", default.aws_region)),
             aws_read_timeout_seconds=_float(
                 env, "AWS_READ_TIMEOUT_SECONDS", default.aws_read_timeout_seconds
+            ),
+            aws_connect_timeout_seconds=_float(
+                env, "AWS_CONNECT_TIMEOUT_SECONDS", default.aws_connect_timeout_seconds
             ),
             booking_queue_name=env.get("BOOKING_QUEUE_NAME", default.booking_queue_name),
             booking_dlq_name=env.get("BOOKING_DLQ_NAME", default.booking_dlq_name),

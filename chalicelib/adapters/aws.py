@@ -14,7 +14,7 @@ def client(service: str, settings: Settings, max_pool_connections: int = 64):
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         config=Config(
-            connect_timeout=2,
+            connect_timeout=settings.aws_connect_timeout_seconds,
             read_timeout=settings.aws_read_timeout_seconds,
             # Short and bounded: a request thread must not hang on a sick queue; the caller decides (503).
             retries={"max_attempts": 2, "mode": "standard"},
