@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services run chalice-local reconcile dlq package test lint format clean
+.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ install: $(STAMP)
 services:
 	@bash infra/local/ensure-services.sh
 
+# LocalStack's own venv (Python 3.13+, infra/local/localstack.py): built on first use, once per machine; on a
+# machine without Python 3.13+ this says so and `make run` uses moto server, `make test` skips LocalStack.
+localstack-venv: install
+	@$(PY) -m infra.local.localstack install --if-possible
+
+# The AWS emulator: LocalStack in host mode where it can run, else moto server (EMULATOR=moto|localstack picks).
 run: install services
 	$(PY) -m infra.local.run
+
+# The same server and worker in the `localstack` stage, against LocalStack in host mode on 127.0.0.1:4566.
+localstack: install services
+	$(PY) -m infra.local.run --stage localstack --emulator localstack
 
 # The development server Chalice ships (single-threaded; for debugging). `make run` must be running
 # alongside, or the emulator, queues and worker started another way.
@@ -36,9 +46,11 @@ reconcile: install
 dlq: install
 	$(PY) -m infra.dlq $(or $(ARGS),list)
 
-# A deployable SAM template for AWS (stage prod), with the partial batch responses Chalice cannot set.
+# A deployable SAM template for AWS (stage prod): Chalice's, completed by infra/aws_template.py (queues, DLQs,
+# streams, event sources, VPC, roles). README "Deploy" says how to deploy it.
 package: install
-	$(VENV)/bin/chalice package --stage prod build/
+	rm -rf build/sam.json build/deployment.zip
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage prod build/
 	$(PY) -m infra.sam build/sam.json
 
 lint: install
@@ -49,8 +61,12 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install services lint
+test: install services lint localstack-venv
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Only the fault tests (MariaDB/Redis of their own killed, stopped and restarted under load; a few minutes).
+test-faults: install services
+	$(PY) -m pytest -q -p no:cacheprovider -m fault
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -118,7 +118,8 @@ def docs_asset(name: str) -> Response:
 @json_errors
 def create_event() -> Response:
     token = _header("X-Admin-Token") or ""
-    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+    # An unset (empty) admin token locks the admin API rather than opening it to an empty header.
+    if not settings.admin_token or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
         raise Unauthorized("a valid X-Admin-Token header is required")
     event = container().catalogue.create_event(_json_body(), _header("Idempotency-Key"))
     return Response(body=event, status_code=201, headers=JSON)

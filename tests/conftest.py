@@ -62,6 +62,7 @@ os.environ.update(
 
 from chalicelib.config import Settings  # noqa: E402  (after the environment is set)
 from tests.support.factories import event_body  # noqa: E402
+from tests.support.localstack import localstack_endpoint  # noqa: E402, F401  (session fixture)
 
 
 def _drop_database(url: str) -> None:

@@ -6,6 +6,7 @@ refuse a concurrent duplicate) and for queue messages (a redelivered message nev
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -61,9 +62,20 @@ class ValidatingCachePersistenceLayer(CachePersistenceLayer):
 
 class PowertoolsIdempotency:
     def __init__(self, client: redis.Redis, ttl_seconds: int, key_prefix: str = "bk:idem") -> None:
-        self._persistence = ValidatingCachePersistenceLayer(client=client)
+        self._client = client
+        # One persistence layer per scope: Powertools' `configure` writes the key prefix into the layer on
+        # every call, so scopes sharing one layer (HTTP bookings and the consumer, on concurrent threads)
+        # would store a record under one scope's key and complete or delete it under another's.
+        self._layers: dict[str, ValidatingCachePersistenceLayer] = {}
+        self._layers_lock = threading.Lock()
         self._ttl = ttl_seconds
         self._prefix = key_prefix
+
+    def _persistence(self, scope: str) -> ValidatingCachePersistenceLayer:
+        with self._layers_lock:
+            if scope not in self._layers:
+                self._layers[scope] = ValidatingCachePersistenceLayer(client=self._client)
+            return self._layers[scope]
 
     def run_once(
         self,
@@ -80,13 +92,15 @@ class PowertoolsIdempotency:
             raise_on_no_idempotency_key=True,
         )
         config.register_lambda_context(lambda_context or _Deadline(DEFAULT_DEADLINE_MS))
+        done: list[dict] = []
 
         def once(request: dict) -> dict:
-            return work()
+            done.append(work())
+            return done[0]
 
         guarded = idempotent_function(
             data_keyword_argument="request",
-            persistence_store=self._persistence,
+            persistence_store=self._persistence(scope),
             config=config,
             key_prefix=f"{self._prefix}:{scope}",
         )(once)
@@ -102,4 +116,8 @@ class PowertoolsIdempotency:
             ) from None
         except (IdempotencyPersistenceConnectionError, IdempotencyPersistenceLayerError) as exc:
             # Only the store's own failures arrive wrapped like this; the work's exceptions pass as they are.
+            if done:
+                # The work is done (a booking accepted, its message sent) but the store went away before it
+                # could remember the answer: that answer is the truth; a 503 would say nothing was done.
+                return done[0]
             raise ServiceUnavailable("idempotency store unavailable") from exc

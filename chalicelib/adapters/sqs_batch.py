@@ -3,7 +3,9 @@
 Per record: a redelivered message is answered from the idempotency record instead of running twice; a
 transient failure makes the message visible again after an exponential backoff (1 s, 2 s, 4 s … by receive
 count) and reports it in `batchItemFailures`, so only it is retried; a permanent failure (already
-compensated) is made visible at once so that SQS moves it to the DLQ after maxReceiveCount.
+compensated) is made visible at once so that SQS moves it to the DLQ after maxReceiveCount. On a FIFO queue
+the messages behind a failed one of their group wait for it: reported failed unprocessed, visible again at
+once (unless at their last delivery, which is processed rather than left to reach the DLQ uncompensated).
 The event source mapping must have FunctionResponseTypes=ReportBatchItemFailures (infra sets it; Chalice
 cannot, aws/chalice#2029), and the local poller honours the same response.
 """
@@ -24,6 +26,10 @@ from chalicelib.consumers.booking_events import BookingEventConsumer, PermanentF
 log = logging.getLogger(__name__)
 
 
+class WaitingInLine(Exception):
+    """A FIFO message not processed because an earlier one of its group failed in the same batch."""
+
+
 class BookingBatchHandler:
     def __init__(
         self,
@@ -41,12 +47,35 @@ class BookingBatchHandler:
         # raise_on_entire_batch_failure=False: every failure is already reported per message (and its
         # visibility set); raising would make Lambda retry the whole batch, successes included.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return process_partial_response(
-            event=event,
-            record_handler=lambda record: self._handle(record, context),
-            processor=processor,
-            context=context,
+        blocked: set[str] = set()  # FIFO groups with a message failed in this batch
+        skipped: list[SQSRecord] = []
+
+        def handle(record: SQSRecord) -> str:
+            group = record.attributes.message_group_id
+            last_delivery = (
+                int(record.attributes.approximate_receive_count or 1) >= self._settings.max_receive_count
+            )
+            if group is not None and group in blocked and not last_delivery:
+                # A FIFO group is decided in arrival order: nothing behind a failed message is decided
+                # before it. Reported failed, unprocessed. (Each skip still counts as a receive: a message
+                # at its last one is processed, or it would reach the DLQ with nobody compensating it.)
+                skipped.append(record)
+                raise WaitingInLine(f"behind a failed message of group {group}")
+            try:
+                return self._handle(record, context)
+            except Exception:
+                if group is not None:
+                    blocked.add(group)
+                raise
+
+        response = process_partial_response(
+            event=event, record_handler=handle, processor=processor, context=context
         )
+        for record in skipped:
+            # Back at once: SQS hands out nothing of the group while its failed message backs off, so the
+            # line resumes in order then, not after a whole visibility timeout.
+            self._make_visible_after(record, 0)
+        return response
 
     def _handle(self, record: SQSRecord, context: Any) -> str:
         receive_count = int(record.attributes.approximate_receive_count or 1)

@@ -1,7 +1,9 @@
 """`make run`: everything the service needs, on one machine, in one command; Ctrl-C stops it all.
 
 1. the stage's settings (.chalice/config.json, env wins), MySQL and Redis checked
-2. the AWS emulator (moto server on loopback) unless one already answers at AWS_ENDPOINT_URL
+2. the AWS emulator at the stage's AWS_ENDPOINT_URL, unless one already answers there: LocalStack in host mode
+   (infra/local/localstack.py, its own venv on Python 3.13+, installed on first use) wherever it can run, else
+   moto server (infra/local/emulator.py); --emulator localstack|moto picks one
 3. migrations, queues and streams (infra/provision.py), the demo event
 4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py:
    every SQS and Kinesis event source of the app, delivered to the real handlers)
@@ -20,8 +22,11 @@ import time
 import urllib.request
 from urllib.parse import urlsplit
 
+from infra.local import localstack
 from infra.local.stage import PROJECT_DIR, apply_stage_environment
 from infra.local.worker import default_checkpoint_file
+
+EMULATORS = ("auto", "localstack", "moto")
 
 
 def say(message: str) -> None:
@@ -76,14 +81,47 @@ def spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=PROJECT_DIR)
 
 
-def start_emulator(endpoint: str, children: list[subprocess.Popen], stage: str, ledger_dir: str) -> None:
+def choose_emulator(requested: str) -> tuple[str, str]:
+    """The emulator to start ("localstack" or "moto") and why."""
+    if requested != "auto":
+        return requested, f"--emulator {requested}"
+    reason = localstack.unavailable_reason()
+    if reason:
+        return "moto", f"LocalStack host mode cannot run here: {reason}"
+    return "localstack", (
+        "the default wherever Python 3.13+ exists: its SQS keeps its speed as queues grow, moto server's "
+        "does not (README: Deploy > LocalStack without Docker); EMULATOR=moto picks moto server"
+    )
+
+
+def start_emulator(
+    endpoint: str, children: list[subprocess.Popen], stage: str, ledger_dir: str, requested: str = "auto"
+) -> None:
     if answers(endpoint):
-        say(f"AWS emulator already answering at {endpoint}; using it")
+        kind = "LocalStack" if localstack.health(endpoint) is not None else "an AWS emulator"
+        say(f"{kind} already answering at {endpoint}; using it")
         return
     # A new emulator has new, empty streams: positions read in the old ones mean nothing there.
     forget_stream_positions(default_checkpoint_file(stage), ledger_dir)
-    port = urlsplit(endpoint).port or 5000
-    say(f"starting the AWS emulator (moto server) at {endpoint}")
+    parts = urlsplit(endpoint)
+    port = parts.port or 5000
+    emulator, why = choose_emulator(requested)
+    if emulator == "localstack":
+        try:
+            localstack.ensure_installed(report=say)  # first use on this machine: its venv, with progress
+        except (localstack.LocalStackUnavailable, RuntimeError) as exc:
+            if requested == "localstack":
+                raise SystemExit(f"[run] LocalStack host mode cannot start: {exc}") from None
+            emulator, why = "moto", f"LocalStack's venv could not be installed ({str(exc).splitlines()[0]})"
+    if emulator == "localstack":
+        say(f"AWS emulator: LocalStack (host mode, no Docker) at {endpoint} — {why}")
+        root = os.path.join(os.path.dirname(default_checkpoint_file(stage)), "localstack")
+        host = parts.hostname or "127.0.0.1"
+        serve = ["-m", "infra.local.localstack", "serve", "--host", host, "--port", str(port), "--root", root]
+        children.append(spawn(*serve))
+        wait_until(lambda: localstack.is_healthy(endpoint), "LocalStack", timeout=120)
+        return
+    say(f"AWS emulator: moto server at {endpoint} — {why}")
     children.append(spawn("-m", "infra.local.emulator", "--port", str(port)))
     wait_until(lambda: answers(endpoint), "the AWS emulator")
 
@@ -136,6 +174,12 @@ def main() -> None:
     parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_WORKERS", "2")))
+    parser.add_argument(
+        "--emulator",
+        choices=EMULATORS,
+        default=os.environ.get("EMULATOR") or "auto",
+        help="the AWS emulator to start: LocalStack host mode, moto server, or auto (LocalStack if it can)",
+    )
     args = parser.parse_args()
     apply_stage_environment(args.stage)
     from chalicelib.config import settings
@@ -148,7 +192,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if settings.aws_endpoint_url:
-            start_emulator(settings.aws_endpoint_url, children, args.stage, settings.ledger_dir)
+            start_emulator(
+                settings.aws_endpoint_url, children, args.stage, settings.ledger_dir, args.emulator
+            )
         prepare(settings)
         base = f"http://127.0.0.1:{args.port}"
         children.append(

@@ -1,6 +1,8 @@
 """The end-to-end server: the production serving mode (Chalice behind granian) and the worker as separate
-processes, exactly as `make run` starts them, against the test MariaDB, Redis and moto. One pair per test
-module (module scope), shared by every test of that module."""
+processes, exactly as `make run` starts them, against the test MariaDB and Redis and each of the two AWS
+emulators in turn: moto server (the session's) and LocalStack in host mode (the session's own instance,
+tests/support/localstack.py; marked `localstack`, skipped where it cannot run). One pair per test module and
+emulator (module scope), shared by every test of that module."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chalicelib.config import Settings
+from tests.support.localstack import localstack_environment
 from tests.support.processes import free_port, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
+EMULATORS = ["moto", pytest.param("localstack", marks=pytest.mark.localstack)]
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +31,46 @@ def worker_state(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("e2e-worker")
 
 
+@pytest.fixture(scope="session")
+def localstack_app_environment(localstack_endpoint: str, redis_client) -> Iterator[dict[str, str]]:
+    """The app's environment against LocalStack, with its queues and streams provisioned there by
+    infra/provision.py (the same names as on moto: the two emulators are separate worlds), and Redis keys of
+    its own: the same requests (idempotency keys included) are replayed against both emulators."""
+    from infra.provision import provision
+
+    provision(Settings.from_env({**os.environ, "AWS_ENDPOINT_URL": localstack_endpoint}))
+    prefix = f"{os.environ['REDIS_KEY_PREFIX']}-ls"
+    yield {**localstack_environment(localstack_endpoint), "REDIS_KEY_PREFIX": prefix}
+    for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
+        redis_client.delete(key)
+
+
+@pytest.fixture(scope="module", params=EMULATORS)
+def emulator(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def base_url(services, worker_state: Path) -> Iterator[str]:
+def app_environment(emulator: str, request) -> dict[str, str]:
+    """The environment of the app's processes: the test session's, pointed at this module's emulator."""
+    if emulator == "localstack":
+        return {**os.environ, **request.getfixturevalue("localstack_app_environment")}
+    return dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def app_settings(app_environment: dict[str, str]) -> Settings:
+    """The settings the app's processes run with (their Redis key prefix, their emulator)."""
+    return Settings.from_env(app_environment)
+
+
+@pytest.fixture(scope="module")
+def base_url(services, worker_state: Path, emulator: str, app_environment: dict[str, str]) -> Iterator[str]:
+    environment = app_environment
+    # Each emulator has its own streams: the worker's positions in one mean nothing in the other.
+    state = worker_state / emulator
+    state.mkdir(exist_ok=True)
     port = free_port()
-    state = worker_state
     server = subprocess.Popen(
         [
             sys.executable,
@@ -43,6 +84,7 @@ def base_url(services, worker_state: Path) -> Iterator[str]:
             "2",
         ],
         cwd=ROOT,
+        env=environment,
     )
     worker = subprocess.Popen(
         [
@@ -57,7 +99,7 @@ def base_url(services, worker_state: Path) -> Iterator[str]:
             "seat-booking-e2e",
         ],
         cwd=ROOT,
-        env={**os.environ, "LEDGER_DIR": str(state / "ledger")},
+        env={**environment, "LEDGER_DIR": str(state / "ledger")},
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)

@@ -68,9 +68,9 @@ READ_BY_TYPE = {
 
 
 @pytest.fixture(scope="module")
-def snapshot(database: str, settings: Settings) -> Iterator[Snapshot]:
+def snapshot(database: str, app_settings: Settings) -> Iterator[Snapshot]:
     """MySQL (row count and CHECKSUM TABLE of every table) and the content of every Redis key of this run."""
-    parts = urlsplit(settings.database_url)
+    parts = urlsplit(app_settings.database_url)
     connection = pymysql.connect(
         host=parts.hostname,
         port=parts.port or 3306,
@@ -82,7 +82,7 @@ def snapshot(database: str, settings: Settings) -> Iterator[Snapshot]:
         cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
         tables = sorted(f"`{name}`" for (name,) in cursor.fetchall())
     # Bytes, not text: a bitmap or a DUMP is not UTF-8.
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(app_settings.redis_url)
 
     def take() -> dict:
         with connection.cursor() as cursor:
@@ -90,7 +90,7 @@ def snapshot(database: str, settings: Settings) -> Iterator[Snapshot]:
             counts = dict(cursor.fetchall())
             cursor.execute(f"CHECKSUM TABLE {', '.join(tables)}")
             checksums = dict(cursor.fetchall())
-        keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
+        keys = sorted(client.scan_iter(match=f"{app_settings.redis_key_prefix}:*", count=1000))
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.type(key)
@@ -669,9 +669,9 @@ def test_hostile_input_gets_the_contract_error_and_changes_nothing(
 
 # --- what is legal is data: stored and answered verbatim, never executed ------------------------------------
 def test_metacharacters_in_user_ids_and_idempotency_keys_are_data(
-    http: httpx.Client, sql, redis_client: redis.Redis, settings: Settings
+    http: httpx.Client, sql, redis_client: redis.Redis, app_settings: Settings
 ) -> None:
-    canary = f"{settings.redis_key_prefix}:canary"
+    canary = f"{app_settings.redis_key_prefix}:canary"
     redis_client.set(canary, "alive")
     performance = create_performance(http, rows=1, seats_per_row=len(METACHARACTERS))
     pid, first = performance["performance_id"], performance["sections"][0]["first_seat_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -21,9 +22,55 @@ def test_every_dev_dependency_is_pinned() -> None:
     assert all("==" in requirement for group in extras.values() for requirement in group)
 
 
-def test_chalice_stages_differ_only_in_environment() -> None:
+# What may differ between stages: endpoints, sizes (timeouts, directories) and secrets. Everything else (queue
+# names, redrive, strategy, key prefix) is the same code path in every stage.
+STAGE_SPECIFIC = {
+    "STAGE",
+    "DATABASE_URL",  # endpoint + secret
+    "REDIS_URL",
+    "AWS_ENDPOINT_URL",
+    "ADMIN_TOKEN",
+    "LEDGER_DIR",
+    "QUEUE_VISIBILITY_TIMEOUT_SECONDS",
+    "PENDING_HOLD_DEADLINE_SECONDS",
+}
+
+
+class _ReadRecorder(dict):
+    """An environment that remembers which variables Settings.from_env asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_chalice_stages_differ_only_in_endpoints_sizes_and_secrets() -> None:
+    from chalicelib.config import Settings
+
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    stages = config["stages"]
+    stages = {name: stage.get("environment_variables", {}) for name, stage in config["stages"].items()}
     assert {"local", "localstack", "prod"} <= set(stages)
-    keys = {name: set(stage.get("environment_variables", {})) for name, stage in stages.items()}
+    keys = {name: set(env) for name, env in stages.items()}
     assert keys["local"] == keys["localstack"] == keys["prod"], "every stage must set the same variables"
+    for name in keys["prod"] - STAGE_SPECIFIC:
+        assert len({env[name] for env in stages.values()}) == 1, f"{name} differs between stages"
+    recorder = _ReadRecorder()
+    Settings.from_env(recorder)
+    assert keys["prod"] <= recorder.read, f"not read by chalicelib/config.py: {keys['prod'] - recorder.read}"
+    for name, env in stages.items():
+        assert Settings.from_env(env).stage == name
+
+
+def test_prod_stage_holds_references_to_secrets_not_secrets() -> None:
+    prod = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"][
+        "environment_variables"
+    ]
+    reference = re.compile(r"\{\{resolve:secretsmanager:[^{}]+\}\}")
+    assert reference.fullmatch(prod["ADMIN_TOKEN"])
+    userinfo = prod["DATABASE_URL"].split("://", 1)[1].split("@", 1)[0]
+    assert reference.fullmatch(userinfo.split(":", 1)[1]), "the MySQL password comes from Secrets Manager"
+    assert prod["AWS_ENDPOINT_URL"] == ""

@@ -1,4 +1,5 @@
-"""The SAM post-processor sets what Chalice cannot (aws/chalice#2029), on Chalice's own template shape."""
+"""The SAM post-processor sets what Chalice cannot (aws/chalice#2029), on Chalice's own template shape; the
+whole deployable template is checked in test_aws_template.py."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.sam import enable_partial_batch_responses
+from infra.aws_template import enable_partial_batch_responses
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_partial_batch_responses_are_enabled_on_every_sqs_event() -> None:
+def test_partial_batch_responses_are_enabled_on_every_sqs_and_kinesis_event() -> None:
     template = {
         "Resources": {
             "OnBookingEvent": {
@@ -30,11 +31,18 @@ def test_partial_batch_responses_are_enabled_on_every_sqs_event() -> None:
                     }
                 },
             },
+            "OnSeatRequest": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"Events": {"K": {"Type": "Kinesis", "Properties": {"Stream": "arn"}}}},
+            },
             "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {}},
             "Queue": {"Type": "AWS::SQS::Queue"},
         }
     }
-    assert enable_partial_batch_responses(template) == ["OnBookingEvent.OnBookingEventSqsEventSource"]
+    assert enable_partial_batch_responses(template) == [
+        "OnBookingEvent.OnBookingEventSqsEventSource",
+        "OnSeatRequest.K",
+    ]
     events = template["Resources"]["OnBookingEvent"]["Properties"]["Events"]
     assert events["OnBookingEventSqsEventSource"]["Properties"]["FunctionResponseTypes"] == [
         "ReportBatchItemFailures"
@@ -46,25 +54,23 @@ def test_partial_batch_responses_are_enabled_on_every_sqs_event() -> None:
     ]
 
 
-def test_the_command_patches_a_template_file(tmp_path: Path) -> None:
+def test_the_command_refuses_a_template_whose_functions_it_does_not_know(tmp_path: Path) -> None:
     path = tmp_path / "sam.json"
-    path.write_text(
-        json.dumps(
-            {
-                "Resources": {
-                    "F": {
-                        "Type": "AWS::Serverless::Function",
-                        "Properties": {"Events": {"Q": {"Type": "SQS", "Properties": {"Queue": "arn"}}}},
-                    }
-                }
+    original = {
+        "Resources": {
+            "F": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "Tags": {"aws-chalice": "version=1.34.0:stage=prod:app=seat-booking"},
+                    "Events": {"Q": {"Type": "SQS", "Properties": {"Queue": "arn"}}},
+                },
             }
-        )
-    )
+        }
+    }
+    path.write_text(json.dumps(original))
     result = subprocess.run(
         [sys.executable, "-m", "infra.sam", str(path)], cwd=ROOT, capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stderr
-    assert "F.Q" in result.stdout
-    assert json.loads(path.read_text())["Resources"]["F"]["Properties"]["Events"]["Q"]["Properties"][
-        "FunctionResponseTypes"
-    ] == ["ReportBatchItemFailures"]
+    assert result.returncode == 1
+    assert "unknown ['F']" in result.stderr
+    assert json.loads(path.read_text()) == original, "a refused template is left as it was"

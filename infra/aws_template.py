@@ -1,0 +1,573 @@
+"""Turn the SAM template `chalice package` writes into one that deploys everything the code relies on.
+
+Chalice emits the functions, the API, the SQS and Kinesis event sources of the decorators and the schedule
+of `reconcile_seat_maps`, one IAM role with `Resource: "*"` for all of them, and nothing else. This module
+patches what it emitted (it never adds a second event source) and adds the rest:
+
+- the SQS booking queue and FIFO request queue, each with its DLQ and a redrive policy (`MAX_RECEIVE_COUNT`),
+  visibility timeouts of at least 6x the consuming function's timeout (AWS's guidance for SQS event sources),
+  the same attributes `infra/provision.py` gives them on the emulator and LocalStack;
+- stream_state's request stream and decision changelog (Kinesis, shard count and retention as parameters);
+- event sources with `FunctionResponseTypes: [ReportBatchItemFailures]` (Chalice cannot set it,
+  aws/chalice#2029): the ledger processor strictly in order (ParallelizationFactor 1, no bisecting, retried
+  until it succeeds), the persister retried a bounded number of times, then the batch's shard and sequence
+  range to an SQS DLQ; the SQS consumers' concurrency capped at the event source (ScalingConfig) and by
+  reserved concurrency, so MySQL sees a bounded number of writers;
+- one role per function with exactly the actions on exactly the queues and streams its code path uses, and its
+  own log group; the only `Resource: "*"` is the network-interface statement VPC functions need (AWS's
+  EC2 actions for it cannot be scoped to a resource);
+- every function in the VPC (subnets and security groups as parameters) to reach ElastiCache and RDS, with
+  optional interface endpoints for SQS and Kinesis (else the subnets need a NAT gateway);
+- the ledger processor's ephemeral storage (/tmp holds its RocksDB) as a parameter.
+
+Secrets are never in the template: the `prod` stage of .chalice/config.json holds CloudFormation dynamic
+references (`{{resolve:secretsmanager:...}}`), resolved at deploy time; `build_template` refuses a prod
+template whose ADMIN_TOKEN or database password is anything else.
+
+The `localstack` target (the compose path) keeps the queues and streams out of the template, because
+`infra/provision.py` creates them there exactly as on the emulator, and leaves out the VPC.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.config import Settings
+from infra.provision import DLQ_RETENTION_SECONDS
+
+PARTIAL_BATCH = "ReportBatchItemFailures"
+TARGETS = ("aws", "localstack")
+# AWS: "set the source queue's visibility timeout to at least six times the timeout that you configure on
+# your function" (Lambda developer guide, SQS event sources), so throttled retries do not redeliver early.
+VISIBILITY_TO_TIMEOUT_RATIO = 6
+DYNAMIC_SECRET = re.compile(r"^\{\{resolve:secretsmanager:[^{}]+\}\}$")
+VPC_NETWORK_INTERFACE_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]
+SQS_EVENT_SOURCE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+KINESIS_EVENT_SOURCE_ACTIONS = [
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+]
+# SqsQueue: get_queue_url once, then send_message / change_message_visibility; /health: get_queue_attributes.
+SQS_PRODUCER_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"]
+SQS_BACKOFF_ACTIONS = ["sqs:GetQueueUrl", "sqs:ChangeMessageVisibility"]
+# KinesisStream.put and ping (/health).
+KINESIS_PRODUCER_ACTIONS = ["kinesis:PutRecord", "kinesis:DescribeStreamSummary"]
+# KinesisStream.read_since: the ledger catches up with the changelog before each batch.
+KINESIS_READER_ACTIONS = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
+
+BOOKING_QUEUE, BOOKING_DLQ = "BookingQueue", "BookingDeadLetterQueue"
+FIFO_QUEUE, FIFO_DLQ = "FifoRequestQueue", "FifoRequestDeadLetterQueue"
+REQUEST_STREAM, CHANGELOG_STREAM = "RequestStream", "ChangelogStream"
+PERSISTER_FAILURES = "PersisterFailureQueue"
+
+
+class TemplateError(ValueError):
+    """The packaged app and the deployment disagree (an unknown function, a setting AWS would reject)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    actions: tuple[str, ...]
+    resource: str  # a logical id of a queue or stream
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What one Chalice function is: its trigger (event type, resource) and the AWS calls its code makes."""
+
+    trigger: tuple[str, str] | None
+    grants: tuple[Grant, ...]
+
+
+def _grant(actions: list[str], *resources: str) -> tuple[Grant, ...]:
+    return tuple(Grant(tuple(actions), resource) for resource in resources)
+
+
+# Every function Chalice packages, keyed by its logical id. A new handler in app.py fails the build until it
+# is described here: its permissions are a decision, not a default.
+FUNCTIONS: dict[str, FunctionSpec] = {
+    # Routes: redis_async and fifo_partition publish, stream_state puts requests and cancel releases;
+    # /health pings both queues and the request stream.
+    "APIHandler": FunctionSpec(
+        None,
+        _grant(SQS_PRODUCER_ACTIONS, BOOKING_QUEUE, FIFO_QUEUE)
+        + _grant(KINESIS_PRODUCER_ACTIONS, REQUEST_STREAM),
+    ),
+    # The consumers set a failed message's visibility (backoff); Lambda's poller receives and deletes.
+    "OnBookingEvent": FunctionSpec(
+        ("SQS", BOOKING_QUEUE), _grant(SQS_EVENT_SOURCE_ACTIONS + SQS_BACKOFF_ACTIONS, BOOKING_QUEUE)
+    ),
+    "OnBookingRequestInLine": FunctionSpec(
+        ("SQS", FIFO_QUEUE), _grant(SQS_EVENT_SOURCE_ACTIONS + SQS_BACKOFF_ACTIONS, FIFO_QUEUE)
+    ),
+    # The ledger processor reads the changelog (catch-up) and appends its decisions to it.
+    "OnSeatRequest": FunctionSpec(
+        ("Kinesis", REQUEST_STREAM),
+        _grant(KINESIS_EVENT_SOURCE_ACTIONS, REQUEST_STREAM)
+        + _grant(KINESIS_READER_ACTIONS + KINESIS_PRODUCER_ACTIONS, CHANGELOG_STREAM),
+    ),
+    # The persister tells the ledger who really holds a seat (a release on the request stream); its
+    # event source sends what it gives up on to the failure queue.
+    "OnSeatDecision": FunctionSpec(
+        ("Kinesis", CHANGELOG_STREAM),
+        _grant(KINESIS_EVENT_SOURCE_ACTIONS, CHANGELOG_STREAM)
+        + _grant(KINESIS_PRODUCER_ACTIONS, REQUEST_STREAM)
+        + _grant(["sqs:SendMessage"], PERSISTER_FAILURES),
+    ),
+    # Reconcile resends pending ledger releases on the request stream.
+    "ReconcileSeatMaps": FunctionSpec(("Schedule", ""), _grant(KINESIS_PRODUCER_ACTIONS, REQUEST_STREAM)),
+}
+LEDGER, PERSISTER = "OnSeatRequest", "OnSeatDecision"
+# Reserved concurrency per MySQL-writing consumer (parameter name, default). The booking consumer's default
+# is what .chalice/config.json reserves for it, when it does.
+CONCURRENCY = {
+    "OnBookingEvent": ("BookingConsumerConcurrency", 10),
+    "OnBookingRequestInLine": ("FifoConsumerConcurrency", 5),
+    PERSISTER: ("PersisterConcurrency", 4),
+}
+RECONCILE_CONCURRENCY = 1  # two overlapping reconcile runs would only repeat each other's reads
+
+
+def enable_partial_batch_responses(template: dict) -> list[str]:
+    """Add ReportBatchItemFailures to every SQS and Kinesis event of every function, in place; returns the
+    events changed (function.event)."""
+    changed = []
+    for name, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
+            if event.get("Type") not in ("SQS", "Kinesis"):
+                continue
+            types = event.setdefault("Properties", {}).setdefault("FunctionResponseTypes", [])
+            if PARTIAL_BATCH not in types:
+                types.append(PARTIAL_BATCH)
+            changed.append(f"{name}.{event_name}")
+    return changed
+
+
+def _sub(text: str) -> dict:
+    return {"Fn::Sub": text}
+
+
+def _ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def _number(default: int, description: str, minimum: int, maximum: int | None = None) -> dict:
+    parameter = {"Type": "Number", "Default": default, "MinValue": minimum, "Description": description}
+    if maximum is not None:
+        parameter["MaxValue"] = maximum
+    return parameter
+
+
+class _Builder:
+    def __init__(self, template: dict, settings: Settings, target: str) -> None:
+        self.template = template
+        self.settings = settings
+        self.target = target
+        self.resources: dict = template.setdefault("Resources", {})
+        self.parameters: dict = template.setdefault("Parameters", {})
+        self.outputs: dict = template.setdefault("Outputs", {})
+        self.names = {
+            BOOKING_QUEUE: settings.booking_queue_name,
+            BOOKING_DLQ: settings.booking_dlq_name,
+            FIFO_QUEUE: settings.fifo_queue_name,
+            FIFO_DLQ: settings.fifo_dlq_name,
+            REQUEST_STREAM: settings.request_stream_name,
+            CHANGELOG_STREAM: settings.changelog_stream_name,
+        }
+        self.functions = {
+            name: resource
+            for name, resource in self.resources.items()
+            if resource.get("Type") == "AWS::Serverless::Function"
+        }
+
+    # --- references ---------------------------------------------------------------------------------------
+    def arn(self, logical_id: str) -> dict:
+        """A queue's or stream's ARN: from the resource when the template owns it, else from its name
+        (LocalStack: infra/provision.py created it)."""
+        if logical_id in self.resources:
+            return {"Fn::GetAtt": [logical_id, "Arn"]}
+        name = self.names[logical_id]
+        if logical_id in (REQUEST_STREAM, CHANGELOG_STREAM):
+            return _sub(f"arn:${{AWS::Partition}}:kinesis:${{AWS::Region}}:${{AWS::AccountId}}:stream/{name}")
+        return _sub(f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}")
+
+    # --- checks ---------------------------------------------------------------------------------------------
+    def check_stage(self) -> None:
+        """The package's environment is its stage's: building it for another stage's settings would mix
+        two stages' queues and endpoints."""
+        for name, function in self.functions.items():
+            tag = str(function["Properties"].get("Tags", {}).get("aws-chalice", ""))
+            stage = dict(part.split("=", 1) for part in tag.split(":") if "=" in part).get("stage")
+            if stage != self.settings.stage:
+                raise TemplateError(
+                    f"{name} was packaged for stage {stage!r}, the settings are stage "
+                    f"{self.settings.stage!r}: run `chalice package --stage {self.settings.stage}`"
+                )
+
+    def check_functions(self) -> None:
+        unknown = sorted(set(self.functions) - set(FUNCTIONS))
+        missing = sorted(set(FUNCTIONS) - set(self.functions))
+        if unknown or missing:
+            raise TemplateError(
+                f"functions in the package and in infra/aws_template.FUNCTIONS differ: unknown {unknown}, "
+                f"missing {missing}; describe each handler's trigger and AWS calls there"
+            )
+        for name, spec in FUNCTIONS.items():
+            events = list(self.functions[name]["Properties"].get("Events", {}).values())
+            types = [event.get("Type") for event in events]
+            expected = [spec.trigger[0]] if spec.trigger else []
+            if types != expected:
+                raise TemplateError(f"{name}: Chalice emitted events {types}, expected {expected}")
+
+    def check_queue_timing(self) -> None:
+        visibility = self.settings.queue_visibility_timeout_seconds
+        for name, spec in FUNCTIONS.items():
+            # LocalStack does not throttle pollers the way AWS does; its stage keeps the local timing.
+            if self.target == "aws" and spec.trigger and spec.trigger[0] == "SQS":
+                timeout = int(self.functions[name]["Properties"].get("Timeout", 3))
+                if visibility < VISIBILITY_TO_TIMEOUT_RATIO * timeout:
+                    raise TemplateError(
+                        f"QUEUE_VISIBILITY_TIMEOUT_SECONDS={visibility} is under "
+                        f"{VISIBILITY_TO_TIMEOUT_RATIO}x {name}'s timeout ({timeout} s): raise it in the "
+                        "stage's environment"
+                    )
+        window = self.settings.queue_retry_window_seconds() + 60
+        if self.settings.pending_hold_deadline_seconds < window:
+            raise TemplateError(
+                f"PENDING_HOLD_DEADLINE_SECONDS={self.settings.pending_hold_deadline_seconds} is under the "
+                f"booking queue's retry window + 60 s ({window} s): reconcile would release live holds"
+            )
+
+    def check_secrets(self) -> None:
+        """The prod stage keeps no secret in the template: dynamic references only."""
+        for name, function in self.functions.items():
+            env = function["Properties"].get("Environment", {}).get("Variables", {})
+            if not DYNAMIC_SECRET.match(str(env.get("ADMIN_TOKEN", ""))):
+                raise TemplateError(
+                    f"{name}: ADMIN_TOKEN must be a {{{{resolve:secretsmanager:...}}}} reference"
+                )
+            for variable, value in env.items():  # DATABASE_URL, and REDIS_URL with an AUTH token
+                password = _url_password(value) if isinstance(value, str) and "://" in value else None
+                if password and not DYNAMIC_SECRET.match(password):
+                    raise TemplateError(f"{name}: the password in {variable} must be a dynamic reference")
+            if env.get("AWS_ENDPOINT_URL"):
+                raise TemplateError(f"{name}: AWS_ENDPOINT_URL must be empty on AWS")
+
+    # --- parameters -----------------------------------------------------------------------------------------
+    def add_parameters(self) -> None:
+        chalice_reserved = self.functions["OnBookingEvent"]["Properties"].get("ReservedConcurrentExecutions")
+        for function, (parameter, default) in CONCURRENCY.items():
+            if function == "OnBookingEvent" and chalice_reserved:
+                default = int(chalice_reserved)
+            self.parameters[parameter] = _number(
+                default,
+                f"Reserved concurrency of {function} and the most concurrent batches its event source "
+                "sends: each is about one MySQL connection (size against max_connections)",
+                2,
+            )
+        self.parameters["PersisterMaxRetryAttempts"] = _number(
+            1000,
+            "Retries of a failing changelog batch before its shard and sequence range go to the persister's "
+            "failure queue (-1: until the records expire)",
+            -1,
+            10000,
+        )
+        self.parameters["LedgerEphemeralStorageMiB"] = _number(
+            1024, "The ledger processor's /tmp (its RocksDB store), in MiB", 512, 10240
+        )
+        self.parameters["LogRetentionDays"] = {
+            "Type": "Number",
+            "Default": 30,
+            "AllowedValues": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653],
+            "Description": "How long CloudWatch keeps the functions' logs",
+        }
+        if self.target != "aws":
+            return
+        self.parameters.update(
+            {
+                "SubnetIds": {
+                    "Type": "List<AWS::EC2::Subnet::Id>",
+                    "Description": "Private subnets (two or more AZs) that reach ElastiCache and RDS",
+                },
+                "SecurityGroupIds": {
+                    "Type": "List<AWS::EC2::SecurityGroup::Id>",
+                    "Description": "Security groups of the functions: allowed into Redis (6379) and MySQL "
+                    "(3306); with VpcEndpointsInVpc, also into themselves on 443",
+                },
+                "VpcEndpointsInVpc": {
+                    "Type": "String",
+                    "Default": "",
+                    "Description": "A VPC id: creates interface endpoints for SQS and Kinesis there. Empty: "
+                    "none (then the subnets need a NAT gateway to reach SQS and Kinesis)",
+                },
+                "StreamShardCount": _number(
+                    self.settings.stream_shard_count,
+                    "Shards of each Kinesis stream (cost: per shard-hour; throughput: 1 MB/s or 1,000 "
+                    "records/s written per shard)",
+                    1,
+                ),
+                "RequestStreamRetentionHours": _number(24, "Retention of the request stream", 24, 8760),
+                "ChangelogRetentionHours": _number(
+                    168,
+                    "Retention of the decision changelog: a fresh ledger replays it, so decisions older than "
+                    "this are only enforced by MySQL's unique guard (over 24 h costs extra per shard-hour)",
+                    24,
+                    8760,
+                ),
+                "QueueRetentionSeconds": _number(
+                    4 * 24 * 3600, "How long the booking and FIFO request queues keep a message", 60, 1209600
+                ),
+            }
+        )
+        self.template.setdefault("Conditions", {})["WithVpcEndpoints"] = {
+            "Fn::Not": [{"Fn::Equals": [_ref("VpcEndpointsInVpc"), ""]}]
+        }
+
+    # --- queues and streams ---------------------------------------------------------------------------------
+    def add_queues_and_streams(self) -> None:
+        """The same queues infra/provision.py creates (names, DLQs, redrive, retention), as resources."""
+        settings = self.settings
+        for queue, dlq, fifo in ((BOOKING_QUEUE, BOOKING_DLQ, False), (FIFO_QUEUE, FIFO_DLQ, True)):
+            fifo_properties = {"FifoQueue": True} if fifo else {}
+            self.resources[dlq] = {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": self.names[dlq],
+                    **fifo_properties,
+                    "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
+                    "SqsManagedSseEnabled": True,
+                },
+            }
+            self.resources[queue] = {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": self.names[queue],
+                    **fifo_properties,
+                    "VisibilityTimeout": settings.queue_visibility_timeout_seconds,
+                    "MessageRetentionPeriod": _ref("QueueRetentionSeconds"),
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                        "maxReceiveCount": settings.max_receive_count,
+                    },
+                    "SqsManagedSseEnabled": True,
+                },
+            }
+            self.outputs[f"{queue}Url"] = {"Value": _ref(queue)}
+            self.outputs[f"{dlq}Url"] = {"Value": _ref(dlq)}
+        for stream, retention in (
+            (REQUEST_STREAM, "RequestStreamRetentionHours"),
+            (CHANGELOG_STREAM, "ChangelogRetentionHours"),
+        ):
+            self.resources[stream] = {
+                "Type": "AWS::Kinesis::Stream",
+                "Properties": {
+                    "Name": self.names[stream],
+                    "ShardCount": _ref("StreamShardCount"),
+                    "StreamModeDetails": {"StreamMode": "PROVISIONED"},
+                    "RetentionPeriodHours": _ref(retention),
+                    "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+                },
+            }
+            self.outputs[f"{stream}Arn"] = {"Value": {"Fn::GetAtt": [stream, "Arn"]}}
+
+    def add_persister_failure_queue(self) -> None:
+        """Where the persister's event source sends a batch it gives up on: shard id and sequence range
+        (Lambda sends the batch's position, not its records; they stay readable for the retention)."""
+        self.resources[PERSISTER_FAILURES] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{self.settings.changelog_stream_name}-persister-failures",
+                "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        }
+        self.outputs[f"{PERSISTER_FAILURES}Url"] = {"Value": _ref(PERSISTER_FAILURES)}
+
+    def add_vpc_endpoints(self) -> None:
+        for logical_id, service in (("SqsEndpoint", "sqs"), ("KinesisEndpoint", "kinesis-streams")):
+            self.resources[logical_id] = {
+                "Type": "AWS::EC2::VPCEndpoint",
+                "Condition": "WithVpcEndpoints",
+                "Properties": {
+                    "VpcEndpointType": "Interface",
+                    "ServiceName": _sub(f"com.amazonaws.${{AWS::Region}}.{service}"),
+                    "VpcId": _ref("VpcEndpointsInVpc"),
+                    "SubnetIds": _ref("SubnetIds"),
+                    "SecurityGroupIds": _ref("SecurityGroupIds"),
+                    "PrivateDnsEnabled": True,
+                },
+            }
+
+    # --- functions ------------------------------------------------------------------------------------------
+    def patch_events(self) -> None:
+        enable_partial_batch_responses(self.template)
+        for name, spec in FUNCTIONS.items():
+            if not spec.trigger or spec.trigger[0] == "Schedule":
+                continue
+            kind, source = spec.trigger
+            (event,) = self.functions[name]["Properties"]["Events"].values()
+            properties = event["Properties"]
+            if kind == "SQS":
+                properties["Queue"] = self.arn(source)
+                properties["ScalingConfig"] = {"MaximumConcurrency": _ref(CONCURRENCY[name][0])}
+                continue
+            properties["Stream"] = self.arn(source)
+            properties["StartingPosition"] = "TRIM_HORIZON"
+            if name == LEDGER:
+                # One batch per shard at a time, never split, retried until it succeeds: a ledger must not
+                # decide a later request of a section before an earlier one (malformed records it skips).
+                properties.update(
+                    ParallelizationFactor=1,
+                    BisectBatchOnFunctionError=False,
+                    MaximumRetryAttempts=-1,
+                    MaximumRecordAgeInSeconds=-1,
+                )
+            else:
+                properties.update(
+                    ParallelizationFactor=1,
+                    BisectBatchOnFunctionError=True,  # entries are independent and idempotent
+                    MaximumRetryAttempts=_ref("PersisterMaxRetryAttempts"),
+                    DestinationConfig={"OnFailure": {"Destination": self.arn(PERSISTER_FAILURES)}},
+                )
+
+    def patch_functions(self, env_overrides: Mapping[str, str]) -> None:
+        settings = self.settings
+        names_env = {
+            "BOOKING_QUEUE_NAME": settings.booking_queue_name,
+            "BOOKING_DLQ_NAME": settings.booking_dlq_name,
+            "FIFO_QUEUE_NAME": settings.fifo_queue_name,
+            "FIFO_DLQ_NAME": settings.fifo_dlq_name,
+            "REQUEST_STREAM_NAME": settings.request_stream_name,
+            "CHANGELOG_STREAM_NAME": settings.changelog_stream_name,
+        }
+        for name, function in self.functions.items():
+            properties = function["Properties"]
+            variables = properties.setdefault("Environment", {}).setdefault("Variables", {})
+            variables.update(names_env)
+            variables.update(env_overrides)
+            if self.target == "aws":
+                variables["STREAM_SHARD_COUNT"] = _ref("StreamShardCount")
+                properties["VpcConfig"] = {
+                    "SubnetIds": _ref("SubnetIds"),
+                    "SecurityGroupIds": _ref("SecurityGroupIds"),
+                }
+            properties["Role"] = {"Fn::GetAtt": [f"{name}Role", "Arn"]}
+            properties["LoggingConfig"] = {"LogGroup": _ref(f"{name}LogGroup")}
+            properties.pop("ReservedConcurrentExecutions", None)
+            if name in CONCURRENCY:
+                properties["ReservedConcurrentExecutions"] = _ref(CONCURRENCY[name][0])
+            elif name == "ReconcileSeatMaps":
+                properties["ReservedConcurrentExecutions"] = RECONCILE_CONCURRENCY
+            if name == LEDGER:
+                properties["EphemeralStorage"] = {"Size": _ref("LedgerEphemeralStorageMiB")}
+
+    def add_roles(self) -> None:
+        """One role per function; replaces Chalice's shared DefaultRole (Resource "*" on sqs and kinesis)."""
+        self.resources.pop("DefaultRole", None)
+        for name, spec in FUNCTIONS.items():
+            log_group = f"{name}LogGroup"
+            self.resources[log_group] = {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {
+                    "LogGroupName": _sub(f"/aws/lambda/${{AWS::StackName}}/{name}"),
+                    "RetentionInDays": _ref("LogRetentionDays"),
+                },
+            }
+            statements = [
+                {
+                    "Sid": "OwnLogGroup",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
+                }
+            ]
+            by_resource: dict[str, list[str]] = {}
+            for grant in spec.grants:
+                actions = by_resource.setdefault(grant.resource, [])
+                actions += [action for action in grant.actions if action not in actions]
+            for resource, actions in by_resource.items():
+                statements.append(
+                    {"Sid": resource, "Effect": "Allow", "Action": actions, "Resource": self.arn(resource)}
+                )
+            if self.target == "aws":
+                statements.append(
+                    {
+                        # AWS requires Resource "*" here: these EC2 actions are not resource-scoped for
+                        # Lambda's VPC networking (the managed AWSLambdaVPCAccessExecutionRole does the same).
+                        "Sid": "VpcNetworkInterfaces",
+                        "Effect": "Allow",
+                        "Action": VPC_NETWORK_INTERFACE_ACTIONS,
+                        "Resource": "*",
+                    }
+                )
+            self.resources[f"{name}Role"] = {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": f"{name}Access",
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                        }
+                    ],
+                },
+            }
+
+
+def _url_password(url: str) -> str | None:
+    """The password of a mysql:// URL whose password may be a {{resolve:...}} reference (which urlsplit
+    cannot take apart: it holds colons)."""
+    netloc = url.split("://", 1)[-1].split("@", 1)
+    if len(netloc) == 1:
+        return None
+    userinfo = netloc[0]
+    return userinfo.split(":", 1)[1] if ":" in userinfo else None
+
+
+def build_template(
+    template: dict, settings: Settings, target: str = "aws", env_overrides: Mapping[str, str] | None = None
+) -> dict:
+    """A new template: Chalice's `template` completed for `target` ("aws" or "localstack"), with the
+    queue names, redrive and timing of `settings` (the stage's). Raises TemplateError when the package and
+    the deployment disagree."""
+    if target not in TARGETS:
+        raise TemplateError(f"target must be one of {TARGETS}, not {target!r}")
+    builder = _Builder(copy.deepcopy(template), settings, target)
+    builder.check_stage()
+    builder.check_functions()
+    builder.check_queue_timing()
+    if target == "aws":
+        builder.check_secrets()
+    builder.add_parameters()
+    if target == "aws":
+        builder.add_queues_and_streams()
+        builder.add_vpc_endpoints()
+    builder.add_persister_failure_queue()
+    builder.patch_events()
+    builder.patch_functions(env_overrides or {})
+    builder.add_roles()
+    return builder.template

@@ -1,0 +1,661 @@
+"""Fault tests with real processes: under a booking load, Redis is SIGKILLed, MySQL is stopped for 30 s,
+every message is delivered twice, the consumer process is SIGKILLed mid-batch, and poison messages are
+injected. Each scenario then drains every queue and stream, runs reconcile, and checks ../shared/API.md's
+invariants on the fault database and Redis: no seat in two active bookings, every 201/202 booking found
+and final, the Redis seat map equal to MySQL seat by seat. The figures are printed (`pytest -s -m fault`).
+
+The servers, queues and streams are the fault tests' own (tests/faults/conftest.py). Only correctness is
+asserted, plus generous bounds that tell an answer from a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from ulid import ULID
+
+from chalicelib.adapters.redis_seats import BookingRecord
+from chalicelib.config import Settings
+from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.models import BookingStatus
+from chalicelib.strategies.partitioning import section_partition
+from tests.faults.harness import (
+    ACCEPTED,
+    FUNCTION_PREFIX,
+    UNAVAILABLE,
+    Consumers,
+    Fault,
+    Load,
+    audit,
+    log,
+    reconcile,
+    twice_concurrently,
+    twice_in_a_row,
+)
+
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+ASYNCHRONOUS = ("redis_async", "fifo_partition", "stream_state")
+IN_LINE = {"fifo_partition", "stream_state"}  # accept first, decide later: REJECTED is an ordinary outcome
+HANG = 10.0  # no request may take longer than this, outage or not (socket and connect timeouts are ≤ 1 s)
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(interval)
+
+
+def finish(
+    fault: Fault,
+    consumers: Consumers,
+    performances: dict[str, tuple[int, list[int]]],
+    loads: dict[str, Load],
+    injected: dict[str, list[str]] | None = None,
+) -> tuple[float, dict[str, dict[str, str]]]:
+    """Drain, reconcile, audit every performance; -> (seconds to drain, strategy -> final statuses)."""
+    drained = consumers.drain()
+    finals = {}
+    for strategy, (pid, _) in performances.items():
+        repairs = reconcile(fault, pid)
+        load = loads[strategy]
+        finals[strategy] = audit(
+            fault, pid, load.accepted(), (injected or {}).get(strategy, ()), load.answers
+        )
+        log(
+            f"{strategy:15} final {dict(Counter(finals[strategy].values()))}; reconcile repairs"
+            f" {dict(repairs) or 'none'}"
+        )
+    return drained, finals
+
+
+# --- 1. Redis killed mid-load ------------------------------------------------------------------------------
+def test_redis_killed_mid_load_answers_503_never_500_and_the_circuit_recovers(healthy: Fault) -> None:
+    fault = healthy
+    performances = {strategy: fault.new_performance(strategy) for strategy in ASYNCHRONOUS}
+    consumers = Consumers(fault).start()
+    loads = {
+        strategy: Load(fault.container, pid, seats, tag=f"redis-{strategy}").start()
+        for strategy, (pid, seats) in performances.items()
+    }
+    try:
+        time.sleep(2)
+        fault.redis_server.kill()  # SIGKILL: gone mid-whatever
+        killed = time.monotonic()
+        time.sleep(2)
+        restarting = time.monotonic()
+        fault.redis_server.start()  # back on the same port, empty (no persistence), as after a crash
+        back = time.monotonic()
+        time.sleep(5)
+    finally:
+        for load in loads.values():
+            load.stop()
+    log(f"Redis SIGKILLed for {back - killed:.1f} s under load (3 strategies x 3 clients)")
+
+    for strategy, load in loads.items():
+        during = load.between(killed, restarting)
+        recovered = load.between(back + 3)
+        log(f"{strategy:15} all: {load.summary()}")
+        log(
+            f"{strategy:15} outage: {load.summary(during)};"
+            f" from 3 s after the restart: {load.summary(recovered)}"
+        )
+        assert load.errors() == [], load.errors()[:3]
+        assert max(answer.seconds for answer in load.answers) < HANG, "a request hung"
+        assert during and {answer.kind for answer in during} == {UNAVAILABLE}, Counter(a.kind for a in during)
+        assert recovered and UNAVAILABLE not in {answer.kind for answer in recovered}, load.summary(recovered)
+    assert fault.container.redis.breaker.state == "closed"
+
+    drained, finals = finish(fault, consumers, performances, loads)
+    log(f"drained in {drained:.1f} s; DLQs {[len(v) for v in fault.dead_letters().values()]}")
+    assert finals["redis_async"], "bookings were accepted"
+    assert all(len(letters) == 0 for letters in fault.dead_letters().values())
+
+
+SENDERS = {
+    "redis_async": ("booking_queue", "publish"),
+    "fifo_partition": ("fifo_queue", "publish"),
+    "stream_state": ("request_stream", "put"),
+}
+
+
+@pytest.mark.parametrize("strategy", ASYNCHRONOUS)
+def test_redis_lost_after_the_booking_is_sent_still_answers_it_accepted(
+    strategy, healthy: Fault, monkeypatch
+) -> None:
+    """The one window scenario 1 hits now and then, made certain: the booking is taken and its message sent,
+    then Redis dies before Powertools stores the Idempotency-Key's answer. The booking stands (its message is
+    on its way to MySQL), so the client must hear 202 — a 503 says that nothing was booked."""
+    fault = healthy
+    container = fault.container
+    pid, seats = fault.new_performance(strategy)
+    owner, method = SENDERS[strategy]
+    send = getattr(getattr(container, owner), method)
+
+    def send_then_lose_redis(*args):
+        sent = send(*args)
+        fault.redis_server.kill()
+        return sent
+
+    monkeypatch.setattr(getattr(container, owner), method, send_then_lose_redis)
+    booking = container.booking_service.book(
+        pid, {"user_id": "ann", "seat_ids": [seats[0]]}, f"lost-{strategy}"
+    )
+    monkeypatch.setattr(getattr(container, owner), method, send)
+    fault.redis_server.start()
+
+    assert booking.status is BookingStatus.PENDING
+    Consumers(fault).drain()
+    reconcile(fault, pid)
+    final = audit(fault, pid, [booking])
+    assert final == {booking.booking_id: "CONFIRMED"}
+
+
+# --- 2. MySQL stopped for 30 s mid-load --------------------------------------------------------------------
+def test_mysql_stopped_for_30_s_async_keeps_accepting_and_sync_answers_503(healthy: Fault) -> None:
+    fault = healthy
+    performances = {
+        strategy: fault.new_performance(strategy, rows=10, seats_per_row=30) for strategy in ASYNCHRONOUS
+    }
+    sync_pid, sync_seats = fault.new_performance("db_lock")
+    consumers = Consumers(fault).start()
+    loads = {
+        strategy: Load(fault.container, pid, seats, tag=f"mysql-{strategy}", threads=2, pause=0.25).start()
+        for strategy, (pid, seats) in performances.items()
+    }
+    sync_answers: list[tuple[str, float]] = []
+    try:
+        time.sleep(3)
+        fault.mariadb.stop()
+        stopped = time.monotonic()
+        seat = iter(sync_seats)
+        while time.monotonic() - stopped < 30:  # db_lock, one short request a second
+            started = time.monotonic()
+            try:
+                fault.container.booking_service.book(
+                    sync_pid, {"user_id": "sync", "seat_ids": [next(seat)]}, None
+                )
+                sync_answers.append((ACCEPTED, time.monotonic() - started))
+            except ServiceUnavailable:
+                sync_answers.append((UNAVAILABLE, time.monotonic() - started))
+            time.sleep(1)
+        fault.mariadb.start()
+        back = time.monotonic()
+        time.sleep(5)
+    finally:
+        for load in loads.values():
+            load.stop()
+    log(f"MySQL stopped for {back - stopped:.1f} s under load (3 strategies x 2 clients, 4 req/s each)")
+
+    kinds = Counter(kind for kind, _ in sync_answers)
+    slowest = max(seconds for _, seconds in sync_answers)
+    log(f"db_lock during the outage: {dict(kinds)}; slowest answer {slowest * 1000:.0f} ms")
+    assert set(kinds) == {UNAVAILABLE} and slowest < HANG
+    wait_for(lambda: _books(fault, sync_pid, next(seat)), 10, "db_lock to book again once MySQL is back", 0.2)
+
+    outage_accepted = {}
+    for strategy, load in loads.items():
+        during = load.between(stopped + 0.5, back)
+        log(f"{strategy:15} all: {load.summary()}; outage: {load.summary(during)}")
+        assert load.errors() == [], load.errors()[:3]
+        assert max(answer.seconds for answer in load.answers) < HANG, "a request hung"
+        kinds = Counter(answer.kind for answer in during)
+        assert kinds[ACCEPTED] > 0 and kinds[UNAVAILABLE] == 0, kinds
+        outage_accepted[strategy] = during
+
+    drained = consumers.drain(timeout=240)
+    # Before anyone redrives anything: every accepted booking already reads final (a booking given up on
+    # while MySQL was down reads FAILED from Redis), and every dead letter is such a compensated booking.
+    for load in loads.values():
+        for booking in load.accepted():
+            assert fault.container.booking_service.get(booking.booking_id).status.is_final, booking
+    dead = fault.dead_letters()
+    for letter in [*dead["booking"], *dead["fifo"]]:
+        read = fault.container.booking_service.get(letter.booking_id)
+        assert read.status is BookingStatus.FAILED, (letter.booking_id, read.status)
+    letters = {label: len(found) for label, found in dead.items()}
+    redriven = fault.redrive_dead_letters()  # the README's operator step for what was given up on
+    drained += consumers.drain(timeout=120)
+    log(f"drained in {drained:.1f} s after MySQL returned; DLQs {letters}, {redriven} redriven")
+    for strategy, (pid, _) in performances.items():
+        repairs = reconcile(fault, pid)
+        final = audit(fault, pid, loads[strategy].accepted(), (), loads[strategy].answers)
+        in_outage = Counter(final[a.booking.booking_id] for a in outage_accepted[strategy] if a.booking)
+        late = {final[a.booking.booking_id] for a in loads[strategy].between(back - 5) if a.booking}
+        log(
+            f"{strategy:15} final {dict(Counter(final.values()))}; accepted during the outage -> "
+            f"{dict(in_outage)}; reconcile repairs {dict(repairs) or 'none'}"
+        )
+        # Accepted in the last 5 s of the outage or after it: well inside the retry window, so persisted.
+        assert "FAILED" not in late, (strategy, late)
+        if strategy not in IN_LINE:
+            assert late <= {"CONFIRMED"}, late
+
+
+def test_idempotency_records_of_two_scopes_in_flight_at_once_stay_apart(healthy: Fault) -> None:
+    """What scenario 2 first found: a consumer's idempotency record left INPROGRESS after its delivery
+    failed, so every redelivery within the in-progress expiry met it, used up a receive and went to the DLQ
+    uncompensated (booking PENDING, seats held). Cause: one Powertools persistence layer for every scope,
+    whose key prefix each call rewrites; here a message is being handled while an HTTP booking with an
+    Idempotency-Key starts on another thread."""
+    idempotency = healthy.container.idempotency
+    message, key = f"message-{ULID()}", f"key-{ULID()}"
+    consumer_running, request_started, consumer_done = threading.Event(), threading.Event(), threading.Event()
+
+    def consume() -> dict:
+        consumer_running.set()
+        assert request_started.wait(10)
+        return {"status": "CONFIRMED"}
+
+    def request() -> None:
+        assert consumer_running.wait(10)
+
+        def book() -> dict:
+            request_started.set()
+            assert consumer_done.wait(10)
+            return {"booking_id": "b-1"}
+
+        idempotency.run_once("book", key, {"seat_ids": [1]}, book)
+
+    other = threading.Thread(target=request)
+    other.start()
+    assert idempotency.run_once("booking-event", message, {}, consume) == {"status": "CONFIRMED"}
+    consumer_done.set()
+    other.join(10)
+
+    def never() -> dict:
+        raise AssertionError("ran twice")
+
+    # Redelivered: answered from the record (not IDEMPOTENCY_IN_PROGRESS); the request's key likewise.
+    assert idempotency.run_once("booking-event", message, {}, never) == {"status": "CONFIRMED"}
+    assert idempotency.run_once("book", key, {"seat_ids": [1]}, never) == {"booking_id": "b-1"}
+
+
+def _books(fault: Fault, pid: int, seat: int) -> bool:
+    try:
+        booking = fault.container.booking_service.book(pid, {"user_id": "after", "seat_ids": [seat]}, None)
+    except ServiceUnavailable:
+        return False
+    assert booking.status is BookingStatus.CONFIRMED
+    return True
+
+
+# --- 3. every message delivered twice ----------------------------------------------------------------------
+def _resent(body: str) -> str:
+    """The same message as another sender would serialise it: Powertools' key (the body) differs, so the
+    duplicate gets past the idempotency record and meets the database's primary key."""
+    return json.dumps(json.loads(body))
+
+
+@pytest.mark.parametrize("strategy", ASYNCHRONOUS)
+def test_every_message_delivered_twice_books_each_booking_once(strategy, healthy: Fault, monkeypatch) -> None:
+    fault = healthy
+    container = fault.container
+    pid, seats = fault.new_performance(strategy)
+    booking_publish, fifo_publish, put = (
+        container.booking_queue.publish,
+        container.fifo_queue.publish,
+        container.request_stream.put,
+    )
+
+    def booking_twice(message: dict) -> None:
+        booking_publish(message)
+        booking_publish({**message, "body": _resent(message["body"])})
+
+    def fifo_twice(message: dict) -> None:
+        fifo_publish(message)  # a new deduplication id: SQS FIFO would drop an exact resend itself
+        again = {"body": _resent(message["body"]), "deduplication_id": message["deduplication_id"] + "-again"}
+        fifo_publish({**message, **again})
+
+    def put_twice(data: str, partition_key: str) -> str:
+        sequence_number = put(data, partition_key)
+        put(_resent(data), partition_key)
+        return sequence_number
+
+    monkeypatch.setattr(container.booking_queue, "publish", booking_twice)
+    monkeypatch.setattr(container.fifo_queue, "publish", fifo_twice)
+    monkeypatch.setattr(container.request_stream, "put", put_twice)
+    deliveries: Counter = Counter()
+    consumers = Consumers(
+        fault,
+        wrap_sqs=lambda handler: twice_concurrently(handler, deliveries),
+        wrap_fifo=lambda handler: twice_in_a_row(handler, deliveries),
+        wrap_kinesis=lambda handler: twice_in_a_row(handler, deliveries),
+    ).start()
+    load = Load(container, pid, seats, tag=f"twice-{strategy}").start()
+    time.sleep(3)
+    load.stop()
+    drained = consumers.drain()
+
+    repairs = reconcile(fault, pid)
+    final = audit(fault, pid, load.accepted(), (), load.answers)
+    log(
+        f"{strategy:15} every message sent twice, every batch invoked twice: {load.summary()};"
+        f" {deliveries['records']} record deliveries in {deliveries['invocations']} invocations;"
+        f" drained in {drained:.1f} s; final {dict(Counter(final.values()))};"
+        f" repairs {dict(repairs) or 'none'}"
+    )
+    assert load.errors() == []
+    assert final, "bookings were accepted"
+    assert sum(repairs.values()) == 0, "duplicates made Redis drift from MySQL"
+    if strategy not in IN_LINE:
+        assert set(final.values()) == {"CONFIRMED"}
+    logged = fault.sql(
+        "SELECT action, COUNT(*) FROM reconcile_log WHERE performance_id = %s GROUP BY action", pid
+    )
+    assert logged == [], f"a duplicate was taken for a failure: {logged}"
+
+
+def test_a_transient_failure_in_a_fifo_group_keeps_the_line_in_order(healthy: Fault, monkeypatch) -> None:
+    """Two requests for one seat wait in one section's line; the first one's consumer fails once (a blip).
+    First come, first served must still hold: the later request may not be decided while the earlier one
+    backs off (nor may the line stall for a whole visibility timeout)."""
+    fault = healthy
+    container = fault.container
+    pid, seats = fault.new_performance("fifo_partition")
+    first, second = (
+        container.booking_service.book(pid, {"user_id": user, "seat_ids": [seats[0]]}, None)
+        for user in ("first", "second")
+    )
+    strategy = container.strategies["fifo_partition"]
+    finish, decided = strategy.finish, []
+
+    def blip_once(message):
+        decided.append("first" if message.booking_id == first.booking_id else "second")
+        if decided == ["first"]:
+            raise RuntimeError("a blip")
+        return finish(message)
+
+    monkeypatch.setattr(strategy, "finish", blip_once)
+    drained = Consumers(fault).drain()
+    final = audit(fault, pid, [first, second])
+    log(f"fifo_partition, first in line failed once: decided {decided}, drained in {drained:.1f} s")
+    assert final == {first.booking_id: "CONFIRMED", second.booking_id: "REJECTED"}
+    assert decided == ["first", "first", "second"]
+
+
+# --- 4. the consumer process SIGKILLed mid-batch -----------------------------------------------------------
+def worker_environment(settings: Settings, ledger_dir: Path) -> dict[str, str]:
+    """What the worker subprocess builds its own container from (app.py's decorators read the queue and
+    stream names from Settings at import, so they must be in the environment before it starts)."""
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "BOOKING_QUEUE_NAME": settings.booking_queue_name,
+        "BOOKING_DLQ_NAME": settings.booking_dlq_name,
+        "FIFO_QUEUE_NAME": settings.fifo_queue_name,
+        "FIFO_DLQ_NAME": settings.fifo_dlq_name,
+        "REQUEST_STREAM_NAME": settings.request_stream_name,
+        "CHANGELOG_STREAM_NAME": settings.changelog_stream_name,
+        "STREAM_SHARD_COUNT": settings.stream_shard_count,
+        "LEDGER_DIR": ledger_dir,  # the test process holds the fault ledger's RocksDB directory open
+        "MAX_RECEIVE_COUNT": settings.max_receive_count,
+        "BACKOFF_BASE_SECONDS": settings.backoff_base_seconds,
+        "BACKOFF_MAX_SECONDS": settings.backoff_max_seconds,
+        "QUEUE_VISIBILITY_TIMEOUT_SECONDS": settings.queue_visibility_timeout_seconds,
+        "REDIS_BREAKER_RESET_SECONDS": settings.redis_breaker_reset_seconds,
+        "DB_BREAKER_RESET_SECONDS": settings.db_breaker_reset_seconds,
+        "DB_CONNECT_TIMEOUT_SECONDS": settings.db_connect_timeout_seconds,
+        "REDIS_SOCKET_TIMEOUT_SECONDS": settings.redis_socket_timeout_seconds,
+        "AWS_READ_TIMEOUT_SECONDS": settings.aws_read_timeout_seconds,
+    }
+    environment = {**os.environ, **{name: str(value) for name, value in values.items()}}
+    seen = Settings.from_env(environment)
+    differing = {
+        name for name in Settings.__dataclass_fields__ if getattr(seen, name) != getattr(settings, name)
+    }
+    assert differing == {"ledger_dir"}, f"the worker would run with other settings: {differing}"
+    return environment
+
+
+def start_worker(fault: Fault, ledger_dir: Path, log_file: Path) -> subprocess.Popen:
+    with log_file.open("ab") as output:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infra.local.worker",
+                "--stage",
+                "local",  # the environment is complete and wins over the stage's values
+                "--stream-checkpoints",
+                str(fault.checkpoints.path),
+                "--function-name-prefix",
+                FUNCTION_PREFIX,  # the in-process Kinesis event sources' checkpoints
+            ],
+            cwd=PROJECT_DIR,
+            env=worker_environment(fault.settings, ledger_dir),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_a_consumer_killed_mid_batch_has_its_batch_redelivered_and_processed_once(
+    healthy: Fault, tmp_path: Path
+) -> None:
+    fault = healthy
+    pid, seats = fault.new_performance("redis_async", rows=10, seats_per_row=20)
+    load = Load(fault.container, pid, seats, tag="kill", threads=4, pause=0.02).start()
+    time.sleep(3)
+    load.stop()
+    accepted = load.accepted()
+    assert len(accepted) >= 30, load.summary()
+
+    def stored() -> dict[str, str]:
+        return dict(fault.sql("SELECT booking_id, status FROM bookings WHERE performance_id = %s", pid))
+
+    def in_progress() -> list[dict]:
+        return [r for r in fault.idempotency_records() if r["status"] == "INPROGRESS"]
+
+    log_file = tmp_path / "worker.log"
+    worker = start_worker(fault, tmp_path / "ledger-1", log_file)
+    try:
+        wait_for(lambda: len(stored()) >= 5, 60, "the worker to persist its first bookings")
+        # Freeze MySQL so the worker is certainly mid-batch (a record in flight, its idempotency record
+        # INPROGRESS) when it is killed; MySQL wakes up right after, to a client that is gone.
+        fault.mariadb.pause()
+        wait_for(lambda: bool(in_progress()), 15, "a record in progress")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        killed, killed_at = time.monotonic(), time.time()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        fault.mariadb.resume()
+    orphans = in_progress()
+    attributes = fault.sqs.get_queue_attributes(
+        QueueUrl=fault.booking.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    at_kill = stored()
+    assert in_flight > 0 and orphans, "the worker was meant to die with a batch in hand"
+
+    restarted_log = tmp_path / "worker-restarted.log"
+    restarted = start_worker(fault, tmp_path / "ledger-2", restarted_log)
+    try:
+        wait_for(
+            lambda: len(s := stored()) == len(accepted) and "PENDING" not in s.values(),
+            150,
+            "every accepted booking to become final after the restart",
+            0.2,
+        )
+        all_final = time.monotonic()
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=30)
+    expiries = sorted(record["in_progress_expiration"] / 1000 - killed_at for record in orphans)
+    left = [r for r in fault.idempotency_records() if r["key"] in {o["key"] for o in orphans}]
+    retries = restarted_log.read_text().count("stay on the queue")
+    takeovers = fault.orphan_takeovers()
+
+    drained = Consumers(fault).drain()
+    repairs = reconcile(fault, pid)
+    final = audit(fault, pid, accepted, (), load.answers)
+    log(
+        f"worker SIGKILLed mid-batch: {len(accepted)} accepted, {len(at_kill)} persisted at the kill,"
+        f" {in_flight} messages in flight, {len(orphans)} idempotency record(s) left INPROGRESS expiring"
+        f" {', '.join(f'{e:+.1f} s' for e in expiries)} after the kill (the Lambda context's remaining time)"
+    )
+    log(
+        f"restarted worker: all final {all_final - killed:.1f} s after the kill (visibility timeout"
+        f" {fault.settings.queue_visibility_timeout_seconds} s); {retries} batch(es) left messages"
+        f" on the queue"
+        f" (in progress elsewhere); {takeovers} orphaned record(s) taken over, now"
+        f" {sorted({r['status'] for r in left})}; in-process drain"
+        f" {drained:.1f} s; final {dict(Counter(final.values()))}; repairs {dict(repairs) or 'none'}"
+    )
+    assert set(final.values()) == {"CONFIRMED"}
+    assert {record["status"] for record in left} <= {"COMPLETED"}, left
+    assert all(letters == [] for letters in fault.dead_letters().values())
+
+
+# --- 5. poison messages ------------------------------------------------------------------------------------
+def test_poison_messages_reach_the_dlq_compensated_where_the_booking_is_known(healthy: Fault) -> None:
+    fault = healthy
+    container = fault.container
+    performances = {strategy: fault.new_performance(strategy) for strategy in ASYNCHRONOUS}
+    (a_pid, a_seats), (f_pid, f_seats), (s_pid, s_seats) = performances.values()
+    quiet_pid, quiet_seats = fault.new_performance("redis_async", rows=1, seats_per_row=10)
+    # Bookings the request path accepted whose one message then arrives corrupted: their Redis records
+    # (and, for redis_async, their holds) are there, as the request path left them.
+    known = {name: str(ULID()) for name in ("async-seats", "async-strategy", "fifo-seats")}
+    container.seat_store.reserve(
+        BookingRecord(
+            known["async-seats"], a_pid, "poison-1", (a_seats[0],), "redis_async", BookingStatus.PENDING
+        )
+    )
+    container.seat_store.reserve(
+        BookingRecord(
+            known["async-strategy"],
+            a_pid,
+            "poison-2",
+            (a_seats[1], a_seats[2]),
+            "redis_async",
+            BookingStatus.PENDING,
+        )
+    )
+    container.seat_store.remember(
+        BookingRecord(
+            known["fifo-seats"], f_pid, "poison-3", (f_seats[0],), "fifo_partition", BookingStatus.PENDING
+        )
+    )
+    unknown, phantom = str(ULID()), str(ULID())
+
+    def message(booking_id, pid, seat_ids, strategy="redis_async", user="poison") -> str:
+        return json.dumps(
+            {
+                "booking_id": booking_id,
+                "performance_id": pid,
+                "user_id": user,
+                "seat_ids": seat_ids,
+                "strategy": strategy,
+            }
+        )
+
+    booking_poison = [
+        "this is not JSON {",
+        "[1, 2, 3]",
+        message(12345, a_pid, [a_seats[3]]),  # no usable booking id
+        message(known["async-seats"], a_pid, "oops", user="poison-1"),
+        message(known["async-strategy"], a_pid, [a_seats[1], a_seats[2]], "no_such_strategy", "poison-2"),
+        message(unknown, a_pid, [0]),  # a booking nobody knows, and a seat id that cannot be
+    ]
+    fifo_group = section_partition(container.catalogue.performance(f_pid), f_pid, (f_seats[0],))
+    fifo_poison = [
+        "garbage in line",
+        message(known["fifo-seats"], f_pid, [True], "fifo_partition", "poison-3"),
+    ]
+    stream_key = section_partition(container.catalogue.performance(s_pid), s_pid, (s_seats[0],))
+    stream_poison = [b"\xff\xfe not UTF-8", b"garbage", b'{"type": "booking.release", "booking_id": "x"}']
+    # Well-formed, but for a booking id the service never issued (on a performance nobody else books).
+    forged = message(phantom, quiet_pid, [quiet_seats[0]], user="forger")
+
+    consumers = Consumers(fault).start()
+    loads = {
+        strategy: Load(container, pid, seats, tag=f"poison-{strategy}").start()
+        for strategy, (pid, seats) in performances.items()
+    }
+    try:
+        time.sleep(1)
+        for body in [*booking_poison, forged]:
+            fault.sqs.send_message(QueueUrl=fault.booking.queue_url, MessageBody=body)
+        for number, body in enumerate(fifo_poison):
+            fault.sqs.send_message(
+                QueueUrl=fault.fifo.queue_url,
+                MessageBody=body,
+                MessageGroupId=fifo_group,  # in line with the real requests of that section
+                MessageDeduplicationId=f"poison-{number}-{ULID()}",
+            )
+        for data in stream_poison:
+            fault.kinesis.put_record(
+                StreamName=fault.settings.request_stream_name, Data=data, PartitionKey=stream_key
+            )
+        time.sleep(3)
+    finally:
+        for load in loads.values():
+            load.stop()
+    drained, finals = finish(
+        fault,
+        consumers,
+        performances,
+        loads,
+        injected={
+            "redis_async": [known["async-seats"], known["async-strategy"]],
+            "fifo_partition": [known["fifo-seats"]],
+        },
+    )
+
+    letters = fault.dead_letters()
+    log(
+        f"poison: {len(booking_poison)} + 1 forged on the booking queue,"
+        f" {len(fifo_poison)} on the FIFO queue,"
+        f" {len(stream_poison)} on the stream; drained in {drained:.1f} s; DLQs"
+        f" { ({label: len(found) for label, found in letters.items()}) }"
+    )
+    for strategy, load in loads.items():
+        log(f"{strategy:15} {load.summary()}")
+        assert load.errors() == []
+    assert sorted(letter.body for letter in letters["booking"]) == sorted(booking_poison)
+    for letter in [*letters["booking"], *letters["fifo"]]:
+        assert letter.receive_count >= fault.settings.max_receive_count, letter
+    # The FIFO poison sat in line with real requests: each of its deliveries was one for the requests behind
+    # it too. Those at their last delivery are decided (never left uncompensated), but the local event
+    # source keeps a failed message's later group mates on the queue, so SQS then moves them to the DLQ too,
+    # already decided: a redrive of them changes nothing.
+    fifo_letters = Counter(letter.body for letter in letters["fifo"])
+    assert all(fifo_letters[body] == 1 for body in fifo_poison), fifo_letters
+    in_line_behind = [letter.booking_id for letter in letters["fifo"] if letter.body not in fifo_poison]
+    assert {finals["fifo_partition"][b] for b in in_line_behind} <= {"CONFIRMED", "REJECTED"}
+    log(
+        f"FIFO DLQ: {len(fifo_poison)} poison + {len(in_line_behind)} decided requests that were in line"
+        " behind it"
+    )
+    # Compensated where the booking is known: FAILED in MySQL, its seats free again (the audit checked the
+    # map), and the reason logged.
+    for name, booking_id in known.items():
+        assert container.booking_service.get(booking_id).status is BookingStatus.FAILED, name
+        actions = {
+            a for (a,) in fault.sql("SELECT action FROM reconcile_log WHERE booking_id = %s", booking_id)
+        }
+        assert actions == {"booking_failed", "poison_message"}, (name, actions)
+    assert fault.sql("SELECT COUNT(*) FROM bookings WHERE booking_id = %s", unknown) == [(0,)]
+    poison_rows = fault.sql("SELECT COUNT(*) FROM reconcile_log WHERE action = 'poison_message'")[0][0]
+    assert poison_rows >= len(booking_poison) + len(fifo_poison)
+    # Every other booking unaffected: the audits above; redis_async decides at request time.
+    assert set(finals["redis_async"][b.booking_id] for b in loads["redis_async"].accepted()) == {"CONFIRMED"}
+
+    reconcile(fault, quiet_pid)
+    forged_final = audit(fault, quiet_pid, [], injected=[phantom])
+    log(
+        "a well-formed message for a booking id never issued: stored as"
+        f" {forged_final.get(phantom, 'nothing')}"
+    )

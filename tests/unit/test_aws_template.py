@@ -1,0 +1,279 @@
+"""The deployable template: `chalice package` + infra/sam.py, translated by the SAM translator (the code
+CloudFormation runs for `Transform: AWS::Serverless-2016-10-31`), linted by cfn-lint, and checked for what the
+code relies on. Assertions read the translated template, i.e. what CloudFormation would actually create."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from samtranslator.translator.transform import transform
+
+from chalicelib.config import Settings
+from infra.aws_template import (
+    DYNAMIC_SECRET,
+    FUNCTIONS,
+    VISIBILITY_TO_TIMEOUT_RATIO,
+    TemplateError,
+    build_template,
+)
+from infra.local.stage import stage_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+CHALICE = Path(sys.executable).parent / "chalice"
+CODE_URI = "s3://seat-booking-artifacts/deployment.zip"  # what `aws cloudformation package` puts there
+CONSUMERS = ("OnBookingEvent", "OnBookingRequestInLine", "OnSeatDecision")
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict:
+        return {}
+
+
+def _package(stage: str, out: Path) -> dict:
+    """`chalice package` as `make package` runs it (the zip is cached in .chalice/deployments)."""
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [str(CHALICE), "package", "--stage", stage, str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads((out / "sam.json").read_text())
+
+
+def _settings(stage: str) -> Settings:
+    return Settings.from_env(stage_environment(stage))
+
+
+def _deployable(sam: dict) -> dict:
+    sam = copy.deepcopy(sam)
+    for resource in sam["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = CODE_URI
+    return sam
+
+
+def _lint(template: dict) -> list[str]:
+    return [str(match) for match in lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))]
+
+
+def _of_type(template: dict, kind: str) -> dict:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+@pytest.fixture(scope="module")
+def chalice_prod(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _package("prod", tmp_path_factory.mktemp("prod"))
+
+
+@pytest.fixture(scope="module")
+def aws_sam(chalice_prod: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The post-processor as `make package` runs it: the command, on the file."""
+    path = tmp_path_factory.mktemp("aws") / "sam.json"
+    path.write_text(json.dumps(chalice_prod))
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.sam", str(path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return _deployable(json.loads(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def aws_cfn(aws_sam: dict) -> dict:
+    return transform(copy.deepcopy(aws_sam), {}, _NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def localstack_cfn(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    sam = build_template(
+        _package("localstack", tmp_path_factory.mktemp("localstack")),
+        _settings("localstack"),
+        "localstack",
+        {"DATABASE_URL": "mysql://root@mysql:3306/booking", "AWS_ENDPOINT_URL": "http://localstack:4566"},
+    )
+    sam = _deployable(sam)
+    return sam, transform(copy.deepcopy(sam), {}, _NoManagedPolicies())
+
+
+def test_cfn_lint_passes_on_the_sam_template_and_its_translation(aws_sam: dict, aws_cfn: dict) -> None:
+    assert _lint(aws_sam) == []
+    assert _lint(aws_cfn) == []
+
+
+def test_every_function_is_chalices_with_one_role_each_and_in_the_vpc(aws_cfn: dict) -> None:
+    functions = _of_type(aws_cfn, "AWS::Lambda::Function")
+    assert set(functions) == set(FUNCTIONS)
+    roles = {json.dumps(f["Properties"]["Role"]) for f in functions.values()}
+    assert len(roles) == len(functions), "each function has a role of its own"
+    assert "DefaultRole" not in aws_cfn["Resources"]
+    for function in functions.values():
+        assert function["Properties"]["VpcConfig"] == {
+            "SubnetIds": {"Ref": "SubnetIds"},
+            "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
+        }
+        assert "LogGroup" in function["Properties"]["LoggingConfig"]
+    assert aws_cfn["Parameters"]["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+
+
+def test_queues_have_their_dlqs_redrive_and_a_visibility_of_six_lambda_timeouts(aws_cfn: dict) -> None:
+    settings = _settings("prod")
+    queues = _of_type(aws_cfn, "AWS::SQS::Queue")
+    by_name = {q["Properties"]["QueueName"]: (logical, q["Properties"]) for logical, q in queues.items()}
+    functions = _of_type(aws_cfn, "AWS::Lambda::Function")
+    pairs = (
+        (settings.booking_queue_name, settings.booking_dlq_name, False, "OnBookingEvent"),
+        (settings.fifo_queue_name, settings.fifo_dlq_name, True, "OnBookingRequestInLine"),
+    )
+    for queue_name, dlq_name, fifo, consumer in pairs:
+        _, queue = by_name[queue_name]
+        dlq_logical, dlq = by_name[dlq_name]
+        assert queue["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dlq_logical, "Arn"]},
+            "maxReceiveCount": settings.max_receive_count,
+        }
+        assert queue.get("FifoQueue", False) is fifo and dlq.get("FifoQueue", False) is fifo
+        timeout = functions[consumer]["Properties"]["Timeout"]
+        assert queue["VisibilityTimeout"] >= VISIBILITY_TO_TIMEOUT_RATIO * timeout
+        assert (
+            queue["VisibilityTimeout"] == settings.queue_visibility_timeout_seconds
+        )  # what the code assumes
+    streams = _of_type(aws_cfn, "AWS::Kinesis::Stream")
+    assert sorted(s["Properties"]["Name"] for s in streams.values()) == sorted(
+        [settings.request_stream_name, settings.changelog_stream_name]
+    )
+    assert all(s["Properties"]["ShardCount"] == {"Ref": "StreamShardCount"} for s in streams.values())
+
+
+def test_event_sources_report_partial_failures_and_keep_the_ledger_in_order(aws_cfn: dict) -> None:
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in _of_type(aws_cfn, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert set(mappings) == {"OnBookingEvent", "OnBookingRequestInLine", "OnSeatRequest", "OnSeatDecision"}
+    for mapping in mappings.values():
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mappings["OnBookingEvent"]["EventSourceArn"] == {"Fn::GetAtt": ["BookingQueue", "Arn"]}
+    assert mappings["OnBookingRequestInLine"]["EventSourceArn"] == {"Fn::GetAtt": ["FifoRequestQueue", "Arn"]}
+    ledger = mappings["OnSeatRequest"]
+    assert ledger["EventSourceArn"] == {"Fn::GetAtt": ["RequestStream", "Arn"]}
+    assert ledger["StartingPosition"] == "TRIM_HORIZON"
+    assert ledger["ParallelizationFactor"] == 1
+    assert ledger["BisectBatchOnFunctionError"] is False
+    assert ledger["MaximumRetryAttempts"] == -1
+    persister = mappings["OnSeatDecision"]
+    assert persister["EventSourceArn"] == {"Fn::GetAtt": ["ChangelogStream", "Arn"]}
+    assert persister["StartingPosition"] == "TRIM_HORIZON"
+    assert persister["MaximumRetryAttempts"] == {"Ref": "PersisterMaxRetryAttempts"}
+    assert persister["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["PersisterFailureQueue", "Arn"]}}
+    }
+    for sqs_consumer in ("OnBookingEvent", "OnBookingRequestInLine"):
+        assert "MaximumConcurrency" in mappings[sqs_consumer]["ScalingConfig"]
+
+
+def test_consumers_have_reserved_concurrency_and_reconcile_runs_on_its_schedule(aws_cfn: dict) -> None:
+    functions = _of_type(aws_cfn, "AWS::Lambda::Function")
+    for consumer in CONSUMERS:
+        reserved = functions[consumer]["Properties"]["ReservedConcurrentExecutions"]
+        assert aws_cfn["Parameters"][reserved["Ref"]]["Default"] >= 2
+    assert functions["ReconcileSeatMaps"]["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert aws_cfn["Parameters"]["BookingConsumerConcurrency"]["Default"] == 10  # .chalice/config.json's
+    (rule,) = _of_type(aws_cfn, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ReconcileSeatMaps", "Arn"]}
+    ledger = functions["OnSeatRequest"]["Properties"]
+    assert ledger["EphemeralStorage"] == {"Size": {"Ref": "LedgerEphemeralStorageMiB"}}
+
+
+def test_iam_is_least_privilege(aws_cfn: dict) -> None:
+    for name, role in _of_type(aws_cfn, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+        for policy in role["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                assert all("*" not in action for action in actions), (name, statement)
+                if statement["Resource"] == "*":
+                    # The one exception AWS requires: Lambda's VPC network interfaces.
+                    assert statement["Sid"] == "VpcNetworkInterfaces", (name, statement)
+                    assert all(action.startswith("ec2:") for action in actions), (name, statement)
+                else:
+                    assert "*" not in json.dumps(statement["Resource"]).replace(":*", ""), (name, statement)
+    api_actions = {
+        action
+        for policy in aws_cfn["Resources"]["APIHandlerRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in statement["Action"]
+    }
+    assert not {"sqs:ReceiveMessage", "sqs:DeleteMessage", "kinesis:GetRecords"} & api_actions
+
+
+def test_no_secret_is_in_the_template(aws_cfn: dict) -> None:
+    for name, function in _of_type(aws_cfn, "AWS::Lambda::Function").items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert DYNAMIC_SECRET.match(env["ADMIN_TOKEN"]), name
+        userinfo = env["DATABASE_URL"].split("://", 1)[1].split("@", 1)[0]
+        assert DYNAMIC_SECRET.match(userinfo.split(":", 1)[1]), name
+        assert env["AWS_ENDPOINT_URL"] == ""
+
+
+def test_localstack_template_uses_the_provisioned_queues_and_no_vpc(
+    localstack_cfn: tuple[dict, dict],
+) -> None:
+    sam, cfn = localstack_cfn
+    assert _lint(sam) == []
+    assert _lint(cfn) == []
+    settings = _settings("localstack")
+    # infra/provision.py creates the queues and streams there; the template only adds the persister's DLQ.
+    assert list(_of_type(cfn, "AWS::SQS::Queue")) == ["PersisterFailureQueue"]
+    assert not _of_type(cfn, "AWS::Kinesis::Stream")
+    sources = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::Sub"]
+        for m in _of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert sources["OnBookingEvent"].endswith(f":{settings.booking_queue_name}")
+    assert sources["OnBookingRequestInLine"].endswith(f":{settings.fifo_queue_name}")
+    assert sources["OnSeatRequest"].endswith(f":stream/{settings.request_stream_name}")
+    for function in _of_type(cfn, "AWS::Lambda::Function").values():
+        assert "VpcConfig" not in function["Properties"]
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["DATABASE_URL"] == "mysql://root@mysql:3306/booking"
+        assert env["AWS_ENDPOINT_URL"] == "http://localstack:4566"
+
+
+def test_the_build_refuses_what_aws_would_get_wrong(chalice_prod: dict) -> None:
+    prod = _settings("prod")
+    with pytest.raises(TemplateError, match="packaged for stage 'prod'"):
+        build_template(chalice_prod, _settings("localstack"), "aws")
+    with pytest.raises(TemplateError, match="under 6x"):
+        build_template(chalice_prod, Settings(**{**vars(prod), "queue_visibility_timeout_seconds": 60}))
+    with pytest.raises(TemplateError, match="retry window"):
+        build_template(chalice_prod, Settings(**{**vars(prod), "pending_hold_deadline_seconds": 900}))
+    plaintext = copy.deepcopy(chalice_prod)
+    plaintext["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ADMIN_TOKEN"] = "hunter2"
+    with pytest.raises(TemplateError, match="ADMIN_TOKEN"):
+        build_template(plaintext, prod)
+    password = copy.deepcopy(chalice_prod)
+    env = password["Resources"]["OnSeatDecision"]["Properties"]["Environment"]["Variables"]
+    env["DATABASE_URL"] = "mysql://booking:hunter2@db:3306/booking"
+    with pytest.raises(TemplateError, match="DATABASE_URL"):
+        build_template(password, prod)
+    env["DATABASE_URL"] = "mysql://booking@db:3306/booking"  # no password (IAM authentication): fine
+    env["REDIS_URL"] = "rediss://:auth-token@cache:6379/0"
+    with pytest.raises(TemplateError, match="REDIS_URL"):
+        build_template(password, prod)
+    extra = copy.deepcopy(chalice_prod)
+    extra["Resources"]["NewHandler"] = copy.deepcopy(extra["Resources"]["ReconcileSeatMaps"])
+    with pytest.raises(TemplateError, match="unknown \\['NewHandler'\\]"):
+        build_template(extra, prod)
