@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -16,23 +15,13 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.domain.models import BookingStatus
 from infra.local.sqs_poller import SqsEventSourcePoller
-from tests.support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture()
-def proxy(settings):
-    target = urlsplit(settings.database_url)
-    proxy = TcpProxy(target.hostname, target.port or 3306)
-    proxy.start()
-    yield proxy
-    proxy.cut()
+from tests.integration.conftest import url_through
 
 
 @pytest.fixture()
 def consumer_behind_proxy(settings, proxy, services):
     """A second process-like container whose MySQL connections go through the proxy; retries are recorded."""
-    parts = urlsplit(settings.database_url)
-    url = urlunsplit(parts._replace(netloc=f"{parts.username or 'root'}@127.0.0.1:{proxy.port}"))
+    url = url_through(proxy, settings.database_url)
     consumer = bootstrap.build(dataclasses.replace(settings, database_url=url, db_connect_timeout_seconds=1))
     delays: list[int] = []
     retry_after = consumer.booking_queue.retry_after

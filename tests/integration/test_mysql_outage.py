@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -14,27 +13,17 @@ from chalicelib import bootstrap
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.models import Booking, BookingStatus
 from chalicelib.services.health import check_health
+from tests.integration.conftest import url_through
 from tests.integration.test_races import audit, race
 from tests.support.factories import event_body
-from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture()
-def proxy(settings):
-    target = urlsplit(settings.database_url)
-    proxy = TcpProxy(target.hostname, target.port or 3306)
-    proxy.start()
-    yield proxy
-    proxy.cut()
-
-
-@pytest.fixture()
 def behind_proxy(settings, proxy, services):
     """A process-like container (its own pools and breakers) whose MySQL is reached through the proxy."""
-    parts = urlsplit(settings.database_url)
-    url = urlunsplit(parts._replace(netloc=f"{parts.username or 'root'}@127.0.0.1:{proxy.port}"))
+    url = url_through(proxy, settings.database_url)
     container = bootstrap.build(
         dataclasses.replace(
             settings, database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=1
