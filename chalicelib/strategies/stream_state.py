@@ -43,6 +43,7 @@ from chalicelib.domain.messages import (
 )
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingStore
+from chalicelib.services.reconcile import LEDGER_RELEASE_PENDING_ACTION
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
@@ -115,7 +116,7 @@ class StreamStateStrategy:
             log.error("booking %s: release not sent to the ledger: %s", booking.booking_id, exc)
             self._bookings.log_reconcile(
                 ReconcileEntry(
-                    action="ledger_release_pending",
+                    action=LEDGER_RELEASE_PENDING_ACTION,
                     booking_id=booking.booking_id,
                     performance_id=booking.performance_id,
                     detail={"seat_ids": list(booking.seat_ids), "error": str(exc)[:200]},
