@@ -56,11 +56,13 @@ class Settings:
     # redis_lock: how long a seat's lease lives unless its holder's watchdog re-arms it.
     seat_lease_seconds: float = 5.0
     # SQS moves a message to the DLQ once it has been received this many times.
-    max_receive_count: int = 5
+    max_receive_count: int = 8
     # Visibility timeout of the booking queue; a failed message is instead made visible again after
-    # backoff_base_seconds * 2 ** (receive_count - 1), capped at backoff_max_seconds.
+    # backoff_base_seconds * 2 ** (receive_count - 1), capped at backoff_max_seconds. With 8 deliveries
+    # and 2, 4, 8 … 60 s the consumer keeps trying for over 3 minutes even when every attempt fails at once
+    # (MySQL down behind an open circuit): longer than an RDS Multi-AZ failover (typically 1-2 minutes).
     queue_visibility_timeout_seconds: int = 30
-    backoff_base_seconds: float = 1.0
+    backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
     # Reconcile (services/reconcile.py): a redis_async hold whose booking MySQL has not heard of this long
     # after it was accepted is failed and its seats released. Must exceed the booking queue's retry window
@@ -182,7 +184,7 @@ class Settings:
         )
 
     def backoff_seconds(self, receive_count: int) -> int:
-        """Exponential backoff for the n-th failed delivery: 1 s, 2 s, 4 s … (whole seconds for SQS)."""
+        """Exponential backoff for the n-th failed delivery: 2 s, 4 s, 8 s … (whole seconds for SQS)."""
         delay = self.backoff_base_seconds * 2 ** max(receive_count - 1, 0)
         return int(min(delay, self.backoff_max_seconds))
 

@@ -1,7 +1,7 @@
 """An SQS batch as Lambda delivers it -> the consumer, with Powertools' BatchProcessor and Idempotency.
 
 Per record: a redelivered message is answered from the idempotency record instead of running twice; a
-transient failure makes the message visible again after an exponential backoff (1 s, 2 s, 4 s … by receive
+transient failure makes the message visible again after an exponential backoff (2 s, 4 s, 8 s … by receive
 count) and reports it in `batchItemFailures`, so only it is retried; a permanent failure (already
 compensated) is made visible at once so that SQS moves it to the DLQ after maxReceiveCount. On a FIFO queue
 the messages behind a failed one of their group wait for it: reported failed unprocessed, visible again at

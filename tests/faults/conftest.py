@@ -20,6 +20,8 @@ from infra.provision import provision
 from tests.faults.harness import Fault
 from tests.support.servers import MariaDBServer, RedisServer
 
+SHIPPED = Settings()  # the defaults in code, as a deployment without overrides has them
+
 
 @pytest.fixture(scope="module")
 def own_mariadb() -> Iterator[MariaDBServer]:
@@ -50,14 +52,14 @@ def fault_settings(settings: Settings, own_mariadb, own_redis, tmp_path_factory,
         request_stream_name=f"booking-requests-{run}",
         changelog_stream_name=f"booking-decisions-{run}",
         ledger_dir=str(tmp_path_factory.mktemp("fault-ledger") / "ledger"),
-        # The shipped retry policy (the session's environment shortens it for the other tests): five
-        # deliveries, backoff 1, 2, 4, 8 s between them. The visibility timeout stays at the default 30 s:
+        # The shipped retry policy (the session's environment shortens it for the other tests): eight
+        # deliveries, backoff 2, 4, 8 … 60 s between them. The visibility timeout stays at the default 30 s:
         # AWS refuses an event source mapping whose queue's visibility timeout is below the function's
         # timeout, and the local pollers' (and the worker's) function timeout is 30 s.
-        max_receive_count=5,
-        backoff_base_seconds=1.0,
-        backoff_max_seconds=60.0,
-        queue_visibility_timeout_seconds=30,
+        max_receive_count=SHIPPED.max_receive_count,
+        backoff_base_seconds=SHIPPED.backoff_base_seconds,
+        backoff_max_seconds=SHIPPED.backoff_max_seconds,
+        queue_visibility_timeout_seconds=SHIPPED.queue_visibility_timeout_seconds,
         # Outages are short here: circuits probe again after 1 s, and nothing waits long on a dead server.
         redis_breaker_reset_seconds=1.0,
         db_breaker_reset_seconds=1.0,

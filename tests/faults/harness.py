@@ -110,14 +110,6 @@ class Fault:
             for label, pair in (("booking", self.booking), ("fifo", self.fifo))
         }
 
-    def redrive_dead_letters(self) -> int:
-        moved = 0
-        for label, pair in (("booking", self.booking), ("fifo", self.fifo)):
-            result = DeadLetterQueue(self.sqs, label, pair.dlq_url, pair.queue_url, wait_seconds=0).redrive()
-            assert result.failed == [], f"{label}: redrive failed for {result.failed}"
-            moved += len(result.moved)
-        return moved
-
     def clear_dead_letters(self) -> None:
         """Delete every dead letter (PurgeQueue is allowed once a minute per queue)."""
         for pair in (self.booking, self.fifo):

@@ -31,6 +31,15 @@ def test_backoff_doubles_per_receive_and_is_capped() -> None:
     assert [settings.backoff_seconds(n) for n in range(1, 7)] == [1, 2, 4, 8, 16, 20]
 
 
+def test_the_shipped_retry_policy_outlasts_a_database_failover() -> None:
+    shipped = Settings()
+    backoffs = [shipped.backoff_seconds(n) for n in range(1, shipped.max_receive_count)]
+    assert backoffs == [2, 4, 8, 16, 32, 60, 60]
+    # Every delivery may fail at once (MySQL's circuit open): the backoffs alone must span an RDS failover.
+    assert sum(backoffs) >= 180
+    assert shipped.queue_retry_window_seconds() + 60 <= shipped.pending_hold_deadline_seconds
+
+
 def test_settings_reject_an_unknown_default_strategy() -> None:
     with pytest.raises(ValueError, match="DEFAULT_STRATEGY"):
         Settings.from_env({"DEFAULT_STRATEGY": "optimism"})
