@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 
 import pymysql
@@ -198,12 +199,33 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
         ),
     ]
 
-    def run(idle_seconds: float = 1.0, timeout: float = 120) -> int:
+    sqs = client("sqs")
+    queue_urls = [p.queue_url for p in pollers if isinstance(p, sqs_poller.SqsEventSourcePoller)]
+
+    def queues_hold_nothing() -> bool:
+        """No message waiting, in flight or backing off (a failed message is invisible until retried)."""
+        counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        counts.append("ApproximateNumberOfMessagesDelayed")
+        return all(
+            sum(
+                int(v)
+                for v in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"].values()
+            )
+            == 0
+            for url in queue_urls
+        )
+
+    def run(idle_seconds: float = 0.2, timeout: float = 120) -> int:
+        # Everything runs in this thread, so once a pass delivers nothing anywhere and no queue holds a
+        # message (not even one backing off), nothing can arrive any more: no need to idle long per poller.
         delivered = 0
-        while True:  # a pass that delivers nothing anywhere means every queue is drained
+        deadline = time.monotonic() + timeout
+        while True:
             this_pass = sum(p.run_until_idle(idle_seconds=idle_seconds, timeout=timeout) for p in pollers)
             delivered += this_pass
-            if this_pass == 0:
+            if this_pass == 0 and queues_hold_nothing():
                 return delivered
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the queues did not drain within {timeout} s")
 
     return run
