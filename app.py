@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import openapi, swagger_ui
+from chalicelib import conditional, openapi, swagger_ui, web
 from chalicelib.bootstrap import container
 from chalicelib.config import settings
 from chalicelib.domain.errors import BookingError, NotFound, Unauthorized
@@ -24,6 +24,7 @@ app.log.setLevel(settings.log_level)
 log = logging.getLogger("seat-booking")
 
 JSON = {"Content-Type": "application/json"}
+PONG = '{"status": "ok"}'
 # Errors Chalice itself produces before a view runs ({"Code", "Message"}), in the contract's error shape.
 CHALICE_ERROR_CODES = {
     "MethodNotAllowedError": "METHOD_NOT_ALLOWED",
@@ -81,12 +82,26 @@ def _query(name: str) -> str | None:
     return (app.current_request.query_params or {}).get(name)
 
 
+def _conditional(body: Any, etag: str, headers: dict[str, str]) -> Response:
+    """The answer with its ETag, or 304 with an empty body if the client's If-None-Match names it."""
+    validators = {"ETag": etag, "Cache-Control": headers.get("Cache-Control", conditional.CACHE_CONTROL)}
+    if conditional.is_not_modified(_header("If-None-Match"), etag):
+        return Response(body="", status_code=304, headers=validators)
+    return Response(body=body, headers={**headers, **validators})
+
+
 # --- health and documentation -----------------------------------------------------------------------------
 @app.route("/health", methods=["GET"])
 @json_errors
 def health() -> Response:
     healthy, body = check_health(container().health_checks())
     return Response(body=body, status_code=200 if healthy else 503, headers=JSON)
+
+
+@app.route("/ping", methods=["GET"])
+def ping() -> Response:
+    """Liveness without any dependency: no MySQL, no Redis, no AWS (`make bench`'s do-nothing endpoint)."""
+    return Response(body=PONG, headers=JSON)
 
 
 @app.route("/openapi.json", methods=["GET"])
@@ -110,6 +125,36 @@ def docs_asset(name: str) -> Response:
     content, content_type = found
     return Response(
         body=content, headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"}
+    )
+
+
+# --- the live seat-map page ---------------------------------------------------------------------------------
+@app.route("/", methods=["GET"])
+@json_errors
+def seat_map_page() -> Response:
+    html, etag = web.page(settings.max_seats_per_booking)
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": web.PAGE_CACHE_CONTROL,
+        **web.PAGE_SECURITY_HEADERS,
+    }
+    return _conditional(html, etag, headers)
+
+
+@app.route("/assets/{name}", methods=["GET"])
+@json_errors
+def seat_map_asset(name: str) -> Response:
+    found = web.asset(name)
+    if found is None:
+        raise NotFound(f"no page asset {name!r}")
+    content, content_type = found
+    return Response(
+        body=content,
+        headers={
+            "Content-Type": content_type,
+            "Cache-Control": web.ASSET_CACHE_CONTROL,
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -143,7 +188,8 @@ def get_event(event_id: str) -> Response:
 def seat_map(performance_id: str) -> Response:
     services = container()
     performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
-    return Response(body=services.seat_state.seat_map(performance), headers=JSON)
+    body = services.seat_state.seat_map(performance)
+    return _conditional(body, conditional.seat_map_etag(body), JSON)
 
 
 # --- bookings ---------------------------------------------------------------------------------------

@@ -255,10 +255,17 @@ IDEMPOTENCY_KEY = header(
     pattern="^[ -~]+$",
 )
 UNAVAILABLE = error("SERVICE_UNAVAILABLE: a dependency is down; nothing was changed")
+PONG = obj({"status": {"type": "string", "enum": ["ok"]}})
 # Refused before the body is parsed (413: MAX_BODY_BYTES; 415: a Content-Type other than JSON).
 BODY_REFUSED = {
     "413": error("PAYLOAD_TOO_LARGE: the body is over the size limit"),
     "415": error("UNSUPPORTED_MEDIA_TYPE: the body is not application/json"),
+}
+
+
+SEAT_MAP_VALIDATORS = {
+    "ETag": {"schema": {"type": "string"}, "description": 'W/"<performance_id>-<version>"'},
+    "Cache-Control": {"schema": {"type": "string"}, "description": "no-cache: revalidate before reuse"},
 }
 
 
@@ -272,6 +279,12 @@ def paths() -> dict:
                     "200": {"description": "all ok", **json_content(ref("Health"))},
                     "503": {"description": "degraded", **json_content(ref("Health"))},
                 },
+            }
+        },
+        "/ping": {
+            "get": {
+                "summary": "Liveness, touching no dependency (the benchmark's do-nothing endpoint)",
+                "responses": {"200": {"description": "the process answers", **json_content(PONG)}},
             }
         },
         "/admin/events": {
@@ -323,9 +336,22 @@ def paths() -> dict:
         "/performances/{performance_id}/seats": {
             "get": {
                 "summary": "The seat map of a performance",
-                "parameters": [path_id("performance_id")],
+                "description": "Conditional: the answer carries a weak ETag naming the map's version; a "
+                "request whose If-None-Match names the current one is answered 304 with an empty body.",
+                "parameters": [
+                    path_id("performance_id"),
+                    header("If-None-Match", "the ETag of the map the client has (or *)"),
+                ],
                 "responses": {
-                    "200": {"description": "the seat map", **json_content(ref("SeatMap"))},
+                    "200": {
+                        "description": "the seat map",
+                        **json_content(ref("SeatMap")),
+                        "headers": SEAT_MAP_VALIDATORS,
+                    },
+                    "304": {
+                        "description": "not modified since the ETag in If-None-Match; empty body",
+                        "headers": SEAT_MAP_VALIDATORS,
+                    },
                     "404": error("NOT_FOUND"),
                     "503": UNAVAILABLE,
                 },
@@ -401,6 +427,28 @@ def paths() -> dict:
                         "content": {"text/html": {"schema": {"type": "string"}}},
                     }
                 },
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The live seat-map page (events, performances, seat map, booking)",
+                "parameters": [header("If-None-Match", "the page's ETag the client has")],
+                "responses": {
+                    "200": {
+                        "description": "HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "not modified; empty body"},
+                },
+            }
+        },
+        "/assets/{name}": {
+            "get": {
+                "summary": "An asset of the seat-map page (immutable: named by digest in the page)",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "the asset"}, "404": error("NOT_FOUND")},
             }
         },
         "/docs/assets/{name}": {

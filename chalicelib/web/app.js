@@ -1,0 +1,876 @@
+// The live seat-map page: one ES module, no dependencies, the public API only (README "Seat-map page").
+//
+// The map is drawn on one <canvas>: a refresh repaints only the seats whose status changed, so a 5,000-seat
+// performance updates without touching the DOM. It is polled every second with If-None-Match; an unchanged
+// map costs a 304 with an empty body.
+
+const API = new URL("../", import.meta.url); // the app's root, wherever the app is mounted
+const REFRESH_MS = 1000;
+const FOLLOW_FIRST_MS = 250;
+const FOLLOW_MAX_MS = 2000;
+const FOLLOW_TIMEOUT_MS = 120000;
+const MAX_EVENT_PAGES = 50;
+
+const AVAILABLE = 0;
+const HELD = 1;
+const BOOKED = 2;
+const STATUS_CODES = { AVAILABLE, HELD, BOOKED };
+const STATUS_NAMES = ["AVAILABLE", "HELD", "BOOKED"];
+const STATUS_WORDS = ["available", "pending", "booked"];
+// Each at least 3:1 against the page, and apart in lightness (pending light, available mid, booked dark), so
+// they read apart without colour vision too; at 7 px and up each status also has its own mark.
+const COLOURS = {
+  available: "#15803d",
+  pending: "#d97706",
+  booked: "#1f2937",
+  selected: "#1d4ed8",
+  mark: "#ffffff",
+  focus: "#111827",
+  text: "#111827",
+};
+const STRATEGY_NOTES = {
+  db_lock: "synchronous: 201 CONFIRMED or 409",
+  redis_lock: "synchronous: 201 CONFIRMED or 409",
+  redis_async: "asynchronous: 202 PENDING, then CONFIRMED",
+  fifo_partition: "asynchronous: 202 PENDING, then CONFIRMED or REJECTED in line",
+  stream_state: "asynchronous: 202 PENDING, then CONFIRMED or REJECTED",
+};
+const REASONS = { 200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
+  404: "Not Found", 409: "Conflict", 422: "Unprocessable Content", 503: "Service Unavailable" };
+const FINAL = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED"]);
+const SECTION_HEADER = 20;
+const SECTION_GAP = 18;
+
+const maxSeats = Number(document.querySelector('meta[name="max-seats-per-booking"]')?.content) || 4;
+const $ = (id) => document.getElementById(id);
+const ui = {
+  event: $("event"), performance: $("performance"), pickerMessage: $("picker-message"),
+  title: $("map-title"), strategy: $("strategy"), canvas: $("seats"), wrap: $("canvas-wrap"),
+  seatStatus: $("seat-status"), hover: $("hover"), sections: $("sections"), live: $("live"),
+  booked: $("count-booked"), pending: $("count-pending"), available: $("count-available"), total: $("count-total"),
+  form: $("book-form"), user: $("user-id"), seatIds: $("seat-ids"), book: $("book"), clear: $("clear"),
+  result: $("result"), bookings: $("bookings"), noBookings: $("no-bookings"),
+};
+const ctx = ui.canvas.getContext("2d");
+
+// --- state ---------------------------------------------------------------------------------------------------
+const map = {
+  performanceId: null, strategy: null, version: null, etag: null, shape: null,
+  sections: [], // {name, price, rows, cols, start, count, grid: Int32Array (row-major seat index or -1), box}
+  ids: new Int32Array(0), rows: new Int32Array(0), numbers: new Int32Array(0), sectionOf: new Int32Array(0),
+  status: new Uint8Array(0), x: new Float32Array(0), y: new Float32Array(0), index: new Map(),
+  cell: 16, width: 0, height: 0,
+};
+const selected = new Set(); // seat ids
+let focusIndex = -1;
+let bookingInFlight = false;
+let attempt = null; // {key, body, performanceId}: one Idempotency-Key per attempt, kept for a retry of it
+const poll = { generation: 0, timer: 0, busy: false, again: false };
+const stats = { requests: 0, notModified: 0, changed: 0, bodyBytes: 0, lastDrawMs: 0, lastAt: null };
+
+// --- HTTP ----------------------------------------------------------------------------------------------------
+function api(path) {
+  return new URL(path, API);
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+function errorMessage(body, response) {
+  return body?.error?.message || `${response.status} ${REASONS[response.status] || ""}`.trim();
+}
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // crypto.randomUUID exists only in secure contexts (https, localhost); a plain-http host gets the same v4.
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((v) => v.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// --- events and performances ---------------------------------------------------------------------------------
+async function loadEvents() {
+  const events = [];
+  let cursor = null;
+  try {
+    for (let page = 0; page < MAX_EVENT_PAGES; page++) {
+      const url = api("events");
+      url.searchParams.set("limit", "100");
+      if (cursor) url.searchParams.set("cursor", cursor);
+      const response = await fetch(url, { cache: "no-store" });
+      const body = await readJson(response);
+      if (!response.ok) throw new Error(errorMessage(body, response));
+      events.push(...body.events);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+  } catch (error) {
+    ui.pickerMessage.textContent = `Could not list the events: ${error.message}`;
+  }
+  events.reverse(); // newest first: the one just created is on top
+  const options = [new Option(events.length ? "Choose an event" : "No events yet", "")];
+  for (const event of events) {
+    options.push(new Option(`${event.name} — ${event.venue} (event ${event.event_id})`, String(event.event_id)));
+  }
+  ui.event.replaceChildren(...options);
+  ui.event.dataset.loaded = "true";
+}
+
+async function chooseEvent() {
+  const eventId = ui.event.value;
+  ui.performance.disabled = true;
+  if (!eventId) {
+    ui.performance.replaceChildren(new Option("Choose an event first", ""));
+    return;
+  }
+  ui.performance.replaceChildren(new Option("Loading…", ""));
+  let event;
+  try {
+    const response = await fetch(api(`events/${eventId}`), { cache: "no-store" });
+    event = await readJson(response);
+    if (!response.ok) throw new Error(errorMessage(event, response));
+  } catch (error) {
+    ui.pickerMessage.textContent = `Could not read event ${eventId}: ${error.message}`;
+    return;
+  }
+  ui.pickerMessage.textContent = "";
+  const options = event.performances.map((p) => {
+    const seats = p.sections.reduce((sum, s) => sum + s.seat_count, 0);
+    const when = new Date(p.starts_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    return new Option(`${when} · ${p.strategy} · ${seats} seats (performance ${p.performance_id})`,
+      String(p.performance_id));
+  });
+  ui.performance.replaceChildren(...options);
+  ui.performance.disabled = false;
+  if (options.length) showPerformance(Number(options[0].value));
+}
+
+function showPerformance(performanceId) {
+  if (!Number.isInteger(performanceId) || performanceId < 1) return;
+  poll.generation++;
+  map.performanceId = performanceId;
+  map.etag = null;
+  map.shape = null;
+  selected.clear();
+  focusIndex = -1;
+  attempt = null;
+  syncSeatInput();
+  ui.title.textContent = `Performance ${performanceId}`;
+  ui.seatStatus.textContent = "";
+  history.replaceState(null, "", `#performance=${performanceId}`);
+  pollNow();
+}
+
+// --- live refresh --------------------------------------------------------------------------------------------
+function pollNow() {
+  clearTimeout(poll.timer);
+  if (poll.busy) {
+    poll.again = true;
+    return;
+  }
+  void tick(poll.generation);
+}
+
+async function tick(generation) {
+  poll.busy = true;
+  try {
+    await refresh(generation);
+  } finally {
+    poll.busy = false;
+    if (poll.again || generation !== poll.generation) {
+      poll.again = false;
+      pollNow();
+    } else if (!document.hidden) {
+      poll.timer = setTimeout(() => tick(generation), REFRESH_MS);
+    }
+  }
+}
+
+async function refresh(generation) {
+  const performanceId = map.performanceId;
+  if (performanceId === null) return;
+  const headers = map.etag ? { "If-None-Match": map.etag } : {};
+  let response;
+  let body = null;
+  try {
+    // no-store: the page keeps its own copy and validator, and must see the 304 itself.
+    response = await fetch(api(`performances/${performanceId}/seats`), { headers, cache: "no-store" });
+    if (response.status !== 304) body = await readJson(response);
+  } catch (error) {
+    ui.live.textContent = `Connection lost (${error.message}); retrying every second.`;
+    return;
+  }
+  if (generation !== poll.generation) return;
+  stats.requests++;
+  stats.lastAt = new Date();
+  if (response.status === 304) {
+    stats.notModified++;
+  } else if (response.ok && body) {
+    stats.changed++;
+    stats.bodyBytes = Number(response.headers.get("Content-Length")) || stats.bodyBytes;
+    map.etag = response.headers.get("ETag");
+    applyMap(body);
+  } else {
+    ui.live.textContent = `The seat map could not be read: ${errorMessage(body, response)}`;
+    if (response.status === 404) {
+      ui.title.textContent = `Performance ${performanceId} not found`;
+      map.performanceId = null; // nothing to follow
+    }
+    return;
+  }
+  showLive();
+}
+
+function showLive() {
+  const time = stats.lastAt ? stats.lastAt.toLocaleTimeString() : "–";
+  ui.live.textContent = `Live: checked ${time} · version ${map.version} · ${stats.requests} checks, ` +
+    `${stats.notModified} unchanged (304) · last drawn in ${stats.lastDrawMs.toFixed(1)} ms`;
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) clearTimeout(poll.timer); // a hidden tab costs the server nothing
+  else pollNow();
+});
+
+// --- the map's shape and layout ------------------------------------------------------------------------------
+function shapeOf(body) {
+  return body.sections.map((s) => `${s.section_id}:${s.seats.length}`).join(",");
+}
+
+function applyMap(body) {
+  const started = performance.now();
+  const shape = shapeOf(body);
+  map.strategy = body.strategy;
+  map.version = body.version;
+  if (shape !== map.shape) {
+    buildShape(body);
+    map.shape = shape;
+    layout();
+  } else {
+    let k = 0;
+    for (const section of body.sections) {
+      for (const seat of section.seats) {
+        const status = STATUS_CODES[seat.status] ?? BOOKED;
+        if (map.status[k] !== status) {
+          map.status[k] = status;
+          drawSeat(k);
+        }
+        k++;
+      }
+    }
+  }
+  pruneSelection();
+  showCounts(body);
+  stats.lastDrawMs = performance.now() - started;
+}
+
+function buildShape(body) {
+  const count = body.sections.reduce((sum, s) => sum + s.seats.length, 0);
+  map.ids = new Int32Array(count);
+  map.rows = new Int32Array(count);
+  map.numbers = new Int32Array(count);
+  map.sectionOf = new Int32Array(count);
+  map.status = new Uint8Array(count);
+  map.x = new Float32Array(count);
+  map.y = new Float32Array(count);
+  map.index = new Map();
+  map.sections = [];
+  let k = 0;
+  body.sections.forEach((section, s) => {
+    let rows = 0;
+    let cols = 0;
+    for (const seat of section.seats) {
+      rows = Math.max(rows, seat.row);
+      cols = Math.max(cols, seat.number);
+    }
+    const grid = new Int32Array(rows * cols).fill(-1);
+    const start = k;
+    for (const seat of section.seats) {
+      map.ids[k] = seat.seat_id;
+      map.rows[k] = seat.row;
+      map.numbers[k] = seat.number;
+      map.sectionOf[k] = s;
+      map.status[k] = STATUS_CODES[seat.status] ?? BOOKED;
+      map.index.set(seat.seat_id, k);
+      grid[(seat.row - 1) * cols + (seat.number - 1)] = k;
+      k++;
+    }
+    map.sections.push({ name: section.name, price: section.price, rows, cols, start, count: k - start, grid });
+  });
+  ui.title.textContent = `Performance ${body.performance_id}`;
+  ui.strategy.replaceChildren("Strategy: ", Object.assign(document.createElement("strong"),
+    { textContent: body.strategy }), ` — ${STRATEGY_NOTES[body.strategy] || ""}`);
+  ui.canvas.setAttribute("aria-label", `Seat map of performance ${body.performance_id}, ${count} seats`);
+}
+
+// Sections flow left to right and wrap; the largest seat size whose map fits the height budget wins.
+function flow(width, cell) {
+  let x = 0;
+  let y = 0;
+  let rowHeight = 0;
+  let widest = 0;
+  const boxes = [];
+  for (const section of map.sections) {
+    const w = Math.max(section.cols * cell, 90);
+    const h = SECTION_HEADER + section.rows * cell;
+    if (x > 0 && x + w > width) {
+      x = 0;
+      y += rowHeight + SECTION_GAP;
+      rowHeight = 0;
+    }
+    boxes.push({ x, y, w, h });
+    widest = Math.max(widest, x + w);
+    x += w + SECTION_GAP;
+    rowHeight = Math.max(rowHeight, h);
+  }
+  return { boxes, width: widest, height: y + rowHeight };
+}
+
+function layout() {
+  const available = Math.max(ui.wrap.clientWidth - 16, 200);
+  const budget = Math.max(320, Math.min(760, window.innerHeight * 0.62));
+  let chosen = null;
+  let cell = 28;
+  for (; cell >= 5; cell--) {
+    chosen = flow(available, cell);
+    if (chosen.height <= budget && chosen.width <= available) break;
+  }
+  cell = Math.max(cell, 5);
+  map.cell = cell;
+  map.width = Math.ceil(chosen.width);
+  map.height = Math.ceil(chosen.height);
+  map.sections.forEach((section, s) => {
+    section.box = chosen.boxes[s];
+    for (let k = section.start; k < section.start + section.count; k++) {
+      map.x[k] = section.box.x + (map.numbers[k] - 1) * cell;
+      map.y[k] = section.box.y + SECTION_HEADER + (map.rows[k] - 1) * cell;
+    }
+  });
+  const ratio = window.devicePixelRatio || 1;
+  ui.canvas.width = Math.max(1, Math.round(map.width * ratio));
+  ui.canvas.height = Math.max(1, Math.round(map.height * ratio));
+  ui.canvas.style.width = `${map.width}px`;
+  ui.canvas.style.height = `${map.height}px`;
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  drawAll();
+}
+
+// --- drawing -------------------------------------------------------------------------------------------------
+function paintSeat(c, x, y, size, kind) {
+  const gap = size >= 10 ? 2 : 1;
+  const s = size - gap;
+  c.fillStyle = COLOURS[kind];
+  if (s >= 10 && c.roundRect) {
+    c.beginPath();
+    c.roundRect(x, y, s, s, Math.min(4, s / 4));
+    c.fill();
+  } else {
+    c.fillRect(x, y, s, s);
+  }
+  if (s < 7) return; // too small for a mark: colour alone
+  // A mark per status, so colour is never the only cue.
+  c.strokeStyle = COLOURS.mark;
+  c.fillStyle = COLOURS.mark;
+  c.lineWidth = Math.max(1.5, s / 8);
+  const m = s * 0.28;
+  if (kind === "booked") {
+    c.beginPath();
+    c.moveTo(x + m, y + m);
+    c.lineTo(x + s - m, y + s - m);
+    c.moveTo(x + s - m, y + m);
+    c.lineTo(x + m, y + s - m);
+    c.stroke();
+  } else if (kind === "pending") {
+    c.beginPath();
+    c.moveTo(x + m, y + s / 2);
+    c.lineTo(x + s - m, y + s / 2);
+    c.stroke();
+  } else if (kind === "selected") {
+    c.beginPath();
+    c.arc(x + s / 2, y + s / 2, s * 0.2, 0, Math.PI * 2);
+    c.fill();
+  }
+}
+
+function kindOf(k) {
+  if (selected.has(map.ids[k])) return "selected";
+  return STATUS_WORDS[map.status[k]];
+}
+
+function drawSeat(k) {
+  const cell = map.cell;
+  const x = map.x[k];
+  const y = map.y[k];
+  ctx.clearRect(x, y, cell, cell);
+  paintSeat(ctx, x, y, cell, kindOf(k));
+  if (k === focusIndex && document.activeElement === ui.canvas) {
+    // A dark ring with a light one inside: visible on every seat colour.
+    const s = cell - (cell >= 10 ? 2 : 1);
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = COLOURS.focus;
+    ctx.strokeRect(x + 1, y + 1, s - 2, s - 2);
+    if (s >= 8) {
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = COLOURS.mark;
+      ctx.strokeRect(x + 2.5, y + 2.5, s - 5, s - 5);
+    }
+  }
+}
+
+function drawAll() {
+  ctx.clearRect(0, 0, map.width, map.height);
+  ctx.fillStyle = COLOURS.text;
+  ctx.font = "600 13px system-ui, sans-serif";
+  ctx.textBaseline = "top";
+  for (const section of map.sections) {
+    const label = `${section.name} · ${section.price.toLocaleString()}`;
+    ctx.fillText(label, section.box.x, section.box.y + 2, section.box.w);
+  }
+  for (let k = 0; k < map.ids.length; k++) drawSeat(k);
+}
+
+function drawLegend() {
+  for (const swatch of document.querySelectorAll("canvas.swatch")) {
+    const c = swatch.getContext("2d");
+    paintSeat(c, 0, 0, 16, swatch.dataset.kind);
+  }
+}
+
+function showCounts(body) {
+  let booked = 0;
+  let pending = 0;
+  for (const status of map.status) {
+    if (status === BOOKED) booked++;
+    else if (status === HELD) pending++;
+  }
+  const total = map.status.length;
+  ui.booked.textContent = booked.toLocaleString();
+  ui.pending.textContent = pending.toLocaleString();
+  ui.available.textContent = (total - booked - pending).toLocaleString();
+  ui.total.textContent = total.toLocaleString();
+  ui.sections.replaceChildren(...body.sections.map((section) => {
+    const item = document.createElement("li");
+    const name = Object.assign(document.createElement("strong"), { textContent: section.name });
+    item.append(name, `: ${section.available.toLocaleString()} of ${section.seats.length.toLocaleString()} available`);
+    return item;
+  }));
+}
+
+// --- choosing seats ------------------------------------------------------------------------------------------
+function describe(k) {
+  const section = map.sections[map.sectionOf[k]];
+  const chosen = selected.has(map.ids[k]) ? ", selected" : "";
+  return `${section.name}, row ${map.rows[k]}, seat ${map.numbers[k]} (seat id ${map.ids[k]}): ` +
+    `${STATUS_WORDS[map.status[k]]}${chosen}`;
+}
+
+function toggle(k) {
+  const id = map.ids[k];
+  if (selected.has(id)) {
+    selected.delete(id);
+  } else if (map.status[k] !== AVAILABLE) {
+    ui.seatStatus.textContent = `Seat ${id} is ${STATUS_WORDS[map.status[k]]}; choose an available seat.`;
+    return;
+  } else if (selected.size >= maxSeats) {
+    ui.seatStatus.textContent = `At most ${maxSeats} seats per booking; deselect one first.`;
+    return;
+  } else {
+    selected.add(id);
+  }
+  drawSeat(k);
+  syncSeatInput();
+  ui.seatStatus.textContent = `${describe(k)}. ${selected.size} of ${maxSeats} chosen.`;
+}
+
+function moveFocus(k) {
+  if (k < 0 || k >= map.ids.length) return;
+  const previous = focusIndex;
+  focusIndex = k;
+  if (previous >= 0) drawSeat(previous);
+  drawSeat(k);
+  ui.seatStatus.textContent = describe(k);
+  const x = map.x[k];
+  const y = map.y[k];
+  const wrap = ui.wrap;
+  if (x < wrap.scrollLeft || x + map.cell > wrap.scrollLeft + wrap.clientWidth) wrap.scrollLeft = x - 20;
+  if (y < wrap.scrollTop || y + map.cell > wrap.scrollTop + wrap.clientHeight) wrap.scrollTop = y - 20;
+}
+
+function seatAt(grid, section, row, number) {
+  if (row < 1 || row > section.rows || number < 1 || number > section.cols) return -1;
+  return grid[(row - 1) * section.cols + (number - 1)];
+}
+
+function neighbour(k, key) {
+  const s = map.sectionOf[k];
+  const section = map.sections[s];
+  const row = map.rows[k];
+  const number = map.numbers[k];
+  const nearestIn = (t, wantedRow) => {
+    const other = map.sections[t];
+    const r = Math.min(Math.max(wantedRow, 1), other.rows);
+    for (let n = Math.min(number, other.cols); n >= 1; n--) {
+      const found = seatAt(other.grid, other, r, n);
+      if (found >= 0) return found;
+    }
+    return other.start;
+  };
+  switch (key) {
+    case "ArrowLeft": return k - 1;
+    case "ArrowRight": return k + 1;
+    case "ArrowUp": {
+      const up = seatAt(section.grid, section, row - 1, number);
+      if (up >= 0) return up;
+      return s > 0 ? nearestIn(s - 1, Infinity) : k;
+    }
+    case "ArrowDown": {
+      const down = seatAt(section.grid, section, row + 1, number);
+      if (down >= 0) return down;
+      return s + 1 < map.sections.length ? nearestIn(s + 1, 1) : k;
+    }
+    case "Home": return seatAt(section.grid, section, row, 1) >= 0 ? seatAt(section.grid, section, row, 1) : k;
+    case "End": {
+      for (let n = section.cols; n >= 1; n--) {
+        const found = seatAt(section.grid, section, row, n);
+        if (found >= 0) return found;
+      }
+      return k;
+    }
+    case "PageUp": return s > 0 ? map.sections[s - 1].start : section.start;
+    case "PageDown": return s + 1 < map.sections.length ? map.sections[s + 1].start : k;
+    default: return null;
+  }
+}
+
+ui.canvas.addEventListener("keydown", (event) => {
+  if (!map.ids.length) return;
+  if (event.key === " " || event.key === "Enter") {
+    event.preventDefault();
+    if (focusIndex < 0) moveFocus(0);
+    else toggle(focusIndex);
+    return;
+  }
+  const start = focusIndex < 0 ? 0 : focusIndex;
+  const next = neighbour(start, event.key);
+  if (next === null) return;
+  event.preventDefault();
+  moveFocus(focusIndex < 0 ? 0 : next);
+});
+
+let pointerDown = false; // focus that comes with a click goes to the clicked seat, not the first one
+ui.canvas.addEventListener("pointerdown", () => {
+  pointerDown = true;
+});
+ui.canvas.addEventListener("focus", () => {
+  if (!map.ids.length || pointerDown) return;
+  if (focusIndex < 0) moveFocus(0);
+  else moveFocus(focusIndex);
+});
+ui.canvas.addEventListener("blur", () => {
+  if (focusIndex >= 0 && focusIndex < map.ids.length) drawSeat(focusIndex);
+});
+
+function seatUnder(event) {
+  const rect = ui.canvas.getBoundingClientRect();
+  const x = event.clientX - rect.left;
+  const y = event.clientY - rect.top;
+  for (const section of map.sections) {
+    const box = section.box;
+    if (x < box.x || x >= box.x + section.cols * map.cell || y < box.y + SECTION_HEADER || y >= box.y + box.h) continue;
+    const number = Math.floor((x - box.x) / map.cell) + 1;
+    const row = Math.floor((y - box.y - SECTION_HEADER) / map.cell) + 1;
+    return seatAt(section.grid, section, row, number);
+  }
+  return -1;
+}
+
+ui.canvas.addEventListener("click", (event) => {
+  pointerDown = false;
+  const k = seatUnder(event);
+  if (k < 0) return;
+  const previous = focusIndex;
+  focusIndex = k;
+  if (previous >= 0 && previous !== k) drawSeat(previous);
+  toggle(k);
+});
+
+ui.canvas.addEventListener("mousemove", (event) => {
+  const k = seatUnder(event);
+  ui.hover.textContent = k < 0 ? "" : describe(k);
+});
+
+function syncSeatInput() {
+  ui.seatIds.value = [...selected].sort((a, b) => a - b).join(", ");
+}
+
+// Seat ids typed in the seat field replace the selection (on change, and before a booking: Enter in the field
+// submits the form).
+function applySeatInput() {
+  const wanted = ui.seatIds.value.split(/[\s,;]+/).filter(Boolean).map(Number);
+  const problems = [];
+  const next = new Set();
+  for (const id of wanted) {
+    const k = map.index.get(id);
+    if (!Number.isInteger(id) || k === undefined) problems.push(`${id} is not a seat of this performance`);
+    else if (map.status[k] !== AVAILABLE) problems.push(`seat ${id} is ${STATUS_WORDS[map.status[k]]}`);
+    else if (next.size >= maxSeats) problems.push(`at most ${maxSeats} seats per booking`);
+    else next.add(id);
+  }
+  const changed = new Set([...selected, ...next]);
+  selected.clear();
+  for (const id of next) selected.add(id);
+  for (const id of changed) drawSeat(map.index.get(id));
+  syncSeatInput();
+  ui.seatStatus.textContent = problems.length
+    ? `Not selected: ${[...new Set(problems)].join("; ")}.`
+    : `${selected.size} of ${maxSeats} seats chosen.`;
+}
+
+ui.seatIds.addEventListener("change", applySeatInput);
+
+// Seats taken by someone else since they were chosen leave the selection; not while our own booking of them
+// is in flight or its answer was lost (the map may then show them held by us).
+function pruneSelection() {
+  if (bookingInFlight || attempt?.unanswered) return;
+  const gone = [...selected].filter((id) => map.status[map.index.get(id)] !== AVAILABLE);
+  if (!gone.length) return;
+  deselect(gone);
+  ui.seatStatus.textContent = `Just taken by someone else: seat ${gone.join(", ")}.`;
+}
+
+function deselect(ids) {
+  for (const id of ids) {
+    selected.delete(id);
+    const k = map.index.get(id);
+    if (k !== undefined) drawSeat(k);
+  }
+  syncSeatInput();
+}
+
+ui.clear.addEventListener("click", () => {
+  deselect([...selected]);
+  ui.seatStatus.textContent = "Selection cleared.";
+});
+
+// --- booking -------------------------------------------------------------------------------------------------
+function remember(userId) {
+  try {
+    localStorage.setItem("seat-map-user-id", userId);
+  } catch {
+    // storage refused (private mode): the id is simply not remembered
+  }
+}
+
+function recall() {
+  try {
+    return localStorage.getItem("seat-map-user-id");
+  } catch {
+    return null;
+  }
+}
+
+function showResult(kind, code, text) {
+  ui.result.className = `result ${kind}`;
+  const parts = [];
+  if (code) parts.push(Object.assign(document.createElement("span"), { className: "code", textContent: code }));
+  parts.push(text);
+  ui.result.replaceChildren(...parts);
+}
+
+ui.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (bookingInFlight) return; // a second click while the first is out does nothing
+  if (ui.seatIds.value !== [...selected].sort((a, b) => a - b).join(", ")) applySeatInput();
+  const userId = ui.user.value.trim();
+  const seatIds = [...selected].sort((a, b) => a - b);
+  if (map.performanceId === null) return showResult("error", "", "Choose a performance first.");
+  if (!userId) {
+    ui.user.focus();
+    return showResult("error", "", "Enter your user id.");
+  }
+  if (!seatIds.length) return showResult("error", "", "Choose at least one seat on the map.");
+  const performanceId = map.performanceId;
+  const body = JSON.stringify({ user_id: userId, seat_ids: seatIds });
+  // One key per attempt: pressing Book again after a lost answer repeats the same attempt (same key, same
+  // body), which the API answers as it answered the first time instead of booking twice.
+  if (!attempt || attempt.body !== body || attempt.performanceId !== performanceId) {
+    attempt = { key: newKey(), body, performanceId };
+  }
+  bookingInFlight = true;
+  ui.book.disabled = true;
+  ui.book.setAttribute("aria-busy", "true");
+  remember(userId);
+  showResult("", "", `Booking seat ${seatIds.join(", ")}…`);
+  try {
+    const response = await fetch(api(`performances/${performanceId}/bookings`), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
+      body,
+    });
+    const answer = await readJson(response);
+    handleBookingAnswer(response, answer, seatIds);
+  } catch (error) {
+    attempt.unanswered = true;
+    showResult("error", "", `No answer (${error.message}). Press Book again: the same attempt is repeated ` +
+      "with the same Idempotency-Key, so it cannot book twice.");
+  } finally {
+    bookingInFlight = false;
+    ui.book.disabled = false;
+    ui.book.removeAttribute("aria-busy");
+    pollNow();
+  }
+});
+
+function handleBookingAnswer(response, answer, seatIds) {
+  const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
+  if (response.status === 201 || response.status === 202) {
+    attempt = null;
+    deselect(seatIds);
+    const item = addBooking(answer);
+    if (answer.status === "PENDING") {
+      showResult("ok", code, `Booking ${answer.booking_id} is PENDING; following it…`);
+      void follow(answer, item);
+    } else {
+      showResult("ok", code, `Booking ${answer.booking_id} is ${answer.status}.`);
+    }
+    return;
+  }
+  const error = answer?.error || {};
+  if (response.status === 409 && error.code === "SEAT_UNAVAILABLE") {
+    attempt = null;
+    const taken = error.seat_ids || [];
+    deselect(taken);
+    showResult("error", code, `Already taken: seat ${taken.join(", ")}. Choose other seats.`);
+    return;
+  }
+  if (response.status === 409 && error.code === "IDEMPOTENCY_IN_PROGRESS") {
+    showResult("error", code, "This attempt is still being processed; press Book again for its answer.");
+    return;
+  }
+  attempt = null;
+  showResult("error", code, error.message || "The booking was refused.");
+}
+
+async function follow(booking, item) {
+  let delay = FOLLOW_FIRST_MS;
+  const deadline = Date.now() + FOLLOW_TIMEOUT_MS;
+  let current = booking;
+  while (current.status === "PENDING" && Date.now() < deadline) {
+    await sleep(delay);
+    delay = Math.min(delay * 1.5, FOLLOW_MAX_MS);
+    try {
+      const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}`), { cache: "no-store" });
+      if (!response.ok) continue;
+      current = await response.json();
+    } catch {
+      continue;
+    }
+  }
+  updateBooking(item, current);
+  if (current.status === "PENDING") {
+    showResult("error", "", `Booking ${current.booking_id} is still PENDING; it will reach a final status.`);
+  } else if (current.status === "CONFIRMED") {
+    showResult("ok", "", `Booking ${current.booking_id}: PENDING → CONFIRMED.`);
+  } else {
+    const reason = current.reason ? ` (${current.reason})` : "";
+    showResult("error", "", `Booking ${current.booking_id}: PENDING → ${current.status}${reason}.`);
+  }
+  pollNow();
+}
+
+function addBooking(booking) {
+  const item = document.createElement("li");
+  item.dataset.bookingId = booking.booking_id;
+  ui.bookings.prepend(item);
+  ui.noBookings.hidden = true;
+  updateBooking(item, booking);
+  return item;
+}
+
+function updateBooking(item, booking) {
+  const status = Object.assign(document.createElement("span"),
+    { className: `status ${booking.status}`, textContent: booking.status });
+  const text = document.createElement("span");
+  text.textContent = `Seat ${booking.seat_ids.join(", ")} · performance ${booking.performance_id} · ` +
+    `${booking.user_id}`;
+  const parts = [status, text];
+  if (booking.status === "PENDING" || booking.status === "CONFIRMED") {
+    const cancel = Object.assign(document.createElement("button"),
+      { type: "button", className: "secondary", textContent: "Cancel" });
+    cancel.setAttribute("aria-label", `Cancel booking of seat ${booking.seat_ids.join(", ")}`);
+    cancel.addEventListener("click", () => cancelBooking(booking, item, cancel));
+    parts.push(cancel);
+  }
+  item.replaceChildren(...parts);
+}
+
+async function cancelBooking(booking, item, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}`), {
+      method: "DELETE",
+      headers: { "X-User-Id": booking.user_id, "Idempotency-Key": newKey() },
+    });
+    const answer = await readJson(response);
+    const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
+    if (response.ok) {
+      updateBooking(item, answer);
+      showResult("ok", code, `Booking ${answer.booking_id} cancelled; seat ${answer.seat_ids.join(", ")} available again.`);
+    } else {
+      button.disabled = false;
+      showResult("error", code, errorMessage(answer, response));
+    }
+  } catch (error) {
+    button.disabled = false;
+    showResult("error", "", `No answer (${error.message}); try again.`);
+  }
+  pollNow();
+}
+
+// --- start ---------------------------------------------------------------------------------------------------
+let resizeTimer = 0;
+new ResizeObserver(() => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (map.shape) layout();
+  }, 100);
+}).observe(ui.wrap);
+
+ui.event.addEventListener("change", () => void chooseEvent());
+ui.performance.addEventListener("change", () => showPerformance(Number(ui.performance.value)));
+ui.user.value = recall() || "";
+drawLegend();
+
+// For automation and debugging (the browser tests read what the canvas shows through this).
+window.seatMapPage = Object.freeze({
+  seatStatus: (id) => STATUS_NAMES[map.status[map.index.get(id)]],
+  seatCentre: (id) => {
+    const k = map.index.get(id);
+    return k === undefined ? null : { x: map.x[k] + map.cell / 2 - 0.5, y: map.y[k] + map.cell / 2 - 0.5 };
+  },
+  seatColour: (id) => {
+    const k = map.index.get(id);
+    if (k === undefined) return null;
+    const ratio = window.devicePixelRatio || 1;
+    // A pixel of the seat's fill, clear of its mark, its rounded corners and a focus ring, as drawn.
+    const s = map.cell - (map.cell >= 10 ? 2 : 1);
+    const [r, g, b] = ctx.getImageData(Math.floor((map.x[k] + s / 2) * ratio),
+      Math.floor((map.y[k] + Math.max(s * 0.2, 0.5)) * ratio), 1, 1).data;
+    return `#${[r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
+  },
+  colours: COLOURS,
+  stats: () => ({ ...stats, version: map.version, etag: map.etag }),
+});
+
+const linked = Number(new URLSearchParams(location.hash.slice(1)).get("performance"));
+if (linked) showPerformance(linked);
+void loadEvents();

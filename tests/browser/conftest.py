@@ -1,0 +1,70 @@
+"""The browser tests: Debian's Chromium driven by Playwright for Python (no browser download), against the
+end-to-end server of tests/e2e/conftest.py (the HTTP server and the worker as processes, real MariaDB and
+Redis) on moto server only: the page exercises the HTTP API, which the e2e suite already runs on both
+emulators.
+
+One browser for the session, a fresh context (cookies, storage) per test. Screenshots go to the test's tmp
+dir, and also to $SCREENSHOT_DIR when it is set (`SCREENSHOT_DIR=docs/` refreshes the README's picture)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import app_environment, app_settings, base_url, http, worker_state  # noqa: F401
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> str:
+    return "moto"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=15_000)  # an asynchronous booking waits for the worker
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, base_url: str) -> Iterator[object]:  # noqa: F811
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    yield page
+    context.close()
+    # Requests refused (the 409 the tests provoke) or cut off (a lost answer) show in the console too.
+    assert not [e for e in errors if not e.startswith("Failed to load resource")], errors
+
+
+@pytest.fixture()
+def screenshot(tmp_path: Path) -> Callable[..., Path]:
+    def take(page, name: str, publish: bool = True) -> Path:
+        path = tmp_path / name
+        page.screenshot(path=str(path), full_page=True)
+        if publish and os.environ.get("SCREENSHOT_DIR"):
+            target = Path(os.environ["SCREENSHOT_DIR"])
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / name)
+        return path
+
+    return take
