@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format clean
+.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,20 @@ test: install services lint localstack-venv
 # Only the fault tests (MariaDB/Redis of their own killed, stopped and restarted under load; a few minutes).
 test-faults: install services
 	$(PY) -m pytest -q -p no:cacheprovider -m fault
+
+# The benchmark (README "Benchmark", loadtests/README.md): the five strategies under 10,000-request bursts on a
+# stack of its own (granian, worker, LocalStack; database booking_bench), into loadtests/results/<timestamp>/.
+# ARGS passes options: make bench ARGS="--strategies redis_async,db_lock --requests 2000"
+bench: install services localstack-venv
+	$(PY) -m loadtests.bench $(ARGS)
+
+# The same, small (300 requests per strategy and scenario), asserting the invariants; `make test` runs it too.
+bench-smoke: install services localstack-venv
+	$(PY) -m loadtests.bench --smoke $(ARGS)
+
+# The README's comparison table from the latest full results folder (or ARGS="loadtests/results/<folder>").
+bench-readme: install
+	$(PY) -m loadtests.bench readme $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -27,6 +27,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="concurrent batches per queue")
     parser.add_argument("--stream-checkpoints", help="checkpoint file of the Kinesis event sources")
     parser.add_argument("--function-name-prefix", help="as deployed: <prefix>-<handler> (checkpoint keys)")
+    parser.add_argument(
+        "--kinesis-poll-interval",
+        type=float,
+        default=0.2,
+        help="seconds between two reads of a caught-up shard (Lambda's event source mapping: 1)",
+    )
     args = parser.parse_args()
     prefix = args.function_name_prefix or f"seat-booking-{args.stage}"
     apply_stage_environment(args.stage)
@@ -52,6 +58,7 @@ def main() -> None:
             aws.client("kinesis", settings),
             function_name_prefix=prefix,
             checkpoints=checkpoints,
+            poll_interval_seconds=args.kinesis_poll_interval,
         ),
         *scheduler.schedules_for_app(app_module, function_name_prefix=prefix, region=settings.aws_region),
     ]

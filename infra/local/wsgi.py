@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,35 @@ def _response_body(response: dict) -> bytes:
     if response.get("isBase64Encoded"):
         return base64.b64decode(body)
     return body.encode() if isinstance(body, str) else body
+
+
+class _PerThread:
+    """A data descriptor whose value is per thread: set on the app's class for the attributes Chalice writes
+    on the app object for each request."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else getattr(self._local, "value", None)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._local.value = value
+
+
+def per_thread_request_state(app: Any) -> Any:
+    """Chalice keeps the request being handled on the app object (`app.current_request`, `lambda_context`):
+    right on Lambda, one request per process at a time, wrong behind granian's blocking threads, where a view
+    would read another thread's request (its body, headers, user). `make bench` caught it: bookings made with
+    another request's body, and `400 a JSON request body is required` for a POST that had one. The app's
+    class is swapped for a subclass whose two attributes are per thread; nothing else changes."""
+    if not isinstance(type(app).__dict__.get("current_request"), _PerThread):
+        app.__class__ = type(
+            type(app).__name__,
+            (type(app),),
+            {"current_request": _PerThread(), "lambda_context": _PerThread()},
+        )
+    return app
 
 
 class ChaliceWsgiAdapter:
@@ -149,7 +179,7 @@ def create_wsgi_app(
 
     config = CLIFactory(str(project), environ=os.environ).create_config_obj(chalice_stage_name=stage)
     # The app's own limit, enforced here before the body is read (API Gateway itself caps it at 10 MB).
-    return ChaliceWsgiAdapter(LocalGateway(module.app, config), MAX_BODY_BYTES)
+    return ChaliceWsgiAdapter(LocalGateway(per_thread_request_state(module.app), config), MAX_BODY_BYTES)
 
 
 _application = None

@@ -1,0 +1,221 @@
+"""`make bench`: the five strategies compared under a burst, with percentiles, an audit and charts.
+
+    python -m loadtests.bench                    the full bench (10,000-request bursts, 20 s mixed runs)
+    python -m loadtests.bench --smoke            300 requests per strategy and scenario, 3 s mixed runs
+    python -m loadtests.bench --strategies redis_async,db_lock --scenarios baseline,hot-seat --requests 2000
+    python -m loadtests.bench --profile-run redis_async:hot-seat --profile-run db_lock:hot-seat
+    python -m loadtests.bench report DIR         re-render DIR/report.md and the charts from DIR/results.json
+    python -m loadtests.bench readme [DIR]       the README's comparison table from DIR (default: the latest
+                                                 full results folder in loadtests/results/)
+
+Results: loadtests/results/<UTC timestamp>/ (results.json, report.md, latency.png, throughput.png,
+confirm.png; raw/: logs of the server and the worker, py-spy's stacks, ignored by git); a smoke run writes
+to a temporary folder unless --out says where. Exit status 1 if any invariant failed (after everything is
+written), 2 on a bench error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtests.bench import scenarios as sc
+from loadtests.bench.runner import PROFILES, RESULTS_DIR, Bench, Plan, default_out_dir, latest_results_dir
+from loadtests.bench.stack import StackConfig
+
+
+def _csv(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (one of {', '.join(allowed)})")
+    return items
+
+
+def run_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="the small run CI does (invariants, not timings)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="results folder (default: loadtests/results/<UTC timestamp>)"
+    )
+    parser.add_argument("--strategies", default=",".join(sc.STRATEGIES))
+    parser.add_argument("--scenarios", default=",".join(sc.SCENARIOS))
+    parser.add_argument("--requests", type=int, help="requests per burst")
+    parser.add_argument("--concurrency", type=int, help="connections of the burst generator")
+    parser.add_argument("--drain-requests", type=int, help="bookings accepted while the consumers are paused")
+    parser.add_argument("--mixed-seconds", type=float, help="duration of each mixed run")
+    parser.add_argument("--mixed-concurrency", type=int, help="virtual users of the mixed runs")
+    parser.add_argument("--generators", type=int, help="load generator processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("BENCH_WEB_WORKERS", os.cpu_count() or 2)),
+        help="granian worker processes (default: one per core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BENCH_WEB_THREADS", "16")),
+        help="blocking threads per granian worker",
+    )
+    parser.add_argument("--consumer-concurrency", type=int, default=2, help="concurrent batches per queue")
+    parser.add_argument(
+        "--emulator", choices=("auto", "localstack", "moto"), default=os.environ.get("EMULATOR") or "auto"
+    )
+    parser.add_argument("--database", default="booking_bench", help="the bench's own database (recreated)")
+    parser.add_argument(
+        "--mysql", default="mysql://root@127.0.0.1:3306", help="MySQL server URL (no database)"
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/13", help="Redis db of the bench's own"
+    )
+    parser.add_argument("--key-prefix", default="bench", help="Redis key prefix of the bench's own")
+    parser.add_argument("--name", default="bench", help="prefix of the bench's queue and stream names")
+    parser.add_argument(
+        "--drop-database", action="store_true", help="drop the database and Redis keys at the end"
+    )
+    parser.add_argument(
+        "--profile-run",
+        action="append",
+        default=[],
+        metavar="STRATEGY:SCENARIO",
+        help="rerun this one under py-spy after the table (may repeat; 'baseline' for the noop; 'auto': the "
+        "fastest and slowest hot-seat strategies and the noop, the full bench's default)",
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no profiled reruns (the full bench does 'auto' by default)"
+    )
+    parser.add_argument("--no-ceilings", action="store_true", help="skip the emulator ceilings")
+    parser.add_argument("--no-charts", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--note", action="append", default=[], help="a note for report.md (may repeat)")
+    args = parser.parse_args(argv)
+
+    profile = PROFILES["smoke" if args.smoke else "full"]
+    overrides = {
+        "requests": args.requests,
+        "drain_requests": args.drain_requests,
+        "concurrency": args.concurrency,
+        "mixed_seconds": args.mixed_seconds,
+        "mixed_concurrency": args.mixed_concurrency,
+        "generators": args.generators,
+    }
+    profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_profile:
+        args.profile_run = []
+    elif not args.profile_run and not args.smoke:
+        args.profile_run = ["auto"]
+    for wanted in args.profile_run:
+        if wanted == "auto":
+            continue
+        strategy, _, scenario = wanted.rpartition(":")
+        if scenario not in sc.SCENARIOS or (strategy and strategy not in sc.STRATEGIES):
+            raise SystemExit(f"--profile-run {wanted!r}: STRATEGY:SCENARIO, or 'baseline'")
+    plan = Plan(
+        profile=profile,
+        strategies=_csv(args.strategies, sc.STRATEGIES, "strategy"),
+        scenarios=_csv(args.scenarios, sc.SCENARIOS, "scenario"),
+        profile_runs=tuple(args.profile_run),
+        measure_ceilings=not args.no_ceilings,
+        charts=not args.no_charts,
+        progress=not args.no_progress,
+        notes=list(args.note),
+    )
+    if args.out:
+        out_dir = args.out
+    elif args.smoke:
+        out_dir = (
+            Path(tempfile.gettempdir())
+            / "seat-booking-bench-smoke"
+            / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        )
+    else:
+        out_dir = default_out_dir()
+    state_dir = Path(tempfile.mkdtemp(prefix=f"seat-booking-{args.name}-"))
+    config = StackConfig(
+        name=args.name,
+        database_url=f"{args.mysql.rstrip('/')}/{args.database}",
+        redis_url=args.redis_url,
+        key_prefix=args.key_prefix,
+        workers=args.workers,
+        threads=args.threads,
+        consumer_concurrency=args.consumer_concurrency,
+        emulator=args.emulator,
+        state_dir=state_dir,
+        log_dir=out_dir / "raw" / "logs",
+        drop_database_at_exit=args.drop_database,
+    )
+    try:
+        results = Bench(plan, out_dir, config).run()
+    except Exception as exc:
+        print(f"[bench] failed: {exc} (logs: {out_dir / 'raw' / 'logs'})", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    failed = [r for r in results["runs"] + results.get("profiles", []) if not r.get("invariants_ok", True)]
+    print(f"[bench] results: {out_dir}/results.json, report: {out_dir}/report.md", file=sys.stderr)
+    if failed:
+        print("\n[bench] " + "!" * 70, file=sys.stderr)
+        for run in failed:
+            print(
+                f"[bench] INVARIANT FAILED: {run['scenario']} {run['strategy']}: double_bookings="
+                f"{run['double_bookings']} lost_bookings={run['lost_bookings']} drift={run['drift']} "
+                f"answered={run['answered']}/{run['requests']}",
+                file=sys.stderr,
+            )
+        print("[bench] " + "!" * 70, file=sys.stderr)
+        return 1
+    return 0
+
+
+def report_command(argv: list[str]) -> int:
+    from loadtests.bench import report
+
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench report")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--no-charts", action="store_true")
+    args = parser.parse_args(argv)
+    results = json.loads((args.folder / "results.json").read_text())
+    print(report.write_all(results, args.folder, charts=not args.no_charts))
+    return 0
+
+
+def readme_command(argv: list[str]) -> int:
+    from loadtests.bench import report
+
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench readme")
+    parser.add_argument("folder", type=Path, nargs="?", help="default: the latest full results folder")
+    args = parser.parse_args(argv)
+    folder = args.folder or latest_results_dir()
+    if folder is None:
+        raise SystemExit(f"no full results folder in {RESULTS_DIR}: run `make bench` first")
+    results = json.loads((folder / "results.json").read_text())
+    if not report.update_readme(results, folder.name):
+        raise SystemExit(f"README.md has no {report.TABLE_START} … {report.TABLE_END} markers")
+    print(f"README.md: comparison table from {folder}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run": run_command, "report": report_command, "readme": readme_command}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return run_command(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,659 @@
+"""The bench's run: stack up, emulator ceilings, every (scenario, strategy) run with its audit, results out.
+
+Each run creates a fresh performance through POST /admin/events with the run's strategy, opens its seat map
+once (as a buyer would before clicking; it also loads the map into Redis), releases the load generator
+process(es), waits for the consumers to drain and audits. Results, report and charts are written even when
+an invariant fails; the exit status then says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtests.bench import scenarios as sc
+from loadtests.bench.stack import ADMIN_TOKEN, PROJECT_DIR, Stack, StackConfig
+
+RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
+
+
+@dataclass(frozen=True)
+class BenchProfile:
+    name: str
+    requests: int  # per burst
+    drain_requests: int  # accepted while the consumers are paused (drain scenario)
+    concurrency: int  # connections of the burst generator
+    mixed_seconds: float
+    mixed_concurrency: int  # closed-loop virtual users of the mixed scenarios
+    ceiling_messages: int
+    ceiling_records: int
+    drain_timeout: float
+    request_timeout: float
+    generators: int = 1
+
+
+FULL = BenchProfile("full", 10_000, 1_000, 1_000, 20, 64, 1_000, 500, 600, 120)
+SMOKE = BenchProfile("smoke", 300, 100, 300, 3, 16, 100, 50, 120, 60)
+PROFILES = {"full": FULL, "smoke": SMOKE}
+
+
+@dataclass
+class Plan:
+    profile: BenchProfile
+    strategies: tuple[str, ...] = sc.STRATEGIES
+    scenarios: tuple[str, ...] = sc.SCENARIOS
+    profile_runs: tuple[str, ...] = ()  # "strategy:scenario" (or "baseline") rerun under py-spy
+    measure_ceilings: bool = True
+    charts: bool = True
+    progress: bool = True
+    seed: int = 7
+    notes: list[str] = field(default_factory=list)
+
+    def runs(self) -> list[tuple[str | None, str]]:
+        order: list[tuple[str | None, str]] = []
+        if sc.BASELINE in self.scenarios:
+            order.append((None, sc.BASELINE))
+        for scenario in sc.PER_STRATEGY:
+            if scenario in self.scenarios:
+                order.extend(
+                    (strategy, scenario)
+                    for strategy in self.strategies
+                    if scenario != sc.DRAIN or strategy in sc.ASYNC_STRATEGIES
+                )
+        return order
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))], 2)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 2)}
+
+
+def _http_json(method: str, url: str, body: dict | None = None, headers: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def machine_info() -> dict:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(Exception):
+        import psutil
+
+        memory = round(psutil.virtual_memory().total / 2**30, 1)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": memory,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "hostname": platform.node(),
+    }
+
+
+def git_commit() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def versions(stack: Stack) -> dict:
+    info: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        import granian
+
+        info["granian"] = granian.__version__
+    with contextlib.suppress(Exception):
+        import aiohttp
+
+        info["aiohttp"] = aiohttp.__version__
+    with contextlib.suppress(Exception):
+        from urllib.parse import urlsplit
+
+        import pymysql
+
+        parts = urlsplit(stack.config.database_url)
+        connection = pymysql.connect(
+            host=parts.hostname, port=parts.port or 3306, user=parts.username or "root"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            info["mysql"] = cursor.fetchone()[0]
+        connection.close()
+    with contextlib.suppress(Exception):
+        import redis
+
+        info["redis"] = redis.Redis.from_url(stack.config.redis_url).info("server")["redis_version"]
+    with (
+        contextlib.suppress(Exception),
+        urllib.request.urlopen(f"{stack.endpoint}/_localstack/health", timeout=2) as response,
+    ):
+        info["localstack"] = json.load(response).get("version", "")
+    return info
+
+
+class Bench:
+    def __init__(self, plan: Plan, out_dir: Path, stack_config: StackConfig) -> None:
+        self.plan = plan
+        self.out_dir = out_dir
+        self.stack = Stack(stack_config, say=self.say)
+        self._bar = None
+        self._auditor = None
+        self._reconciler = None
+
+    # --- output ---------------------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(f"[bench] {message}", file=sys.stderr)
+        else:
+            print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    # --- the whole bench ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from loadtests.bench import report
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        profile = self.plan.profile
+        stack = self.stack
+        results: dict = {
+            "bench": profile.name,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "profile": asdict(profile),
+            "machine": machine_info(),
+            "git": git_commit(),
+            "runs": [],
+            "emulator_baselines": [],
+            "profiles": [],
+            "notes": list(self.plan.notes),
+        }
+        bench_started = time.monotonic()
+        os.environ.update(stack.env)  # this process's own chalicelib (reconcile dry run) sees the stack
+        try:
+            self.say(f"starting the AWS emulator on {stack.endpoint}")
+            stack.start_emulator()
+            self.say(f"emulator: {stack.emulator_name} ({stack.emulator_note})")
+            if self.plan.measure_ceilings:
+                from loadtests.bench import ceilings
+
+                self.say("measuring the emulator's ceilings")
+                results["emulator_baselines"] = ceilings.measure(
+                    stack.endpoint,
+                    profile.ceiling_messages,
+                    profile.ceiling_records,
+                    threads=8,
+                    consumers=stack.config.consumer_concurrency,
+                )
+            results["phase_seconds"] = {"emulator_and_ceilings": round(time.monotonic() - bench_started, 1)}
+            stack.prepare_data()
+            self._bootstrap_this_process()
+            stack.start_app()
+            results["phase_seconds"]["stack"] = round(time.monotonic() - bench_started, 1)
+            results["stack"] = self._describe_stack()
+            self.say(f"serving {stack.base_url}: {results['stack']['server']}")
+            from loadtests.bench.audit import Auditor
+
+            self._auditor = Auditor(
+                stack.config.database_url, stack.config.redis_url, stack.config.key_prefix
+            )
+            runs = self.plan.runs()
+            auto = tuple(self.plan.profile_runs) == ("auto",)
+            self._open_bar(len(runs) + (5 if auto else len(self.plan.profile_runs)))
+            for strategy, scenario in runs:
+                self._describe(strategy, scenario)
+                results["runs"].append(self.one_run(strategy, scenario))
+                self._write(results)
+                if not stack.alive():
+                    raise RuntimeError("the server or the worker exited during the bench; see the logs")
+            for wanted in self._profile_runs(results["runs"]):
+                strategy, _, scenario = wanted.rpartition(":")
+                self._describe(strategy or None, scenario, "profiling ")
+                results["profiles"].append(self.one_run(strategy or None, scenario, profiled=True))
+                self._write(results)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            if self._auditor is not None:
+                self._auditor.close()
+            results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            results["total_seconds"] = round(time.monotonic() - bench_started, 1)
+            with contextlib.suppress(Exception):
+                results.setdefault("stack", self._describe_stack())
+            stopping = time.monotonic()
+            stack.stop()
+            results["phase_seconds"] = {
+                **results.get("phase_seconds", {}),
+                "stop": round(time.monotonic() - stopping, 1),
+            }
+            self._write(results)
+        reporting = time.monotonic()
+        report.write_all(results, self.out_dir, charts=self.plan.charts)
+        self.say(
+            f"stack stopped in {results['phase_seconds']['stop']} s, "
+            f"report in {time.monotonic() - reporting:.1f} s"
+        )
+        return results
+
+    def _profile_runs(self, runs: list[dict]) -> list[str]:
+        """The runs to profile: as asked, or "auto": the fastest and the slowest strategy of the hot-seat
+        burst (by throughput), redis_async's (the headline target), the do-nothing endpoint for reference."""
+        if tuple(self.plan.profile_runs) != ("auto",):
+            return list(self.plan.profile_runs)
+        hot = sorted(
+            (r for r in runs if r["scenario"] == sc.HOT_SEAT), key=lambda r: r["throughput_rps"], reverse=True
+        )
+        chosen = (
+            [f"{hot[0]['strategy']}:{sc.HOT_SEAT}", f"{hot[-1]['strategy']}:{sc.HOT_SEAT}"] if hot else []
+        )
+        if any(r["strategy"] == "redis_async" for r in hot):  # the headline target's run
+            chosen.append(f"redis_async:{sc.HOT_SEAT}")
+        if any(r["strategy"] == "redis_async" and r["scenario"] == sc.DRAIN for r in runs):
+            chosen.append(f"redis_async:{sc.DRAIN}")  # the consumers' own pace
+        if any(r["scenario"] == sc.BASELINE for r in runs):
+            chosen.append(sc.BASELINE)
+        return list(dict.fromkeys(chosen))
+
+    def _open_bar(self, total: int) -> None:
+        if not self.plan.progress:
+            return
+        from tqdm import tqdm
+
+        # disable=None: a bar on a terminal; elsewhere (CI logs) one line per finished run instead.
+        self._bar = tqdm(
+            total=total, unit="run", desc="bench", file=sys.stderr, dynamic_ncols=True, disable=None
+        )
+        if self._bar.disable:
+            self._bar = None
+
+    def _describe(self, strategy: str | None, scenario: str, prefix: str = "") -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{prefix}{scenario} {strategy or ''}".strip())
+
+    def _tick(self, phase: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(phase)
+
+    def _write(self, results: dict) -> None:
+        path = self.out_dir / "results.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+
+    def _bootstrap_this_process(self) -> None:
+        """The catalogue's Bloom filter built (as `make run` does), and a reconciler for the dry-run audit."""
+        try:
+            from chalicelib.bootstrap import container
+
+            services = container()
+            services.catalogue.build_id_filter()
+            self._reconciler = services.reconciler
+        except Exception as exc:  # the audit still runs its own comparisons
+            self.say(f"no reconcile dry run in the audit: {exc}")
+
+    def _describe_stack(self) -> dict:
+        c = self.stack.config
+        v = versions(self.stack)
+        return {
+            "server": (
+                f"granian {v.get('granian', '?')} (WSGI, infra/local/wsgi.py), {c.workers} worker processes "
+                f"x {c.threads} blocking threads"
+            ),
+            "workers": c.workers,
+            "threads": c.threads,
+            "consumers": (
+                f"infra/local/worker.py, 1 process, {c.consumer_concurrency} concurrent batches per SQS "
+                f"queue, 1 reader per Kinesis shard (polled every {c.kinesis_poll_interval:g} s)"
+            ),
+            "emulator": self.stack.emulator_name,
+            "emulator_note": self.stack.emulator_note,
+            "database": c.database_url.rsplit("/", 1)[-1],
+            "redis": f"{c.redis_url} prefix {c.key_prefix}",
+            "load_generator": (
+                f"loadtests/bench/load.py: asyncio + aiohttp {v.get('aiohttp', '?')}, "
+                f"{self.plan.profile.generators} process(es)"
+            ),
+            "versions": v,
+        }
+
+    # --- one run --------------------------------------------------------------------------------------
+    def one_run(self, strategy: str | None, scenario: str, profiled: bool = False) -> dict:
+        from loadtests.bench.profiling import CpuMeter, Profiler, find_pids
+
+        profile = self.plan.profile
+        stack = self.stack
+        layout = None
+        run_started = time.monotonic()
+        if scenario != sc.BASELINE:
+            self._tick(f"{scenario} {strategy}: creating the performance")
+            event = _http_json(
+                "POST",
+                f"{stack.base_url}/admin/events",
+                sc.event_body(scenario, strategy),
+                {"X-Admin-Token": ADMIN_TOKEN},
+            )
+            performance_id = event["performances"][0]["performance_id"]
+            layout = sc.layout_from_seat_map(
+                _http_json("GET", f"{stack.base_url}/performances/{performance_id}/seats")
+            )
+        tag = f"{scenario}-{strategy or 'noop'}-{int(time.time() * 1000) % 10**8}"
+        specs = self._specs(scenario, layout, tag)
+        meter = CpuMeter(
+            {
+                "server": stack.server_pids(),
+                "consumers": stack.worker_pids(),
+                "emulator": stack.emulator_pids(),
+                "mysql": find_pids("mariadbd", "mysqld"),
+                "redis": find_pids("redis-server"),
+            }
+        )
+        profiler = None
+        if profiled:
+            targets = {f"server-{i}": pid for i, pid in enumerate(stack.server_worker_pids())}
+            if strategy in sc.ASYNC_STRATEGIES:
+                targets["consumers"] = stack.worker_pids()[0]
+            name = f"{strategy or 'noop'}-{scenario}"
+            profiler = Profiler(targets, self.out_dir / "raw" / "profiles" / name)
+            if not profiler.start():
+                self.say("py-spy is not installed: no profile")
+                profiler = None
+        self._tick(f"{scenario} {strategy or ''}: load")
+        load_before = round(os.getloadavg()[0], 2)
+        paused = scenario == sc.DRAIN and stack.pause_consumers()
+        try:
+            outputs, generator_cpu, wall = self._generate(specs, meter)
+        finally:
+            resumed_at = time.time()
+            if paused:
+                stack.resume_consumers()
+        load_cpu = meter.stop()
+        load_cpu["generator"] = round(generator_cpu, 2)
+
+        run = self._summarise(strategy, scenario, outputs, wall, generator_cpu)
+        run["load_average_before"] = load_before
+        run["load_wall_seconds"] = round(
+            wall, 3
+        )  # the CPU meter's window: release to the last generator exit
+        run["cpu_seconds_during_load"] = load_cpu
+        if layout is not None:
+            run["performance_id"] = layout.performance_id
+            accepted = [(b, s, seats) for b, s, seats in self._accepted(outputs)]
+            self._tick(f"{scenario} {strategy}: draining {len(accepted)} accepted")
+            meter.start()
+            drained = self._auditor.wait_drained(
+                layout.performance_id, {b for b, _, _ in accepted}, profile.drain_timeout
+            )
+            run.update(drained)
+            run["cpu_seconds_during_drain"] = meter.stop()
+            if profiler is not None:
+                run["profile"] = profiler.stop()
+                profiler = None
+            self._tick(f"{scenario} {strategy}: audit")
+            audit = self._auditor.audit(layout.performance_id, accepted, self._reconciler)
+            if paused:
+                written = [t for _, t in audit["rows"].values() if t >= resumed_at - 1]
+                if written:
+                    span = max(written) - resumed_at
+                    run["consumers_paused"] = True
+                    run["drain_rps"] = round(len(written) / span, 1) if span > 0 else None
+            self._apply_audit(run, strategy, outputs, accepted, audit)
+        else:
+            run.update({"double_bookings": 0, "lost_bookings": 0, "drift": 0})
+        if profiler is not None:
+            run["profile"] = profiler.stop()
+        run["run_seconds"] = round(time.monotonic() - run_started, 2)
+        run["invariants_ok"] = (
+            run["double_bookings"] == 0
+            and run["lost_bookings"] == 0
+            and run["drift"] == 0
+            and run["answered"] == run["requests"]
+            and run["success"] + run["rejected"] + run["errors"] + run["lost_bookings"] == run["requests"]
+        )
+        if not run["invariants_ok"]:
+            self.say(
+                f"INVARIANT FAILED in {scenario} {strategy}: double={run['double_bookings']} "
+                f"lost={run['lost_bookings']} drift={run['drift']} "
+                f"answered={run['answered']}/{run['requests']}"
+            )
+        if self._bar is not None:
+            self._bar.update(1)
+        else:
+            p99 = (run["latency_ms"] or {}).get("p99")
+            verdict = "ok" if run["invariants_ok"] else "FAILED"
+            self.say(
+                f"{scenario} {strategy or ''}: {run['throughput_rps']:,.0f} req/s, p99 {p99} ms, "
+                f"invariants {verdict} ({run['run_seconds']:.0f} s)"
+            )
+        return run
+
+    def _specs(self, scenario: str, layout, tag: str) -> list[dict]:
+        profile = self.plan.profile
+        base = {"base_url": self.stack.base_url, "timeout": profile.request_timeout}
+        n = max(1, profile.generators)
+        if scenario in sc.MIXED:
+            per = max(1, profile.mixed_concurrency // n)
+            return [
+                {
+                    **base,
+                    "kind": "mixed",
+                    "concurrency": per,
+                    "duration": profile.mixed_seconds,
+                    "performance_id": layout.performance_id,
+                    "rows": layout.rows,
+                    "distribution": "zipf" if scenario == sc.MIXED_ZIPF else "uniform",
+                    "zipf_exponent": sc.ZIPF_EXPONENT,
+                    "read_ratio": sc.READ_RATIO,
+                    "max_seats": sc.MAX_SEATS,
+                    "seed": self.plan.seed + i,
+                    "user_prefix": f"{tag}-g{i}",
+                }
+                for i in range(n)
+            ]
+        count = profile.drain_requests if scenario == sc.DRAIN else profile.requests
+        requests = sc.burst_requests(scenario, layout, count, tag, self.plan.seed)
+        return [
+            {
+                **base,
+                "kind": "burst",
+                "concurrency": max(1, profile.concurrency // n),
+                "requests": requests[i::n],
+            }
+            for i in range(n)
+        ]
+
+    def _generate(self, specs: list[dict], meter) -> tuple[list[dict], float, float]:
+        """Start the generator process(es), release them together -> (outputs, their CPU seconds, wall)."""
+        work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+        processes = []
+        try:
+            for i, spec in enumerate(specs):
+                (work / f"spec-{i}.json").write_text(json.dumps(spec))
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "loadtests.bench.load",
+                            str(work / f"spec-{i}.json"),
+                            str(work / f"out-{i}.json"),
+                        ],
+                        cwd=PROJECT_DIR,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            for process in processes:
+                if process.stdout.readline().strip() != "ready":
+                    raise RuntimeError("a load generator failed to start")
+            meter.start()
+            started = time.perf_counter()
+            for process in processes:
+                process.stdin.write("go\n")
+                process.stdin.flush()
+            limit = self.plan.profile.request_timeout + self.plan.profile.mixed_seconds + 600
+            for process in processes:
+                process.wait(timeout=limit)
+                if process.returncode != 0:
+                    raise RuntimeError(f"a load generator exited with {process.returncode}")
+            wall = time.perf_counter() - started
+            outputs = [json.loads((work / f"out-{i}.json").read_text()) for i in range(len(specs))]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+            for file in work.iterdir():
+                file.unlink()
+            work.rmdir()
+        return outputs, sum(o["cpu_seconds"] for o in outputs), wall
+
+    @staticmethod
+    def _accepted(outputs: list[dict]):
+        for out in outputs:
+            for status, booking_id, seats in zip(
+                out["status"], out["booking_id"], out["seat_ids"], strict=True
+            ):
+                if status in (201, 202) and booking_id:
+                    yield booking_id, status, seats
+
+    def _summarise(self, strategy, scenario, outputs, wall, generator_cpu) -> dict:
+        statuses: dict[int, int] = {}
+        latencies: list[float] = []
+        by_kind: dict[str, list[float]] = {}
+        generator_wall = max(o["wall_seconds"] for o in outputs)
+        last_answer = 0.0
+        for out in outputs:
+            for kind, status, latency, done in zip(
+                out["kind"], out["status"], out["latency_ms"], out["done_at"], strict=True
+            ):
+                statuses[status] = statuses.get(status, 0) + 1
+                latencies.append(latency)
+                by_kind.setdefault(kind, []).append(latency)
+                last_answer = max(last_answer, done)
+        requests = sum(statuses.values())
+        mixed = scenario in sc.MIXED
+        duration = generator_wall if mixed else (last_answer or generator_wall)
+        transport = statuses.get(-1, 0)
+        timeouts = statuses.get(-2, 0)
+        server_errors = sum(n for s, n in statuses.items() if s >= 500)
+        ok_read = statuses.get(200, 0)
+        run = {
+            "strategy": strategy,
+            "scenario": scenario,
+            "requests": requests,
+            "concurrency": sum(o.get("concurrency", 0) for o in outputs) or self._concurrency(scenario),
+            "duration_seconds": round(duration, 3),
+            "status_counts": {str(k): v for k, v in sorted(statuses.items())},
+            "answered": requests - transport - timeouts,
+            "errors_detail": {"5xx": server_errors, "timeouts": timeouts, "connection": transport},
+            "throughput_rps": round(requests / duration, 1) if duration else 0.0,
+            "latency_ms": percentiles(latencies),
+            "confirm_latency_ms": None,
+            "generator": {
+                "processes": len(outputs),
+                "cpu_seconds": round(generator_cpu, 2),
+                "cpu_percent_of_one_core": round(100 * generator_cpu / (generator_wall * len(outputs)), 1)
+                if generator_wall
+                else 0.0,
+                "wall_seconds": round(generator_wall, 3),
+            },
+        }
+        samples = [sample for out in outputs for sample in out.get("error_samples", [])]
+        if samples:
+            run["error_samples"] = samples[:5]  # what the unexpected answers said
+        if mixed:
+            run["latency_ms_by_kind"] = {kind: percentiles(values) for kind, values in by_kind.items()}
+            run["bookings_requested"] = len(by_kind.get("book", []))
+        if scenario == sc.BASELINE:
+            run["success"] = ok_read
+            run["rejected"] = 0
+            run["errors"] = requests - ok_read
+        else:
+            # success/rejected/errors are completed by the audit (202 -> CONFIRMED / REJECTED / FAILED)
+            run["success"] = statuses.get(201, 0) + (ok_read if mixed else 0)
+            run["rejected"] = statuses.get(409, 0)
+            run["errors"] = requests - run["success"] - run["rejected"] - statuses.get(202, 0)
+        return run
+
+    def _concurrency(self, scenario: str) -> int:
+        p = self.plan.profile
+        return p.mixed_concurrency if scenario in sc.MIXED else p.concurrency
+
+    def _apply_audit(self, run: dict, strategy: str, outputs, accepted, audit: dict) -> None:
+        rows = audit.pop("rows")
+        confirm: list[float] = []
+        final = {"CONFIRMED": 0, "REJECTED": 0, "FAILED": 0, "CANCELLED": 0}
+        sent_at = {}
+        for out in outputs:
+            for status, booking_id, sent in zip(
+                out["status"], out["booking_id"], out["sent_at"], strict=True
+            ):
+                if status == 202 and booking_id:
+                    sent_at[booking_id] = sent
+        for booking_id, status, _ in accepted:
+            if status != 202:
+                continue
+            row = rows.get(booking_id)
+            if row is None or row[0] not in final:
+                continue  # lost: counted by the audit
+            final[row[0]] += 1
+            confirm.append(max(0.0, (row[1] - sent_at[booking_id]) * 1000))
+        run["success"] += final["CONFIRMED"]
+        run["rejected"] += final["REJECTED"]
+        run["errors"] += final["FAILED"] + final["CANCELLED"]
+        run["accepted"] = len(accepted)
+        run["async_outcomes"] = final if strategy in sc.ASYNC_STRATEGIES else None
+        if strategy in sc.ASYNC_STRATEGIES and confirm:
+            run["confirm_latency_ms"] = {k: v for k, v in percentiles(confirm).items()}
+            written = sorted(rows[b][1] for b, s, _ in accepted if s == 202 and b in rows)
+            if len(written) >= 50 and written[-1] > written[0]:
+                run["persist_rps"] = round((len(written) - 1) / (written[-1] - written[0]), 1)
+            run["confirm_span_seconds"] = round(
+                max(rows[b][1] for b in sent_at if b in rows) - min(sent_at.values()), 3
+            )
+        run["unanswered_bookings"] = audit["audit"]["unanswered_bookings"]
+        run["double_bookings"] = audit["double_bookings"]
+        run["lost_bookings"] = audit["lost_bookings"]
+        run["drift"] = audit["drift"]
+        run["audit"] = audit["audit"]
+
+
+def latest_results_dir(root: Path = RESULTS_DIR, bench: str = "full") -> Path | None:
+    """The newest results folder (folder names are UTC timestamps) of a `bench` run (full, not smoke)."""
+    for path in sorted(root.glob("*/results.json"), reverse=True):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("bench") == bench:
+                return path.parent
+    return None
+
+
+def default_out_dir() -> Path:
+    return RESULTS_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
