@@ -54,7 +54,7 @@ def test_synchronous_strategies_answer_503_fast_while_mysql_is_down(
 
     assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
     # ~2 s when the box is quiet (README); the bound only tells "answered" from "waited out MySQL's
-    # timeouts" (a 10 s query timeout per request, 100 requests on a pool of 32), with room for a loaded CI box.
+    # timeouts" (10 s query timeout per request, 100 requests on a pool of 32), with room for a loaded box.
     assert seconds < 8, seconds
     assert behind_proxy.db.breaker.state != "closed"
     started = time.perf_counter()
