@@ -215,9 +215,10 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
             for url in queue_urls
         )
 
-    def run(idle_seconds: float = 0.2, timeout: float = 120) -> int:
-        # Everything runs in this thread, so once a pass delivers nothing anywhere and no queue holds a
-        # message (not even one backing off), nothing can arrive any more: no need to idle long per poller.
+    def run(idle_seconds: float = 1.0, timeout: float = 120) -> int:
+        # A pass that delivers nothing anywhere, with no queue holding a message (not even one backing off),
+        # means everything is drained. The idle period stays 1 s per poller: with 0.2 s a stream_state race
+        # once returned before the last decision was persisted (CI, loaded box).
         delivered = 0
         deadline = time.monotonic() + timeout
         while True:
