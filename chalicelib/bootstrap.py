@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ from chalicelib.adapters.kinesis_batch import LedgerBatchHandler, PersisterBatch
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
-from chalicelib.adapters.redis_client import build_redis
+from chalicelib.adapters.redis_client import GuardedRedis, build_redis
+from chalicelib.adapters.redis_policy import require_noeviction
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.adapters.rocks_state import RocksKeyValueStore
 from chalicelib.adapters.sqs import SqsQueue
@@ -33,6 +35,8 @@ from chalicelib.strategies.partitioning import section_partition
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 from chalicelib.strategies.redis_lock import RedisLockStrategy
 from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger, StreamStateStrategy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,12 +82,12 @@ def build(settings: Settings) -> Container:
         breaker_reset_seconds=settings.db_breaker_reset_seconds,
     )
     redis_client = build_redis(settings)
+    _check_redis_policy(redis_client)
     seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds, settings.redis_key_prefix)
-    # After an outage Redis is trusted again only once its seat maps are dropped for a rebuild from MySQL.
-    recovery = RedisSeatStore(
-        redis_client.unguarded(), settings.pending_record_ttl_seconds, settings.redis_key_prefix
-    )
-    redis_client.breaker.on_recovered = recovery.forget_all_seat_maps
+    # A Redis that comes back may be another one (a failover, a replaced node): trusted again only if it
+    # cannot evict. Its seat maps need no drop: every answered hold is journaled in MySQL, so a map that
+    # missed changes is realigned in place (seat_store.realign, below) and a missing one is rebuilt.
+    redis_client.breaker.on_recovered = lambda: require_noeviction(redis_client.unguarded())
     bookings = BookingRepository(db)
     fill_lock = RedisFillLock(redis_client, settings.redis_key_prefix)
     seat_state = SeatStateService(
@@ -149,6 +153,22 @@ def build(settings: Settings) -> Container:
     )
     finishers = {redis_async.name: redis_async, fifo_partition.name: fifo_partition}
     consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count)
+    persister = DecisionPersister(
+        seat_store, bookings, request_stream, partition_of, bookings.active_seat_holders
+    )
+    reconciler = Reconciler(
+        ReconcileRepository(db),
+        catalogue_store,
+        RedisSeatMapAudit(redis_client, seat_store, settings.redis_key_prefix),
+        seat_store,
+        # A booking nobody will finish is given up on as its own consumer gives up on a message.
+        compensators={**finishers, persister.name: persister},
+        ledger=strategies[StreamStateStrategy.name],
+        hold_deadline_seconds=settings.pending_hold_deadline_seconds,
+        queue_retry_window_seconds=settings.queue_retry_window_seconds(),
+        activity_window_seconds=settings.reconcile_activity_window_seconds,
+    )
+    seat_store.realign = lambda performance_id: reconciler.run(performance_id)
     return Container(
         settings=settings,
         db=db,
@@ -161,29 +181,25 @@ def build(settings: Settings) -> Container:
         fifo_queue=fifo_queue,
         idempotency=idempotency,
         booking_service=booking_service,
-        booking_batch_handler=BookingBatchHandler(consumer, booking_queue, idempotency, settings),
-        fifo_batch_handler=BookingBatchHandler(consumer, fifo_queue, idempotency, settings),
+        booking_batch_handler=BookingBatchHandler(consumer, booking_queue, settings),
+        fifo_batch_handler=BookingBatchHandler(consumer, fifo_queue, settings),
         request_stream=request_stream,
         ledger=ledger,
         ledger_batch_handler=LedgerBatchHandler(ledger, changelog),
-        persister_batch_handler=PersisterBatchHandler(
-            DecisionPersister(
-                seat_store, bookings, request_stream, partition_of, bookings.active_seat_holders
-            )
-        ),
+        persister_batch_handler=PersisterBatchHandler(persister),
         strategies=strategies,
-        reconciler=Reconciler(
-            ReconcileRepository(db),
-            catalogue_store,
-            RedisSeatMapAudit(redis_client, seat_store, settings.redis_key_prefix),
-            seat_store,
-            compensators=finishers,  # a stale hold is given up on as the consumer gives up on a message
-            ledger=strategies[StreamStateStrategy.name],
-            hold_deadline_seconds=settings.pending_hold_deadline_seconds,
-            queue_retry_window_seconds=settings.queue_retry_window_seconds(),
-            activity_window_seconds=settings.reconcile_activity_window_seconds,
-        ),
+        reconciler=reconciler,
     )
+
+
+def _check_redis_policy(client: GuardedRedis) -> None:
+    """Refuse to start on a Redis that may evict (redis_policy.py); if Redis is not reachable yet, the check
+    runs when its circuit first recovers."""
+    try:
+        require_noeviction(client.unguarded())
+    except redis.ConnectionError as exc:
+        log.warning("Redis not reachable at start (%s): its eviction policy is checked when it answers", exc)
+        client.breaker.trip()
 
 
 _container: Container | None = None

@@ -11,6 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 STRATEGY_NAMES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
+# The stage a developer's machine runs (the default: no STAGE set).
+LOCAL_STAGE = "local"
+# The admin token of the local stage only. It is public (it is in the README), so no other stage may fall
+# back to it: there an unset ADMIN_TOKEN leaves the admin API locked (app.py answers 401 to everyone).
+LOCAL_ADMIN_TOKEN = "local-admin-token"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -23,6 +28,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return default if raw in (None, "") else float(raw)
 
 
+def _admin_token(env: Mapping[str, str], stage: str) -> str:
+    """ADMIN_TOKEN when set; else the public local token on the local stage only, and "" (admin API locked)
+    on any other, so a deployment that forgot its secret refuses admin calls instead of accepting a
+    token anyone can read."""
+    token = env.get("ADMIN_TOKEN") or ""
+    return token or (LOCAL_ADMIN_TOKEN if stage == LOCAL_STAGE else "")
+
+
 def _fallback(value: str) -> str:
     if value not in ("", "db_lock"):
         raise ValueError(f"REDIS_DOWN_FALLBACK must be empty or 'db_lock', not {value!r}")
@@ -31,7 +44,7 @@ def _fallback(value: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    stage: str = "local"
+    stage: str = LOCAL_STAGE
     database_url: str = "mysql://root@127.0.0.1:3306/booking"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every Redis key starts with this, so several deployments (or test runs) can share one Redis.
@@ -70,7 +83,8 @@ class Settings:
     pending_hold_deadline_seconds: int = 15 * 60
     # A full reconcile run also checks the performances with bookings written within this window.
     reconcile_activity_window_seconds: int = 3600
-    admin_token: str = "local-admin-token"
+    # Empty: the admin API refuses every call. from_env gives the local stage LOCAL_ADMIN_TOKEN.
+    admin_token: str = ""
     default_strategy: str = "redis_async"
     max_seats_per_booking: int = 4
     # Seat map: a missing seat hash is filled from MySQL by one request at a time across processes (a lock
@@ -112,8 +126,9 @@ class Settings:
         strategy = env.get("DEFAULT_STRATEGY", default.default_strategy)
         if strategy not in STRATEGY_NAMES:
             raise ValueError(f"DEFAULT_STRATEGY must be one of {STRATEGY_NAMES}, not {strategy!r}")
+        stage = env.get("STAGE", default.stage)
         return cls(
-            stage=env.get("STAGE", default.stage),
+            stage=stage,
             database_url=env.get("DATABASE_URL", default.database_url),
             redis_url=env.get("REDIS_URL", default.redis_url),
             redis_key_prefix=env.get("REDIS_KEY_PREFIX", default.redis_key_prefix),
@@ -146,7 +161,7 @@ class Settings:
             reconcile_activity_window_seconds=_int(
                 env, "RECONCILE_ACTIVITY_WINDOW_SECONDS", default.reconcile_activity_window_seconds
             ),
-            admin_token=env.get("ADMIN_TOKEN", default.admin_token),
+            admin_token=_admin_token(env, stage),
             default_strategy=strategy,
             max_seats_per_booking=_int(env, "MAX_SEATS_PER_BOOKING", default.max_seats_per_booking),
             seat_fill_lock_seconds=_float(env, "SEAT_FILL_LOCK_SECONDS", default.seat_fill_lock_seconds),

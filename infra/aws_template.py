@@ -10,22 +10,29 @@ patches what it emitted (it never adds a second event source) and adds the rest:
 - stream_state's request stream and decision changelog (Kinesis, shard count and retention as parameters);
 - event sources with `FunctionResponseTypes: [ReportBatchItemFailures]` (Chalice cannot set it,
   aws/chalice#2029): the ledger processor strictly in order (ParallelizationFactor 1, no bisecting, retried
-  until it succeeds), the persister retried a bounded number of times, then the batch's shard and sequence
-  range to an SQS DLQ; the SQS consumers' concurrency capped at the event source (ScalingConfig) and by
+  until it succeeds), the persister bisecting and retried until MySQL returns (a batch is never parked; only
+  if an operator bounds `PersisterMaxRetryAttempts` does a batch's shard and sequence range go to an SQS
+  failure queue); the SQS consumers' concurrency capped at the event source (ScalingConfig) and by
   reserved concurrency, so MySQL sees a bounded number of writers;
 - one role per function with exactly the actions on exactly the queues and streams its code path uses, and its
   own log group; the only `Resource: "*"` is the network-interface statement VPC functions need (AWS's
   EC2 actions for it cannot be scoped to a resource);
 - every function in the VPC (subnets and security groups as parameters) to reach ElastiCache and RDS, with
   optional interface endpoints for SQS and Kinesis (else the subnets need a NAT gateway);
-- the ledger processor's ephemeral storage (/tmp holds its RocksDB) as a parameter.
+- the ledger processor's ephemeral storage (/tmp holds its RocksDB) as a parameter;
+- CloudWatch alarms that show a stuck consumer: the ledger processor's and the persister's IteratorAge, and a
+  message in either SQS DLQ or the persister's failure queue (notifying `AlarmTopicArn` when set);
+- an ElastiCache parameter group with `maxmemory-policy: noeviction` (a seat hold or an idempotency record
+  must never be evicted). The template creates no ElastiCache cluster: the cluster must use this group
+  (output `RedisParameterGroupName`); chalicelib/adapters/redis_policy.py refuses any other policy.
 
 Secrets are never in the template: the `prod` stage of .chalice/config.json holds CloudFormation dynamic
 references (`{{resolve:secretsmanager:...}}`), resolved at deploy time; `build_template` refuses a prod
 template whose ADMIN_TOKEN or database password is anything else.
 
 The `localstack` target (the compose path) keeps the queues and streams out of the template, because
-`infra/provision.py` creates them there exactly as on the emulator, and leaves out the VPC.
+`infra/provision.py` creates them there exactly as on the emulator, and leaves out the VPC, the alarms and
+the parameter group (the compose LocalStack runs neither CloudWatch nor ElastiCache).
 """
 
 from __future__ import annotations
@@ -72,6 +79,14 @@ BOOKING_QUEUE, BOOKING_DLQ = "BookingQueue", "BookingDeadLetterQueue"
 FIFO_QUEUE, FIFO_DLQ = "FifoRequestQueue", "FifoRequestDeadLetterQueue"
 REQUEST_STREAM, CHANGELOG_STREAM = "RequestStream", "ChangelogStream"
 PERSISTER_FAILURES = "PersisterFailureQueue"
+REDIS_PARAMETER_GROUP = "RedisParameterGroup"
+# A Kinesis consumer this far behind for this long is stuck (retrying one batch), not merely busy: a healthy
+# one keeps its IteratorAge at seconds. Five one-minute maxima in a row ride out a single slow batch.
+ITERATOR_AGE_PERIOD_SECONDS = 60
+ITERATOR_AGE_THRESHOLD_MS = 300_000
+ITERATOR_AGE_EVALUATION_PERIODS = 5
+# SQS sends its queue metrics once a minute at best: a five-minute maximum still sees a single message.
+QUEUE_ALARM_PERIOD_SECONDS = 300
 
 
 class TemplateError(ValueError):
@@ -120,7 +135,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         + _grant(KINESIS_READER_ACTIONS + KINESIS_PRODUCER_ACTIONS, CHANGELOG_STREAM),
     ),
     # The persister tells the ledger who really holds a seat (a release on the request stream); its
-    # event source sends what it gives up on to the failure queue.
+    # event source sends what it gives up on to the failure queue (only if its retries are bounded).
     "OnSeatDecision": FunctionSpec(
         ("Kinesis", CHANGELOG_STREAM),
         _grant(KINESIS_EVENT_SOURCE_ACTIONS, CHANGELOG_STREAM)
@@ -171,6 +186,37 @@ def _number(default: int, description: str, minimum: int, maximum: int | None = 
     if maximum is not None:
         parameter["MaxValue"] = maximum
     return parameter
+
+
+def _alarm(
+    description: str,
+    *,
+    namespace: str,
+    metric: str,
+    dimension: tuple[str, dict],
+    period: int,
+    evaluation_periods: int,
+    threshold: int,
+) -> dict:
+    """An alarm when the metric's maximum is above `threshold` for `evaluation_periods` periods in a row;
+    it notifies AlarmTopicArn when one is given."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace,
+            "MetricName": metric,
+            "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
+            "Statistic": "Maximum",
+            "Period": period,
+            "EvaluationPeriods": evaluation_periods,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            # No data is an idle stream or a quiet, empty queue: nothing is stuck.
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": {"Fn::If": ["WithAlarmTopic", [_ref("AlarmTopicArn")], _ref("AWS::NoValue")]},
+        },
+    }
 
 
 class _Builder:
@@ -281,9 +327,11 @@ class _Builder:
                 2,
             )
         self.parameters["PersisterMaxRetryAttempts"] = _number(
-            1000,
-            "Retries of a failing changelog batch before its shard and sequence range go to the persister's "
-            "failure queue (-1: until the records expire)",
+            -1,
+            "Retries of a failing changelog batch (MySQL down). -1: until MySQL returns (within the "
+            "changelog's retention), so no batch is ever parked. A bound sends the batch's shard and "
+            "sequence range to the persister's failure queue once reached (its decisions then wait for an "
+            "operator)",
             -1,
             10000,
         )
@@ -334,9 +382,21 @@ class _Builder:
                 ),
             }
         )
-        self.template.setdefault("Conditions", {})["WithVpcEndpoints"] = {
-            "Fn::Not": [{"Fn::Equals": [_ref("VpcEndpointsInVpc"), ""]}]
+        self.parameters["AlarmTopicArn"] = {
+            "Type": "String",
+            "Default": "",
+            "Description": "An SNS topic the alarms (stuck consumer, a message in a DLQ) notify. Empty: they "
+            "only show in CloudWatch",
         }
+        self.parameters["RedisParameterGroupFamily"] = {
+            "Type": "String",
+            "Default": "redis7",
+            "Description": "Engine family of the ElastiCache parameter group (that of the Redis cluster "
+            "that uses it)",
+        }
+        conditions = self.template.setdefault("Conditions", {})
+        conditions["WithVpcEndpoints"] = {"Fn::Not": [{"Fn::Equals": [_ref("VpcEndpointsInVpc"), ""]}]}
+        conditions["WithAlarmTopic"] = {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]}
 
     # --- queues and streams ---------------------------------------------------------------------------------
     def add_queues_and_streams(self) -> None:
@@ -387,7 +447,8 @@ class _Builder:
 
     def add_persister_failure_queue(self) -> None:
         """Where the persister's event source sends a batch it gives up on: shard id and sequence range
-        (Lambda sends the batch's position, not its records; they stay readable for the retention)."""
+        (Lambda sends the batch's position, not its records; they stay readable for the retention). By
+        default it never gives up (PersisterMaxRetryAttempts -1): only an operator's bound fills it."""
         self.resources[PERSISTER_FAILURES] = {
             "Type": "AWS::SQS::Queue",
             "Properties": {
@@ -438,10 +499,13 @@ class _Builder:
                     MaximumRecordAgeInSeconds=-1,
                 )
             else:
+                # Retried until MySQL returns (by default): a parked batch is a decision the ledger made
+                # that MySQL never hears of. No age limit either, or a long outage would park it anyway.
                 properties.update(
                     ParallelizationFactor=1,
                     BisectBatchOnFunctionError=True,  # entries are independent and idempotent
                     MaximumRetryAttempts=_ref("PersisterMaxRetryAttempts"),
+                    MaximumRecordAgeInSeconds=-1,
                     DestinationConfig={"OnFailure": {"Destination": self.arn(PERSISTER_FAILURES)}},
                 )
 
@@ -537,6 +601,59 @@ class _Builder:
                 },
             }
 
+    # --- operations -----------------------------------------------------------------------------------------
+    def add_alarms(self) -> None:
+        """A stuck consumer is retried forever (ledger, persister) or parks messages in a DLQ: nothing fails
+        loudly, so these alarms are how anyone sees it."""
+        for function, role in ((LEDGER, "ledger processor"), (PERSISTER, "persister")):
+            self.resources[f"{function}IteratorAgeAlarm"] = _alarm(
+                f"The {role} ({function}) is over {ITERATOR_AGE_THRESHOLD_MS // 60_000} minutes behind its "
+                "stream: a batch keeps failing (MySQL or Redis down, or a bug). See its log group",
+                namespace="AWS/Lambda",
+                metric="IteratorAge",
+                dimension=("FunctionName", _ref(function)),
+                period=ITERATOR_AGE_PERIOD_SECONDS,
+                evaluation_periods=ITERATOR_AGE_EVALUATION_PERIODS,
+                threshold=ITERATOR_AGE_THRESHOLD_MS,
+            )
+        redrive = "a booking its consumer gave up on: inspect and redrive it with `python -m infra.dlq`"
+        for queue, what in (
+            (BOOKING_DLQ, redrive),
+            (FIFO_DLQ, redrive),
+            (
+                PERSISTER_FAILURES,
+                "the shard and sequence range of a changelog batch the persister gave up on (retries were "
+                "bounded): MySQL lacks its decisions until they are replayed from the changelog",
+            ),
+        ):
+            self.resources[f"{queue}Alarm"] = _alarm(
+                f"A message is waiting in {queue}: {what}",
+                namespace="AWS/SQS",
+                metric="ApproximateNumberOfMessagesVisible",
+                dimension=("QueueName", {"Fn::GetAtt": [queue, "QueueName"]}),
+                period=QUEUE_ALARM_PERIOD_SECONDS,
+                evaluation_periods=1,
+                threshold=0,
+            )
+
+    def add_redis_parameter_group(self) -> None:
+        """Redis must refuse writes when full rather than evict: an evicted seat hold frees a seat someone is
+        paying for, an evicted idempotency record books a retry twice. The cluster is not in this template,
+        so the group is an output its operator attaches (require_noeviction checks it at start)."""
+        self.resources[REDIS_PARAMETER_GROUP] = {
+            "Type": "AWS::ElastiCache::ParameterGroup",
+            "Properties": {
+                "CacheParameterGroupFamily": _ref("RedisParameterGroupFamily"),
+                "Description": "seat-booking: noeviction, a seat hold or an idempotency record must never "
+                "be evicted",
+                "Properties": {"maxmemory-policy": "noeviction"},
+            },
+        }
+        self.outputs[f"{REDIS_PARAMETER_GROUP}Name"] = {
+            "Description": "Use this parameter group for the ElastiCache cluster in REDIS_URL",
+            "Value": _ref(REDIS_PARAMETER_GROUP),
+        }
+
 
 def _url_password(url: str) -> str | None:
     """The password of a mysql:// URL whose password may be a {{resolve:...}} reference (which urlsplit
@@ -570,4 +687,7 @@ def build_template(
     builder.patch_events()
     builder.patch_functions(env_overrides or {})
     builder.add_roles()
+    if target == "aws":
+        builder.add_alarms()
+        builder.add_redis_parameter_group()
     return builder.template

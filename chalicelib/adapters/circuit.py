@@ -60,6 +60,12 @@ class CircuitBreaker:
                 return HALF_OPEN
             return self._state
 
+    def trip(self) -> None:
+        """Open the circuit, due for a probe at once: the next call runs `probe` and `on_recovered` first
+        (e.g. a check that could not run while the dependency was unreachable)."""
+        with self._lock:
+            self._state, self._opened_at = OPEN, self._clock() - self._reset_seconds
+
     def call(self, func: Callable[..., T], *args: object, **kwargs: object) -> T:
         self._admit()
         try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import unquote, urlsplit
 
@@ -19,7 +21,14 @@ from dbutils.pooled_db import PooledDB
 from pymysql.cursors import Cursor
 
 from chalicelib.adapters.circuit import CircuitBreaker, CircuitOpen
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked, SeatsLocked, ServiceUnavailable
+from chalicelib.domain.errors import (
+    BookingExists,
+    CommitUncertain,
+    IdempotencyKeyTaken,
+    SeatAlreadyBooked,
+    SeatsLocked,
+    ServiceUnavailable,
+)
 from chalicelib.domain.models import (
     Booking,
     BookingStatus,
@@ -34,6 +43,7 @@ ER_DUP_ENTRY = 1062
 # NOWAIT refused a row lock: MariaDB reports ER_LOCK_WAIT_TIMEOUT, MySQL 8 ER_LOCK_NOWAIT.
 LOCK_NOT_GRANTED = (1205, 3572)
 SEAT_GUARD_KEY = "uq_one_active_booking_per_seat"
+IDEMPOTENCY_KEY = "uq_booking_user_key"
 INSERT_CHUNK = 1_000
 
 
@@ -140,14 +150,47 @@ class Database:
             connection.begin()
             cursor = connection.cursor()
             yield cursor
-            connection.commit()
         except BaseException as exc:
             _rollback_quietly(connection)
+            connection.close()  # back to the pool
             if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError):
                 raise ServiceUnavailable("database unavailable") from exc
             raise
+        try:
+            connection.commit()
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            # The COMMIT was sent and no answer came back: it may have been applied (a lost acknowledgement)
+            # or may still be waiting (a COMMIT blocked by FLUSH TABLES WITH READ LOCK goes on after the
+            # client gave up). Only `settle_uncertain_commit` can tell which.
+            raise CommitUncertain(_server_thread_id(connection)) from exc
         finally:
-            connection.close()  # back to the pool
+            connection.close()
+
+    def outcome_of_uncertain_commit(
+        self, thread_id: int | None, query: str, args: tuple, wait_seconds: float = 5.0
+    ) -> bool | None:
+        """Whether an uncertain COMMIT took effect, as `query` (a read that finds its rows) tells once it is
+        final: its server thread is killed first (a COMMIT still waiting is then rolled back) and the read
+        waits until the thread is gone. None when MySQL cannot be reached to make sure. Everything runs on
+        a connection of its own: the pool's may still hold the broken one."""
+        if thread_id is None:
+            return None
+        try:
+            connection = pymysql.connect(**self._probe_args, database=self.database, autocommit=True)
+        except pymysql.err.MySQLError:
+            return None
+        try:
+            with connection.cursor() as cursor:
+                with contextlib.suppress(pymysql.err.OperationalError, pymysql.err.InternalError):
+                    cursor.execute("KILL CONNECTION %s", (thread_id,))  # gone already: error 1094
+                if not _gone(cursor, thread_id, time.monotonic() + wait_seconds):
+                    return None
+                cursor.execute(query, args)
+                return cursor.fetchone() is not None
+        except pymysql.err.MySQLError:
+            return None
+        finally:
+            connection.close()
 
     def ping(self) -> bool:
         with self.transaction() as cursor:
@@ -156,6 +199,24 @@ class Database:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _gone(cursor: Cursor, thread_id: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,))
+        if cursor.fetchone()[0] == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _server_thread_id(connection) -> int | None:
+    """The MySQL server's id of a pooled connection (DBUtils wraps pymysql's connection twice)."""
+    raw = getattr(getattr(connection, "_con", None), "_con", None)
+    try:
+        return raw.thread_id() if raw is not None else None
+    except (AttributeError, TypeError, IndexError):
+        return None
 
 
 def _rollback_quietly(connection) -> None:
@@ -344,39 +405,76 @@ def _read_performance(cursor: Cursor, performance_id: int) -> Performance | None
     )
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """A booking after an attempt to make it final: `changed` is False when it was final already (someone
+    else settled it first); `booking` is None when MySQL has no booking of that id."""
+
+    booking: Booking | None
+    changed: bool
+
+
 class BookingRepository:
+    """The bookings: MySQL is the journal of every accepted booking and the arbiter of its fate.
+
+    A booking is written once when it is accepted (PENDING, holding its seats or waiting in line) or decided
+    at once (CONFIRMED), and changes status at most once more, from PENDING, with a compare-and-set under the
+    row's lock (`settle`): whoever settles a PENDING booking first decides it, every later attempt reads the
+    decision. Seat holds are `booking_seats` rows with `active = 1`, fenced by the unique guard.
+    """
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def insert(self, booking: Booking) -> None:
-        """Store a booking and its seats in one transaction.
+    # writes at acceptance -------------------------------------------------------------------------------
+    def insert(self, booking: Booking, idempotency_key: str | None = None) -> None:
+        """Store a booking; its seats are held (active) while its status holds seats (PENDING, CONFIRMED).
 
-        Raises BookingExists if the id is taken and SeatAlreadyBooked if the unique guard refuses a seat.
+        Raises BookingExists if the id is taken, IdempotencyKeyTaken if the user's key is, SeatAlreadyBooked
+        if the unique guard refuses a seat, ServiceUnavailable if MySQL cannot say whether it was stored.
         """
-        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
-            _insert_booking_rows(cursor, booking)
+        self._insert(
+            booking,
+            idempotency_key,
+            lambda cursor: _insert_booking_rows(cursor, booking, key=idempotency_key),
+        )
 
-    def insert_if_seats_free(self, booking: Booking) -> list[int]:
+    def insert_in_line(self, booking: Booking, idempotency_key: str | None = None) -> None:
+        """Store a PENDING booking that waits in line and holds nothing yet (fifo_partition, stream_state):
+        no seat rows until it is decided (`settle`, `decide_in_line`)."""
+        self._insert(
+            booking, idempotency_key, lambda cursor: _insert_booking_row(cursor, booking, idempotency_key)
+        )
+
+    def insert_if_seats_free(self, booking: Booking, idempotency_key: str | None = None) -> dict[int, str]:
         """Check, without any lock, that no active booking holds the seats, then store the booking.
 
-        -> the seats found taken (nothing stored), or [] when stored. Callers that run this concurrently for
-        the same seats rely on the unique guard to fence the loser (SeatAlreadyBooked).
+        -> the seats found taken with their holders (nothing stored), or {} when stored. Callers that run
+        this concurrently for the same seats rely on the unique guard to fence the loser (SeatAlreadyBooked).
         """
-        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
-            taken = _taken_seats(cursor, booking.seat_ids)
-            if not taken:
-                _insert_booking_rows(cursor, booking)
-            return taken
+        taken: dict[int, str] = {}
 
-    def insert_with_seat_row_locks(self, booking: Booking) -> list[int]:
+        def write(cursor: Cursor) -> None:
+            taken.update(_seat_holders(cursor, booking.seat_ids))
+            if not taken:
+                _insert_booking_rows(cursor, booking, key=idempotency_key)
+
+        self._insert(booking, idempotency_key, write)
+        return taken
+
+    def insert_with_seat_row_locks(
+        self, booking: Booking, idempotency_key: str | None = None
+    ) -> dict[int, str]:
         """`db_lock`: lock the seat rows (ascending order, NOWAIT), check them free, store the booking.
 
-        -> the seats found taken (nothing stored), or [] when stored. Raises SeatsLocked at once if another
-        transaction holds one of the rows: this strategy never waits for a lock. (NOWAIT's refusal is an
-        OperationalError; the pool keeps the connection, see `_breaks_the_connection`.)
+        -> the seats found taken with their holders (nothing stored), or {} when stored. Raises SeatsLocked
+        at once if another transaction holds one of the rows: this strategy never waits for a lock. (NOWAIT's
+        refusal is an OperationalError; the pool keeps the connection, see `_breaks_the_connection`.)
         """
         placeholders = ", ".join(["%s"] * len(booking.seat_ids))
-        with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
+        taken: dict[int, str] = {}
+
+        def write(cursor: Cursor) -> None:
             try:
                 cursor.execute(
                     f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})"
@@ -389,28 +487,104 @@ class BookingRepository:
                 raise
             # This read runs after the locks are granted, so its snapshot includes every commit made by
             # the previous holder of these rows.
-            taken = _taken_seats(cursor, booking.seat_ids)
+            taken.update(_seat_holders(cursor, booking.seat_ids))
             if not taken:
-                _insert_booking_rows(cursor, booking)
-            return taken
+                _insert_booking_rows(cursor, booking, key=idempotency_key)
 
-    def get(self, booking_id: str) -> Booking | None:
+        self._insert(booking, idempotency_key, write)
+        return taken
+
+    def _insert(self, booking: Booking, key: str | None, write: Callable[[Cursor], None]) -> None:
+        try:
+            with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
+                write(cursor)
+        except IdempotencyKeyTaken:
+            raise IdempotencyKeyTaken(self._booking_id_of_key(booking.user_id, key)) from None
+        except CommitUncertain as exc:
+            # No answer to the COMMIT: ask MySQL what it holds, once the transaction can no longer change.
+            stored = self._db.outcome_of_uncertain_commit(
+                exc.thread_id, "SELECT 1 FROM bookings WHERE booking_id = %s", (booking.booking_id,)
+            )
+            if stored is None:
+                raise
+            if not stored:
+                raise ServiceUnavailable("database unavailable; nothing was stored") from exc
+            # Committed: the write succeeded, whatever the connection said.
+
+    def _booking_id_of_key(self, user_id: str, key: str | None) -> str:
         with self._db.transaction() as cursor:
-            return _read_booking(cursor, booking_id)
+            cursor.execute(
+                "SELECT booking_id FROM bookings WHERE user_id = %s AND idempotency_key = %s", (user_id, key)
+            )
+            row = cursor.fetchone()
+        if row is None:  # the key's booking was there a moment ago: bookings are never deleted
+            raise ServiceUnavailable("the booking of this Idempotency-Key could not be read back")
+        return row[0]
+
+    # settling ---------------------------------------------------------------------------------------------
+    def settle(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> Settlement:
+        """PENDING -> `status` (a final one), under the row's lock; a booking already final is left as it is.
+
+        CONFIRMED activates the seats (inserting them for a booking that waited in line): raises
+        SeatAlreadyBooked, with nothing changed, if the unique guard refuses one. Any other status gives the
+        seats up. One transaction, so a booking never reads final while its seats say otherwise."""
+        with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
+            booking = _read_booking(cursor, booking_id, for_update=True)
+            if booking is None or booking.status is not BookingStatus.PENDING:
+                return Settlement(booking, changed=False)
+            _set_status(cursor, booking, status, reason)
+            return Settlement(_read_booking(cursor, booking_id), changed=True)
+
+    def decide_in_line(self, booking_id: str) -> Settlement:
+        """`fifo_partition`'s decision, in the line's order: CONFIRMED if no active booking holds any of the
+        seats, else REJECTED. A booking that is not PENDING (cancelled, failed, decided) is left alone."""
+        try:
+            with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
+                booking = _read_booking(cursor, booking_id, for_update=True)
+                if booking is None or booking.status is not BookingStatus.PENDING:
+                    return Settlement(booking, changed=False)
+                taken = sorted(_seat_holders(cursor, booking.seat_ids))
+                if taken:
+                    _set_status(
+                        cursor, booking, BookingStatus.REJECTED, f"seat(s) {taken} were taken earlier in line"
+                    )
+                else:
+                    _set_status(cursor, booking, BookingStatus.CONFIRMED, None)
+                return Settlement(_read_booking(cursor, booking_id), changed=True)
+        except SeatAlreadyBooked:
+            # A booking of another line (it starts in another section) took a shared seat in the same instant.
+            return self.settle(booking_id, BookingStatus.REJECTED, "a seat was taken in the same instant")
 
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]:
-        """Cancel a booking that holds seats -> (before, after); after is None if it cannot be cancelled."""
+        """Cancel a booking that is not final yet or CONFIRMED -> (before, after); after is None if it cannot
+        be cancelled."""
         with self._db.transaction() as cursor:
             before = _read_booking(cursor, booking_id, for_update=True)
             if before is None or not before.status.holds_seats:
                 return before, None
-            cursor.execute(
-                "UPDATE bookings SET status = 'CANCELLED', reason = %s WHERE booking_id = %s",
-                ("cancelled by the user", booking_id),
-            )
-            cursor.execute("UPDATE booking_seats SET active = NULL WHERE booking_id = %s", (booking_id,))
+            _set_status(cursor, before, BookingStatus.CANCELLED, "cancelled by the user")
             after = _read_booking(cursor, booking_id)
         return before, after
+
+    # reads --------------------------------------------------------------------------------------------------
+    def get(self, booking_id: str) -> Booking | None:
+        with self._db.transaction() as cursor:
+            return _read_booking(cursor, booking_id)
+
+    def holders_of(self, seat_ids: Iterable[int]) -> dict[int, tuple[str, BookingStatus]]:
+        """seat id -> (booking id, status) for those of the seats an active booking holds."""
+        seats = tuple(seat_ids)
+        if not seats:
+            return {}
+        placeholders = ", ".join(["%s"] * len(seats))
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                "SELECT bs.seat_id, b.booking_id, b.status FROM booking_seats bs"
+                " JOIN bookings b ON b.booking_id = bs.booking_id"
+                f" WHERE bs.seat_id IN ({placeholders}) AND bs.active = 1",
+                seats,
+            )
+            return {row[0]: (row[1], BookingStatus(row[2])) for row in cursor.fetchall()}
 
     def active_seat_holders(self, performance_id: int) -> dict[int, tuple[str, BookingStatus]]:
         """seat id -> (booking id, status) for every seat an active booking holds."""
@@ -422,6 +596,22 @@ class BookingRepository:
                 (performance_id,),
             )
             return {row[0]: (row[1], BookingStatus(row[2])) for row in cursor.fetchall()}
+
+    def pending_accepted_before(
+        self, epoch_seconds: float, performance_id: int | None = None, limit: int = 1_000
+    ) -> list[Booking]:
+        """PENDING bookings accepted before `epoch_seconds`, oldest first (the reconcile job's sweep)."""
+        query = (
+            f"SELECT {BOOKING_COLUMNS} FROM bookings"
+            " WHERE status = 'PENDING' AND created_at < FROM_UNIXTIME(%s)"
+        )
+        args: list[object] = [epoch_seconds]
+        if performance_id is not None:
+            query += " AND performance_id = %s"
+            args.append(performance_id)
+        with self._db.transaction() as cursor:
+            cursor.execute(query + " ORDER BY created_at LIMIT %s", [*args, limit])
+            return [_booking_of(row) for row in cursor.fetchall()]
 
     def log_reconcile(self, entry: ReconcileEntry) -> None:
         """Append to reconcile_log; a repeated dedup key (a retried compensation) is logged once."""
@@ -439,34 +629,77 @@ class BookingRepository:
             )
 
 
-def _insert_booking_rows(cursor: Cursor, booking: Booking) -> None:
-    active = 1 if booking.status.holds_seats else None
+def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> None:
     cursor.execute(
-        "INSERT INTO bookings (booking_id, performance_id, user_id, status, strategy, reason)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        "INSERT INTO bookings (booking_id, performance_id, user_id, seat_list, status, strategy, reason,"
+        " idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (
             booking.booking_id,
             booking.performance_id,
             booking.user_id,
+            _seat_list(booking.seat_ids),
             booking.status.value,
             booking.strategy,
             booking.reason,
+            key,
         ),
     )
+
+
+def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool) -> None:
     cursor.executemany(
         "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active) VALUES (%s, %s, %s, %s)",
-        [(booking.booking_id, seat, booking.performance_id, active) for seat in booking.seat_ids],
+        [
+            (booking.booking_id, seat, booking.performance_id, 1 if active else None)
+            for seat in booking.seat_ids
+        ],
     )
 
 
-def _taken_seats(cursor: Cursor, seat_ids: tuple[int, ...]) -> list[int]:
+def _insert_booking_rows(cursor: Cursor, booking: Booking, key: str | None = None) -> None:
+    _insert_booking_row(cursor, booking, key)
+    _insert_seat_rows(cursor, booking, active=booking.status.holds_seats)
+
+
+def _set_status(cursor: Cursor, booking: Booking, status: BookingStatus, reason: str | None) -> None:
+    """Move a locked booking to `status`, its seat rows with it (inserted if it waited in line)."""
+    cursor.execute("SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s", (booking.booking_id,))
+    if cursor.fetchone()[0] == 0:
+        _insert_seat_rows(cursor, booking, active=status.holds_seats)
+    else:
+        cursor.execute(
+            "UPDATE booking_seats SET active = %s WHERE booking_id = %s",
+            (1 if status.holds_seats else None, booking.booking_id),
+        )
+    cursor.execute(
+        "UPDATE bookings SET status = %s, reason = %s WHERE booking_id = %s",
+        (status.value, reason, booking.booking_id),
+    )
+
+
+def _seat_holders(cursor: Cursor, seat_ids: tuple[int, ...]) -> dict[int, str]:
+    """seat id -> booking id, for those of the seats an active booking holds."""
     placeholders = ", ".join(["%s"] * len(seat_ids))
     cursor.execute(
-        f"SELECT seat_id FROM booking_seats WHERE seat_id IN ({placeholders}) AND active = 1"
+        f"SELECT seat_id, booking_id FROM booking_seats WHERE seat_id IN ({placeholders}) AND active = 1"
         " ORDER BY seat_id",
         seat_ids,
     )
-    return [row[0] for row in cursor.fetchall()]
+    return dict(cursor.fetchall())
+
+
+def _seat_list(seat_ids: Iterable[int]) -> str:
+    return ",".join(str(seat) for seat in sorted(seat_ids))
+
+
+@contextlib.contextmanager
+def _guard_violation_as_seat_already_booked() -> Iterator[None]:
+    try:
+        yield
+    except pymysql.err.IntegrityError as exc:
+        if _is_seat_guard_violation(exc):
+            raise SeatAlreadyBooked(str(exc.args[1])) from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -476,28 +709,33 @@ def _integrity_errors_as_domain_errors(booking: Booking) -> Iterator[None]:
     except pymysql.err.IntegrityError as exc:
         if _is_seat_guard_violation(exc):
             raise SeatAlreadyBooked(str(exc.args[1])) from exc
+        if exc.args[0] == ER_DUP_ENTRY and IDEMPOTENCY_KEY in str(exc.args[1]):
+            raise IdempotencyKeyTaken("") from exc  # the repository looks the key's booking up
         if exc.args[0] == ER_DUP_ENTRY:
             raise BookingExists(booking.booking_id) from exc
         raise
 
 
-def _read_booking(cursor: Cursor, booking_id: str, for_update: bool = False) -> Booking | None:
-    cursor.execute(
-        "SELECT booking_id, performance_id, user_id, status, strategy, reason FROM bookings"
-        " WHERE booking_id = %s" + (" FOR UPDATE" if for_update else ""),
-        (booking_id,),
-    )
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    cursor.execute("SELECT seat_id FROM booking_seats WHERE booking_id = %s ORDER BY seat_id", (booking_id,))
-    seat_ids = tuple(r[0] for r in cursor.fetchall())
+BOOKING_COLUMNS = "booking_id, performance_id, user_id, seat_list, status, strategy, reason"
+
+
+def _booking_of(row: tuple) -> Booking:
     return Booking(
         booking_id=row[0],
         performance_id=row[1],
         user_id=row[2],
-        seat_ids=seat_ids,
-        status=BookingStatus(row[3]),
-        strategy=row[4],
-        reason=row[5],
+        seat_ids=tuple(int(seat) for seat in row[3].split(",") if seat),
+        status=BookingStatus(row[4]),
+        strategy=row[5],
+        reason=row[6],
     )
+
+
+def _read_booking(cursor: Cursor, booking_id: str, for_update: bool = False) -> Booking | None:
+    cursor.execute(
+        f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE booking_id = %s"
+        + (" FOR UPDATE" if for_update else ""),
+        (booking_id,),
+    )
+    row = cursor.fetchone()
+    return None if row is None else _booking_of(row)

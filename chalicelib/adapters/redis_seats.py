@@ -1,4 +1,6 @@
-"""Seat state and pending-booking records in Redis.
+"""Seat state and booking records in Redis: a fast, shared copy of what MySQL (the journal of every accepted
+booking) holds, plus the holds of requests on their way to MySQL. Losing any of it loses no promise: every
+seat-holding booking that was answered is in MySQL, and a map is rebuilt or repaired from there.
 
 Layout (one hash tag per performance, so a performance's keys would share a cluster slot):
     bk:{p<id>}:seats    HASH seat id -> "0" free | "H:<booking>" held (PENDING) | "B:<booking>" booked
@@ -11,11 +13,12 @@ non-cluster mode (ElastiCache primary + replica), which is what a single-writer 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import redis
 
 from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
 
+log = logging.getLogger(__name__)
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 FREE = "0"
 LOAD_CHUNK = 5_000
@@ -40,6 +44,7 @@ class ReserveResult(Enum):
 class ReserveOutcome:
     result: ReserveResult
     seat_ids: tuple[int, ...] = ()
+    holders: Mapping[int, str] = field(default_factory=dict)  # refused seat -> the booking holding it
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,21 @@ def seat_status_of(state: str) -> SeatStatus:
     return SeatStatus.HELD if state.startswith("H:") else SeatStatus.BOOKED
 
 
-def _holder_state(booking_id: str, status: BookingStatus) -> str:
+def holder_state(booking_id: str, status: BookingStatus) -> str:
+    """The map's state of a seat an active booking holds: booked once CONFIRMED, held while PENDING."""
     return f"{'B' if status is BookingStatus.CONFIRMED else 'H'}:{booking_id}"
+
+
+Holder = tuple[str, BookingStatus]  # (booking id, status) of the active booking holding a seat
+
+
+def _state(holder: Holder | None) -> str:
+    return FREE if holder is None else holder_state(*holder)
+
+
+def shown_booking(state: str | None) -> str | None:
+    """The booking a seat state names ("H:<id>" or "B:<id>"), None for a free or unknown seat."""
+    return state[2:] if state and state[:2] in ("H:", "B:") else None
 
 
 def _load_script(client: redis.Redis, name: str):
@@ -112,10 +130,12 @@ class RedisSeatStore:
         self._release = _load_script(client, "release_seats")
         self._confirm = _load_script(client, "confirm_seats")
         self._mark = _load_script(client, "mark_record")
+        self._replace = _load_script(client, "replace_seats")
         # Performances whose seat map missed a change MySQL made (Redis was unreachable at the time); their
-        # maps are dropped for a rebuild from MySQL as soon as Redis answers again (see heal_missed).
+        # maps are realigned with MySQL in place as soon as Redis answers again (see heal_missed).
         self._missed: set[int] = set()
         self._missed_lock = threading.Lock()
+        self.realign: Callable[[int], object] = lambda performance_id: None
 
     # keys -------------------------------------------------------------------------------------------
     def seats_key(self, performance_id: int) -> str:
@@ -142,7 +162,7 @@ class RedisSeatStore:
             return False
         scratch = f"{target}:loading:{uuid.uuid4().hex}"
         states = {
-            seat_id: _holder_state(*holders[seat_id]) if seat_id in holders else FREE for seat_id in seat_ids
+            seat_id: holder_state(*holders[seat_id]) if seat_id in holders else FREE for seat_id in seat_ids
         }
         items = list(states.items())
         pipe = self._client.pipeline(transaction=False)
@@ -172,26 +192,19 @@ class RedisSeatStore:
             self._missed.add(performance_id)
 
     def heal_missed(self) -> None:
-        """Drop the seat maps that missed a change, if any (cheap when none did: one set check)."""
+        """Realign in place the seat maps that missed a change, if any (cheap when none did: one set check).
+        `realign` (set by bootstrap: the reconcile job for one performance) compares the map with MySQL and
+        repairs it seat by seat, keeping the holds of requests still on their way to MySQL."""
         if not self._missed:
             return
         with self._missed_lock:
             missed, self._missed = self._missed, set()
-        try:
-            self._client.delete(*(self.seats_key(p) for p in missed))
-        except redis.RedisError:
-            with self._missed_lock:
-                self._missed |= missed  # still away: try again on the next use
-            raise
-
-    def forget_all_seat_maps(self) -> int:
-        """Drop every performance's seat hash, so each is rebuilt from MySQL on its next use (after an
-        outage, Redis may hold a state that missed what MySQL did meanwhile). -> hashes dropped. Booking
-        records and version counters stay: versions must keep growing for clients that poll the map."""
-        dropped = 0
-        for key in self._client.scan_iter(match=f"{self._prefix}:{{p*}}:seats", count=1000):
-            dropped += self._client.delete(key)
-        return dropped
+        for performance_id in sorted(missed):
+            try:
+                self.realign(performance_id)
+            except Exception as exc:  # still away (Redis or MySQL): try again on the next use
+                log.warning("seat map of performance %s not realigned yet: %s", performance_id, exc)
+                self.note_missed(performance_id)
 
     def seat_states(self, performance_id: int) -> dict[int, str] | None:
         """seat id -> raw state ("0", "H:<booking>", "B:<booking>"); None if the performance is not loaded."""
@@ -234,15 +247,23 @@ class RedisSeatStore:
             self.version_key(record.performance_id),
         ]
         reply = self._reserve(keys=keys, args=args)
-        return ReserveOutcome(ReserveResult(int(reply[0])), tuple(int(s) for s in reply[1:]))
+        result = ReserveResult(int(reply[0]))
+        if result is ReserveResult.UNAVAILABLE:  # seat, state, seat, state …
+            states = {int(seat): state for seat, state in zip(reply[1::2], reply[2::2], strict=True)}
+            holders = {seat: booking for seat, state in states.items() if (booking := shown_booking(state))}
+            return ReserveOutcome(result, tuple(states), holders)
+        return ReserveOutcome(result, tuple(int(s) for s in reply[1:]))
 
-    def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> list[int] | None:
-        """The requested seats the seat map shows taken; None if the performance's seats are not loaded."""
+    def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:
+        """The requested seats the seat map shows taken -> the state of each ("H:…"/"B:…"); None if the
+        performance's seats are not loaded."""
         self.heal_missed()
         states = self._client.hmget(self.seats_key(performance_id), list(seat_ids))
         if all(state is None for state in states):
             return None
-        return [seat for seat, state in zip(seat_ids, states, strict=True) if state not in (None, FREE)]
+        return {
+            seat: state for seat, state in zip(seat_ids, states, strict=True) if state not in (None, FREE)
+        }
 
     def remember(self, record: BookingRecord) -> None:
         """Keep a booking's record without holding seats (strategies that decide later, in order)."""
@@ -264,6 +285,25 @@ class RedisSeatStore:
         self.heal_missed()
         keys = [self.seats_key(performance_id), self.version_key(performance_id), self.record_key(booking_id)]
         return int(self._confirm(keys=keys, args=[booking_id, "1" if overwrite else "0", *seat_ids]))
+
+    def replace(self, performance_id: int, changes: Iterable[tuple[int, str, str]]) -> int:
+        """(seat, expected state, new state) -> seats changed: each only if it still shows the expected state
+        (replace_seats.lua), so a repair computed from an earlier read never undoes a newer change."""
+        args = [part for change in changes for part in change]
+        if not args:
+            return 0
+        self.heal_missed()
+        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
+        return int(self._replace(keys=keys, args=args))
+
+    def repair_holders(
+        self, performance_id: int, changes: Iterable[tuple[int, Holder | None, Holder | None]]
+    ) -> int:
+        """(seat, holder it should still show, holder it should show now) -> seats changed; a holder is
+        (booking id, status), None for a free seat. Compare-and-set, as `replace`."""
+        return self.replace(
+            performance_id, [(seat, _state(before), _state(after)) for seat, before, after in changes]
+        )
 
     # booking records --------------------------------------------------------------------------------
     def read_record(self, booking_id: str) -> BookingRecord | None:

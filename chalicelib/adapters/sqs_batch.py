@@ -1,6 +1,7 @@
 """An SQS batch as Lambda delivers it -> the consumer, with Powertools' BatchProcessor and Idempotency.
 
-Per record: a redelivered message is answered from the idempotency record instead of running twice; a
+Per record: the consumer settles the booking with a compare-and-set in MySQL, so a redelivered message (or
+two copies at once) changes nothing and no idempotency record is kept — nor needed when Redis is away. A
 transient failure makes the message visible again after an exponential backoff (2 s, 4 s, 8 s … by receive
 count) and reports it in `batchItemFailures`, so only it is retried; a permanent failure (already
 compensated) is made visible at once so that SQS moves it to the DLQ after maxReceiveCount. On a FIFO queue
@@ -18,7 +19,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from chalicelib.adapters.idempotency import PowertoolsIdempotency
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
 from chalicelib.consumers.booking_events import BookingEventConsumer, PermanentFailure
@@ -35,12 +35,10 @@ class BookingBatchHandler:
         self,
         consumer: BookingEventConsumer,
         queue: SqsQueue,
-        idempotency: PowertoolsIdempotency,
         settings: Settings,
     ) -> None:
         self._consumer = consumer
         self._queue = queue
-        self._idempotency = idempotency
         self._settings = settings
 
     def __call__(self, event: dict, context: Any) -> dict:
@@ -62,7 +60,7 @@ class BookingBatchHandler:
                 skipped.append(record)
                 raise WaitingInLine(f"behind a failed message of group {group}")
             try:
-                return self._handle(record, context)
+                return self._handle(record)
             except Exception:
                 if group is not None:
                     blocked.add(group)
@@ -77,22 +75,14 @@ class BookingBatchHandler:
             self._make_visible_after(record, 0)
         return response
 
-    def _handle(self, record: SQSRecord, context: Any) -> str:
+    def _handle(self, record: SQSRecord) -> str:
         receive_count = int(record.attributes.approximate_receive_count or 1)
         try:
-            return self._idempotency.run_once(
-                "booking-event",
-                record.body,
-                {},
-                lambda: {
-                    "status": self._consumer.handle(record.body, receive_count, record.message_id).value
-                },
-                lambda_context=context,
-            )["status"]
+            return self._consumer.handle(record.body, receive_count, record.message_id).value
         except PermanentFailure:
             self._make_visible_after(record, 0)
             raise
-        except Exception:  # transient, including IdempotencyInProgress (a concurrent duplicate delivery)
+        except Exception:  # transient: MySQL away, a lock wait, a bug a deploy may fix
             self._make_visible_after(record, self._settings.backoff_seconds(receive_count))
             raise
 

@@ -73,7 +73,7 @@ class BookingEventConsumer:
         reason = f"poison message: {exc}"
         log.error("message %s: %s", message_id, reason)
         if exc.booking_id is not None:
-            # Enough is readable to find the booking: its record in Redis says which seats to give back.
+            # Enough is readable to find the booking: its row in MySQL says which seats to give back.
             strategy = self._strategies.get("redis_async") or next(iter(self._strategies.values()))
             self._give_up(strategy, exc.booking_id, reason, None)
         self._bookings.log_reconcile(
@@ -92,8 +92,9 @@ class BookingEventConsumer:
         try:
             strategy.give_up(booking_id, reason, message)
         except ServiceUnavailable as exc:
-            # MySQL (or Redis) is down: the seats were released where possible; the DLQ redrive finishes it.
-            log.error("booking %s: compensation incomplete, left for the DLQ redrive: %s", booking_id, exc)
+            # MySQL is down: the booking stays PENDING, its seats held, until MySQL answers again; then the
+            # reconcile job fails it (past the hold deadline), or a DLQ redrive settles it first.
+            log.error("booking %s: not given up yet, MySQL is away: %s", booking_id, exc)
 
 
 def _short(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -44,10 +45,15 @@ class SeatUnavailable(BookingError):
     status = 409
     code = "SEAT_UNAVAILABLE"
 
-    def __init__(self, seat_ids: list[int], message: str = "") -> None:
+    def __init__(
+        self, seat_ids: list[int], message: str = "", holders: Mapping[int, str] | None = None
+    ) -> None:
         seats = sorted(seat_ids)
         super().__init__(message or f"seat(s) {seats} already taken", seat_ids=seats)
         self.seat_ids = seats
+        # seat -> booking id holding it, where the refusing store knew (never shown to clients): lets the
+        # service recognise a retry whose first attempt holds the seats (services/booking.py).
+        self.holders = dict(holders or {})
 
 
 class NotCancellable(BookingError):
@@ -74,8 +80,25 @@ class CacheUnavailable(ServiceUnavailable):
     """Redis (seat state, leases, idempotency records) cannot be reached, or its circuit is open."""
 
 
+class CommitUncertain(ServiceUnavailable):
+    """The connection failed while MySQL was committing: the transaction may or may not have committed.
+    `thread_id` is the server's id of that connection, so it can be killed before the outcome is read."""
+
+    def __init__(self, thread_id: int | None) -> None:
+        super().__init__("database unavailable; the outcome of the last write is not known yet")
+        self.thread_id = thread_id
+
+
 class BookingExists(Exception):
     """A booking with this id is already stored (a redelivery, or a cancel that came first)."""
+
+
+class IdempotencyKeyTaken(Exception):
+    """The user already has a booking made with this Idempotency-Key (MySQL's per-user unique key)."""
+
+    def __init__(self, booking_id: str) -> None:
+        super().__init__(f"the key was used by booking {booking_id}")
+        self.booking_id = booking_id
 
 
 class SeatAlreadyBooked(Exception):

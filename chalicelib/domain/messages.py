@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.models import BookingRequest
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 
 MESSAGE_TYPE = "booking.requested"
 MAX_BOOKING_ID_LENGTH = 40
@@ -29,9 +29,20 @@ class BookingRequested:
     strategy: str
 
     @classmethod
-    def of(cls, request: BookingRequest) -> BookingRequested:
+    def of(cls, request: BookingRequest | Booking) -> BookingRequested:
         return cls(
             request.booking_id, request.performance_id, request.user_id, request.seat_ids, request.strategy
+        )
+
+    def as_booking(self, status: BookingStatus, reason: str | None = None) -> Booking:
+        return Booking(
+            booking_id=self.booking_id,
+            performance_id=self.performance_id,
+            user_id=self.user_id,
+            seat_ids=self.seat_ids,
+            status=status,
+            strategy=self.strategy,
+            reason=reason,
         )
 
     def to_json(self) -> str:

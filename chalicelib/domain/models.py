@@ -117,6 +117,9 @@ class BookingRequest:
     seat_ids: tuple[int, ...]  # distinct, sorted: every strategy takes seats in this fixed order
     strategy: str
     performance: Performance | None = field(default=None, compare=False, repr=False)
+    # The client's Idempotency-Key, kept with the booking in MySQL: unique per user, so a retry after the
+    # idempotency record was lost (a Redis data loss) finds the first booking instead of making a second.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ five strategies; the strategy only decides whether the seats can be had."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import time
 from collections.abc import Mapping
 
 from ulid import ULID
@@ -12,6 +15,8 @@ from chalicelib.domain.errors import (
     BookingExists,
     CacheUnavailable,
     Forbidden,
+    IdempotencyKeyReused,
+    IdempotencyKeyTaken,
     InvalidRequest,
     NotCancellable,
     NotFound,
@@ -26,11 +31,34 @@ from chalicelib.services.ports import BookingStore, IdempotentRunner, Remembered
 from chalicelib.strategies.base import BookingStrategy
 
 SEAT_UNAVAILABLE = "seat_unavailable"
+KEY_TAIL_BYTES = 10  # a ULID: 6 bytes of milliseconds, then 10 of randomness
 
 
-def new_booking_id() -> str:
-    # ULIDs sort by creation time: new bookings land at the end of the InnoDB primary key.
-    return str(ULID())
+def _key_tail(user_id: str, idempotency_key: str) -> bytes:
+    # "\x1f" cannot occur in either (validation refuses control characters): the pair maps to one input.
+    return hashlib.blake2b(f"{user_id}\x1f{idempotency_key}".encode(), digest_size=KEY_TAIL_BYTES).digest()
+
+
+def new_booking_id(user_id: str | None = None, idempotency_key: str | None = None) -> str:
+    """A ULID: it sorts by creation time, so new bookings land at the end of the InnoDB primary key. With an
+    Idempotency-Key its random part is a digest of (user, key): a retry can then recognise, from the seat
+    map's holders alone, the booking its first attempt made (see `_first_attempt_among`)."""
+    if user_id is None or idempotency_key is None:
+        return str(ULID())
+    milliseconds = time.time_ns() // 1_000_000
+    return str(ULID.from_bytes(milliseconds.to_bytes(6, "big") + _key_tail(user_id, idempotency_key)))
+
+
+def per_user(user_id: str, idempotency_key: str) -> str:
+    """The idempotency record's key: Idempotency-Keys are the user's own (two users may send the same one)."""
+    return json.dumps([user_id, idempotency_key])
+
+
+def made_with_key(booking_id: str, user_id: str, idempotency_key: str) -> bool:
+    try:
+        return ULID.from_str(booking_id).bytes[6:] == _key_tail(user_id, idempotency_key)
+    except ValueError:
+        return False
 
 
 class BookingService:
@@ -54,45 +82,98 @@ class BookingService:
 
     # book -----------------------------------------------------------------------------------------------
     def book(self, performance_id: int, body: object, idempotency_key: str | None) -> Booking:
-        """-> the booking (CONFIRMED or PENDING). Raises the contract's errors; a 4xx changes nothing."""
+        """-> the booking (CONFIRMED or PENDING). Raises the contract's errors; a 4xx changes nothing.
+
+        An Idempotency-Key is the user's own: two users may send the same one. The first answer is replayed
+        from the idempotency record (Redis, IDEMPOTENCY_TTL_SECONDS); once that is gone (expired, or lost
+        with Redis), MySQL still holds the key with the booking, and a retry is answered with that booking
+        (as it is now) instead of booking again."""
         key = parse_idempotency_key(idempotency_key)
         performance = self._catalogue.performance(performance_id)
         user_id, seat_ids = parse_booking_body(body, self._max_seats)
         self._check_seats_belong(performance, seat_ids)
         if key is None:
-            return self._book(performance, user_id, seat_ids)
+            return self._book(performance, user_id, seat_ids, None)
         fingerprint = {"performance_id": performance_id, "user_id": user_id, "seat_ids": list(seat_ids)}
         outcome = self._idempotency.run_once(
-            "book", key, fingerprint, lambda: self._book_outcome(performance, user_id, seat_ids)
+            "book",
+            per_user(user_id, key),
+            fingerprint,
+            lambda: self._book_outcome(performance, user_id, seat_ids, key),
         )
         if SEAT_UNAVAILABLE in outcome:
             raise SeatUnavailable(outcome[SEAT_UNAVAILABLE])
         return _booking_from_dict(outcome)
 
-    def _book_outcome(self, performance: Performance, user_id: str, seat_ids: tuple[int, ...]) -> dict:
+    def _book_outcome(
+        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str
+    ) -> dict:
         # A taken seat is an answer, not a failure: it is remembered and replayed for the same key.
         try:
-            return self._book(performance, user_id, seat_ids).to_dict()
+            return self._book(performance, user_id, seat_ids, key).to_dict()
         except SeatUnavailable as exc:
             return {SEAT_UNAVAILABLE: exc.seat_ids}
 
-    def _book(self, performance: Performance, user_id: str, seat_ids: tuple[int, ...]) -> Booking:
+    def _book(
+        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
+    ) -> Booking:
         request = BookingRequest(
-            booking_id=new_booking_id(),
+            booking_id=new_booking_id(user_id, key),
             performance_id=performance.performance_id,
             user_id=user_id,
             seat_ids=seat_ids,
             strategy=performance.strategy,
             performance=performance,
+            idempotency_key=key,
         )
         try:
-            return self._strategy(performance.strategy).book(request)
+            return self._decide(request)
+        except IdempotencyKeyTaken as exc:
+            return self._replay(exc.booking_id, request)
+        except BookingExists:  # the same user's same key in the same millisecond: one booking answers both
+            return self._replay(request.booking_id, request)
+        except SeatUnavailable as exc:
+            first = self._first_attempt_among(exc.holders, request)
+            if first is None:
+                raise
+            return self._replay(first, request)
+
+    def _decide(self, request: BookingRequest) -> Booking:
+        try:
+            return self._strategy(request.strategy).book(request)
         except CacheUnavailable:
             if self._fallback is None:
                 raise
         # Redis is down and the deployment chose to go on: MySQL decides (row locks), and the unique guard
-        # keeps seats single-sold against holds Redis took before it went away.
+        # keeps seats single-sold against holds journaled before Redis went away.
         return self._fallback.book(dataclasses.replace(request, strategy=self._fallback.name))
+
+    @staticmethod
+    def _first_attempt_among(holders: Mapping[int, str], request: BookingRequest) -> str | None:
+        """The booking holding a refused seat that this user's first attempt with this key made, if any: a
+        retry whose idempotency record is gone must get that booking back, not a 409 for its own seats."""
+        if request.idempotency_key is None:
+            return None
+        for booking_id in holders.values():
+            if made_with_key(booking_id, request.user_id, request.idempotency_key):
+                return booking_id
+        return None
+
+    def _replay(self, booking_id: str, request: BookingRequest) -> Booking:
+        """The user's earlier booking with this key, as MySQL has it now; 422 if the key came with another
+        request. One still PENDING is sent on again: its first send may never have left (the consumer,
+        settling by compare-and-set, decides it once however many copies arrive)."""
+        first = self._bookings.get(booking_id)
+        if first is None or first.user_id != request.user_id:
+            raise ServiceUnavailable("the booking of this Idempotency-Key could not be read; try again")
+        if (first.performance_id, first.seat_ids) != (request.performance_id, request.seat_ids):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body", field="Idempotency-Key"
+            )
+        resend = getattr(self._strategies.get(first.strategy), "resend", None)  # asynchronous ones only
+        if first.status is BookingStatus.PENDING and resend is not None and request.performance is not None:
+            resend(first, request.performance)
+        return first
 
     def _check_seats_belong(self, performance: Performance, seat_ids: tuple[int, ...]) -> None:
         foreign = [seat for seat in seat_ids if performance.section_of(seat) is None]
@@ -125,8 +206,7 @@ class BookingService:
             if booking is None:
                 raise
             return booking
-        booking = booking or self._from_redis(booking_id)
-        if booking is None:
+        if booking is None:  # MySQL has every accepted booking: one it does not know was never accepted
             raise NotFound(f"booking {booking_id} not found")
         return booking
 
@@ -144,25 +224,19 @@ class BookingService:
         fingerprint = {"booking_id": booking_id, "user_id": user_id}
         return _booking_from_dict(
             self._idempotency.run_once(
-                "cancel", key, fingerprint, lambda: self._cancel(booking_id, user_id).to_dict()
+                "cancel",
+                per_user(user_id, key),
+                fingerprint,
+                lambda: self._cancel(booking_id, user_id).to_dict(),
             )
         )
 
     def _cancel(self, booking_id: str, user_id: str) -> Booking:
+        """MySQL first (every accepted booking is there: a PENDING one too), then the strategy gives the seats
+        back wherever it keeps them besides; a consumer that comes later finds the booking CANCELLED."""
         stored = self._bookings.get(booking_id)
         if stored is None:
-            pending = self._from_redis(booking_id)
-            if pending is None:
-                raise NotFound(f"booking {booking_id} not found")
-            _check_owner(pending, user_id)
-            if pending.status.is_final:
-                raise NotCancellable(f"booking {booking_id} is {pending.status.value}")
-            cancelled = self._cancel_before_persisted(pending)
-            if cancelled is not None:
-                return cancelled
-            stored = self._bookings.get(booking_id)  # the consumer stored it first: cancel it there
-            if stored is None:
-                raise ServiceUnavailable(f"booking {booking_id} could not be read back")
+            raise NotFound(f"booking {booking_id} not found")
         _check_owner(stored, user_id)
         before, after = self._bookings.cancel(booking_id)
         if after is None:
@@ -170,18 +244,6 @@ class BookingService:
             raise NotCancellable(f"booking {booking_id} is {status} and cannot be cancelled")
         self._strategy(after.strategy).release(after)
         return after
-
-    def _cancel_before_persisted(self, pending: Booking) -> Booking | None:
-        """Claim the booking id in MySQL as CANCELLED before the consumer stores it; None if it was first."""
-        cancelled = dataclasses.replace(
-            pending, status=BookingStatus.CANCELLED, reason="cancelled by the user before it was confirmed"
-        )
-        try:
-            self._bookings.insert(cancelled)
-        except BookingExists:
-            return None
-        self._strategy(cancelled.strategy).release(cancelled)
-        return cancelled
 
 
 def _check_booking_id(booking_id: str) -> None:

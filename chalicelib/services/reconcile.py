@@ -7,12 +7,18 @@ Redis names. The repairs, each counted in the summary under its kind:
   seats_booked            MySQL has the seat CONFIRMED for booking x, Redis shows it free or someone
                           else's -> "B:x" (confirm_seats.lua with `overwrite`; it refuses a booking whose
                           record says CANCELLED, so a cancel that lands meanwhile is not undone)
+  seats_held              MySQL has the seat held by booking x, still PENDING (redis_async's journaled hold),
+                          Redis shows it free or someone else's -> "H:x" (compare-and-set on what was read)
   seats_released          Redis shows x on a seat x does not hold in MySQL (x CANCELLED, REJECTED or FAILED,
                           or x holds other seats) -> free (release_seats.lua: only while it still shows x)
-  stale_holds_failed      Redis holds seats for x, MySQL has never heard of x, and x was accepted longer ago
-                          than the hold deadline (or its record already says FAILED) -> the asynchronous
-                          strategy's give_up: the record turns FAILED, a FAILED row claims the booking id in
-                          MySQL (a late consumer can then never confirm it), the seats are released
+  stale_holds_failed      Redis holds seats for x, MySQL has never heard of x (a take whose journal write
+                          failed or never came back), and x was made longer ago than the hold deadline ->
+                          the asynchronous strategy's give_up: a FAILED row claims the booking id in MySQL
+                          (nothing can confirm it later), then the seats are released — only if FAILED won
+  stale_pending_failed    any strategy: a booking MySQL has PENDING, accepted longer ago than the hold
+                          deadline (its message lost, parked in a DLQ, or never sent) -> give_up: PENDING ->
+                          FAILED by compare-and-set (a consumer that settled it first wins), seats released
+                          in Redis and, for stream_state, in the ledger
   ledger_releases_resent  stream_state: a cancel whose release never reached the seat ledger (reconcile_log
                           action `ledger_release_pending`) -> the release is put on the request stream again
 
@@ -45,6 +51,7 @@ from typing import Protocol
 
 from ulid import ULID
 
+from chalicelib.adapters.redis_seats import shown_booking
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
@@ -53,13 +60,23 @@ from chalicelib.services.ports import CatalogueStore, ReconcileStore, SeatMapAud
 log = logging.getLogger(__name__)
 
 SEATS_BOOKED = "seats_booked"
+SEATS_HELD = "seats_held"
 SEATS_RELEASED = "seats_released"
 STALE_HOLDS_FAILED = "stale_holds_failed"
+STALE_PENDING_FAILED = "stale_pending_failed"
 LEDGER_RELEASES_RESENT = "ledger_releases_resent"
-REPAIR_KINDS = (SEATS_BOOKED, SEATS_RELEASED, STALE_HOLDS_FAILED, LEDGER_RELEASES_RESENT)
+REPAIR_KINDS = (
+    SEATS_BOOKED,
+    SEATS_HELD,
+    SEATS_RELEASED,
+    STALE_HOLDS_FAILED,
+    STALE_PENDING_FAILED,
+    LEDGER_RELEASES_RESENT,
+)
 
 # reconcile_log actions: what this job did, and what a stream_state cancel leaves for it to do.
 SEAT_BOOKED_ACTION = "reconcile_seat_booked"
+SEAT_HELD_ACTION = "reconcile_seat_held"
 SEAT_RELEASED_ACTION = "reconcile_seat_released"
 LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
 LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
@@ -122,6 +139,7 @@ class _Findings:
     """One performance's drift, booking id -> seat ids."""
 
     to_book: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    to_hold: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     to_release: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     unknown_to_mysql: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
@@ -133,10 +151,6 @@ def accepted_at(booking_id: str) -> float | None:
         return ULID.from_str(booking_id).timestamp
     except ValueError:
         return None
-
-
-def _shown_booking(state: str | None) -> str | None:
-    return state[2:] if state and state[:2] in ("H:", "B:") else None
 
 
 def _unsettled(summary: ReconcileSummary) -> tuple[int, ...]:
@@ -203,6 +217,7 @@ class Reconciler:
                 log.exception("reconcile: checking performance %s failed", candidate)
                 summary.errors += 1
             summary.performances_checked += 1
+        self._fail_stale_pending(performance_id, summary, dry_run)
         self._resend_ledger_releases(performance_id, summary, dry_run)
         summary.duration_seconds = time.monotonic() - started
         log.info("reconcile: %s", summary.to_dict())
@@ -233,6 +248,7 @@ class Reconciler:
         unsettled_before = _unsettled(summary)
         for repair, found in (
             (self._book, findings.to_book),
+            (self._hold, findings.to_hold),
             (self._release, findings.to_release),
             (self._judge_hold, findings.unknown_to_mysql),
         ):
@@ -252,7 +268,7 @@ class Reconciler:
         named = {
             booking_id
             for seat, state in states.items()
-            if (booking_id := _shown_booking(state)) is not None and holders.get(seat, ("",))[0] != booking_id
+            if (booking_id := shown_booking(state)) is not None and holders.get(seat, ("",))[0] != booking_id
         }
         statuses = self._bookings.statuses(named)
         findings = _Findings()
@@ -260,11 +276,12 @@ class Reconciler:
             holder = holders.get(seat)
             if holder is not None:
                 holder_id, status = holder
-                # MySQL PENDING rows are written by no strategy today; a CONFIRMED holder is the truth.
                 if status is BookingStatus.CONFIRMED and state != f"B:{holder_id}":
                     findings.to_book[holder_id].append(seat)
+                elif status is BookingStatus.PENDING and shown_booking(state) != holder_id:
+                    findings.to_hold[holder_id].append(seat)  # a journaled hold the map lost
                 continue
-            shown = _shown_booking(state)
+            shown = shown_booking(state)
             if shown is None:
                 continue
             if shown in statuses:
@@ -299,6 +316,35 @@ class Reconciler:
         if booked:
             self._log_seats(SEAT_BOOKED_ACTION, booking, drifted, current)
 
+    def _hold(
+        self,
+        performance_id: int,
+        booking_id: str,
+        seat_ids: list[int],
+        summary: ReconcileSummary,
+        dry_run: bool,
+    ) -> None:
+        if dry_run:
+            summary.repairs[SEATS_HELD] += len(seat_ids)
+            return
+        booking = self._bookings.get(booking_id)
+        if booking is None or booking.status is not BookingStatus.PENDING:
+            summary.changed_meanwhile += len(seat_ids)  # settled meanwhile: the next pass looks again
+            return
+        current = self._seat_map.states_of(performance_id, seat_ids)
+        drifted = [
+            s
+            for s in seat_ids
+            if s in booking.seat_ids
+            and current.get(s) is not None
+            and shown_booking(current[s]) != booking_id
+        ]
+        held = self._seats.replace(performance_id, [(s, current[s], f"H:{booking_id}") for s in drifted])
+        summary.repairs[SEATS_HELD] += held
+        summary.changed_meanwhile += len(drifted) - held
+        if held:
+            self._log_seats(SEAT_HELD_ACTION, booking, drifted, current)
+
     def _release(
         self,
         performance_id: int,
@@ -317,7 +363,7 @@ class Reconciler:
         if booking.status.holds_seats:
             seat_ids = [s for s in seat_ids if s not in booking.seat_ids]  # seats it holds stay its own
         current = self._seat_map.states_of(performance_id, seat_ids)
-        still = [s for s in seat_ids if _shown_booking(current.get(s)) == booking_id]
+        still = [s for s in seat_ids if shown_booking(current.get(s)) == booking_id]
         if not still:
             return
         if not booking.status.holds_seats:
@@ -338,40 +384,65 @@ class Reconciler:
         dry_run: bool,
     ) -> None:
         """Seats shown for a booking MySQL does not know: in flight, or a hold nobody will ever finish."""
-        record = self._seats.read_booking(booking_id)
         created = accepted_at(booking_id)
-        given_up = record is not None and record.status is BookingStatus.FAILED
-        if not given_up and created is None:
+        if created is None:
             summary.holds_of_unknown_age += 1
             return
-        age = self._clock() - created if created is not None else None
-        if not given_up and age is not None and age <= self.hold_deadline_seconds:
+        age = self._clock() - created
+        if age <= self.hold_deadline_seconds:
             summary.holds_in_flight += 1
             return
         if dry_run:
             summary.repairs[STALE_HOLDS_FAILED] += 1
             return
         if self._bookings.get(booking_id) is not None:
-            summary.changed_meanwhile += 1  # the consumer stored it after all: the next pass aligns the map
+            summary.changed_meanwhile += 1  # journaled after all: the next pass aligns the map with it
             return
-        if given_up:
-            reason = record.reason or "given up earlier"
-        else:
-            reason = f"pending hold expired: not in MySQL {age:.0f} s after it was accepted (reconcile)"
+        reason = f"hold never journaled: not in MySQL {age:.0f} s after it was taken (reconcile)"
+        record = self._seats.read_booking(booking_id)
         strategy = record.strategy if record is not None else self._strategy_of(performance_id)
-        compensator = self._compensators.get(strategy) or self._compensators[DEFAULT_COMPENSATOR]
-        message = (
-            None
-            if record is not None
-            else BookingRequested(booking_id, performance_id, "unknown", tuple(sorted(seat_ids)), strategy)
-        )
-        status = compensator.give_up(booking_id, reason, message)
-        # Seats the map shows beyond those its record names (if any) go back too, owner-checked.
+        user_id = record.user_id if record is not None else "unknown"
+        message = BookingRequested(booking_id, performance_id, user_id, tuple(sorted(seat_ids)), strategy)
+        status = self._compensator(strategy).give_up(booking_id, reason, message)
+        if status is not BookingStatus.FAILED:
+            # MySQL decided it first after all (give_up aligned the map with that): its seats stay its own.
+            summary.changed_meanwhile += 1
+            return
+        # Seats the map shows beyond those the claim names (if any) go back too, owner-checked.
         self._seats.release(booking_id, performance_id, seat_ids)
-        if status is BookingStatus.FAILED:
-            summary.repairs[STALE_HOLDS_FAILED] += 1  # give_up logged it (action booking_failed)
-        else:
-            summary.changed_meanwhile += 1  # a late consumer confirmed it first; give_up aligned the map
+        summary.repairs[STALE_HOLDS_FAILED] += 1  # give_up logged it (action booking_failed)
+
+    def _fail_stale_pending(
+        self, performance_id: int | None, summary: ReconcileSummary, dry_run: bool
+    ) -> None:
+        """Every accepted booking reaches a final status: one still PENDING past the hold deadline (its
+        message lost, parked in a DLQ, its consumer's last give-up made while MySQL was away) is failed."""
+        try:
+            stale = self._bookings.pending_accepted_before(
+                self._clock() - self.hold_deadline_seconds, performance_id
+            )
+        except Exception:
+            log.exception("reconcile: reading the stale PENDING bookings failed")
+            summary.errors += 1
+            return
+        for booking in stale:
+            if dry_run:
+                summary.repairs[STALE_PENDING_FAILED] += 1
+                continue
+            reason = "still PENDING after the hold deadline (reconcile)"
+            try:
+                status = self._compensator(booking.strategy).give_up(booking.booking_id, reason, None)
+            except Exception:
+                log.exception("reconcile: failing the stale booking %s failed", booking.booking_id)
+                summary.errors += 1
+                continue
+            if status is BookingStatus.FAILED:
+                summary.repairs[STALE_PENDING_FAILED] += 1
+            else:
+                summary.changed_meanwhile += 1  # settled by its consumer a moment before
+
+    def _compensator(self, strategy: str) -> HoldCompensator:
+        return self._compensators.get(strategy) or self._compensators[DEFAULT_COMPENSATOR]
 
     def _strategy_of(self, performance_id: int) -> str:
         performance = self._catalogue.get_performance(performance_id)

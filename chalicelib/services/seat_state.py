@@ -74,12 +74,32 @@ class SeatStateService:
                 if self._seats.loaded_version(performance_id) is not None:
                     return False  # another caller has published it
                 if held:
-                    holders = self._bookings.active_seat_holders(performance_id)
-                    return self._seats.load_performance(performance_id, performance.seat_ids, holders)
+                    return self._fill(performance)
             if time.monotonic() >= deadline:
                 raise ServiceUnavailable(
                     f"the seat map of performance {performance_id} is being loaded; try again shortly"
                 )
+
+    def _fill(self, performance: Performance) -> bool:
+        """Publish the map from MySQL's holders, then catch up with what MySQL changed meanwhile.
+
+        A confirm, release or booking that committed in MySQL after the holders were read, and reached Redis
+        before the map was published, met no map and changed nothing there. Reading the holders again after
+        publishing finds every such change (it committed before its Redis call, which came before the
+        publish); each is applied only where the map still shows what was published (compare-and-set), so a
+        live change made since the publish is never undone."""
+        performance_id = performance.performance_id
+        published_from = self._bookings.active_seat_holders(performance_id)
+        if not self._seats.load_performance(performance_id, performance.seat_ids, published_from):
+            return False
+        now = self._bookings.active_seat_holders(performance_id)
+        changes = [
+            (seat, published_from.get(seat), now.get(seat))
+            for seat in published_from.keys() | now.keys()
+            if published_from.get(seat) != now.get(seat)
+        ]
+        self._seats.repair_holders(performance_id, changes)
+        return True
 
     def seat_map(self, performance: Performance) -> dict:
         """The performance's seat map as the contract shows it. The answer is shared: do not change it."""

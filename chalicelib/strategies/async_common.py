@@ -1,25 +1,29 @@
-"""What every asynchronous strategy does once a booking has been accepted: make it final in MySQL,
-compensate when no delivery can succeed, and keep the Redis seat map in line with MySQL.
+"""What every asynchronous strategy does with a booking between its 202 and its final status.
 
-MySQL is the arbiter of a booking's fate: whoever inserts the booking row first (a consumer with CONFIRMED or
-REJECTED, a cancel with CANCELLED, a compensation with FAILED) decides it, and everyone else aligns Redis with
-that row. Every Redis change is owner-checked: a late or repeated step never touches another booking's seat.
+MySQL is the journal: an accepted booking's row is committed before its 202 leaves (PENDING: holding its
+seats for redis_async, waiting in line for fifo_partition and stream_state). Whatever ends it (a consumer,
+the stream persister, a cancel, a give-up, the reconcile job) ends it the same way: a compare-and-set from
+PENDING under the row's lock (`BookingRepository.settle`). Whoever settles it first decides it; every later
+step reads that decision and aligns Redis with it. So a FAILED booking stays FAILED (no redrive can confirm
+it), a cancelled one stays cancelled, and a redelivered message changes nothing: no idempotency record needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
-from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore
+from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, shown_booking
 from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.seat_mirror import mirror_released
+from chalicelib.strategies.seat_mirror import mirror
 
 log = logging.getLogger(__name__)
+NEVER_JOURNALED = "no accepted booking has this id (it never reached MySQL)"
 
 
 def pending_record(request: BookingRequest) -> BookingRecord:
@@ -42,25 +46,53 @@ def refuse_seats_shown_taken(
         seat_state.publish(request.performance)  # the map was not loaded (e.g. Redis restarted)
         taken = seats.taken_among(request.performance_id, request.seat_ids)
     if taken:
-        raise SeatUnavailable(taken)
+        holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
+        raise SeatUnavailable(list(taken), holders=holders)
 
 
-def accept_in_line(
-    seats: RedisSeatStore, request: BookingRequest, send: Callable[[], object], channel: str
+def journal_in_line(bookings: BookingStore, seats: RedisSeatStore, request: BookingRequest) -> None:
+    """The in-line strategies' journal entry: the booking in MySQL, PENDING and holding nothing (its place in
+    line is the message that follows), then its record in Redis (what GET answers while MySQL is away)."""
+    bookings.insert_in_line(Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key)
+    try:
+        seats.remember(pending_record(request))
+    except ServiceUnavailable as exc:  # MySQL has it: GET answers from there
+        log.warning("booking %s: no Redis record (%s)", request.booking_id, exc)
+
+
+def send_or_fail(
+    bookings: BookingStore,
+    seats: RedisSeatStore,
+    request: BookingRequest,
+    send: Callable[[], object],
+    channel: str,
 ) -> Booking:
-    """Keep the booking's record (PENDING, no seats held), then send the request -> 202 PENDING. A failed
-    send marks the record FAILED, so a request that did leave is recorded FAILED, never confirmed."""
-    seats.remember(pending_record(request))
+    """Send the journaled request on -> 202 PENDING. A send that fails settles the booking FAILED before the
+    503 (nothing is booked); if it did leave after all, its consumer finds FAILED and changes nothing."""
     try:
         send()
     except Exception as exc:
         log.warning("booking %s: %s send failed: %s", request.booking_id, channel, exc)
-        seats.mark_record(request.booking_id, BookingStatus.FAILED, f"{channel} unavailable")
+        fail_unsent(bookings, seats, request.booking_id, f"{channel} unavailable")
         raise ServiceUnavailable(f"the {channel} is unavailable; nothing was booked") from exc
     return Booking.from_request(request, BookingStatus.PENDING)
 
 
+def fail_unsent(bookings: BookingStore, seats: RedisSeatStore, booking_id: str, reason: str) -> None:
+    try:
+        settled = bookings.settle(booking_id, BookingStatus.FAILED, reason)
+    except ServiceUnavailable as exc:
+        # Still PENDING in MySQL (and still holding whatever it holds): the reconcile job fails it after the
+        # hold deadline, or a retry with the same Idempotency-Key sends it again.
+        log.error("booking %s: not sent and not settled FAILED either: %s", booking_id, exc)
+        return
+    if settled.booking is not None:
+        mirror(seats, settled.booking)
+
+
 class AsyncBookingFinisher:
+    """Settling a booking (the consumer side) and giving up on one, shared by the asynchronous strategies."""
+
     name: str
 
     def __init__(self, seat_store: RedisSeatStore, bookings: BookingStore) -> None:
@@ -68,96 +100,50 @@ class AsyncBookingFinisher:
         self._bookings = bookings
 
     def release(self, booking: Booking) -> None:
-        mirror_released(self._seats, booking)
+        mirror(self._seats, booking)
 
     def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
-        """Compensate a booking that can never be persisted. Safe to call again for the same booking."""
-        record = self._seats.read_record(booking_id)
-        performance_id = message.performance_id if message else record.performance_id if record else None
-        seat_ids = message.seat_ids if message else record.seat_ids if record else ()
-        if performance_id is None:
-            return None  # nothing is known of this booking anywhere: there is nothing to give back
-        # The record goes FAILED first: from here on no delivery of this message may confirm the booking.
-        self._seats.mark_record(booking_id, BookingStatus.FAILED, reason)
-        try:
-            existing = self._bookings.get(booking_id)
-        except ServiceUnavailable:
-            # MySQL is down: give the seats back to other buyers now. The message goes to the DLQ; when it
-            # is redriven, finish() sees the FAILED record and stores FAILED. Had MySQL in fact confirmed the
-            # booking, the unique guard still keeps the seats single-sold and the redrive realigns Redis.
-            self._seats.release(booking_id, performance_id, seat_ids)
-            raise
-        if existing is not None:
-            return self._align_with_database(booking_id)
-        self._seats.release(booking_id, performance_id, seat_ids)
-        failed = BookingRequested(
-            booking_id=booking_id,
-            performance_id=performance_id,
-            user_id=message.user_id if message else record.user_id if record else "unknown",
-            seat_ids=seat_ids,
-            strategy=self.name,
-        )
-        return self._store_final(failed, BookingStatus.FAILED, reason)
+        """No delivery can succeed: the booking becomes FAILED and its seats go back. Safe to call again;
+        a booking already final keeps its status (Redis is aligned with it). Raises ServiceUnavailable while
+        MySQL is away: the booking stays PENDING until a later give-up or the reconcile job settles it."""
+        settled = self._bookings.settle(booking_id, BookingStatus.FAILED, reason)
+        if settled.booking is None:
+            if message is None:
+                return None  # nothing is known of this booking anywhere: there is nothing to give back
+            return self._claim_failed(message, reason)
+        mirror(self._seats, settled.booking)
+        if settled.changed:
+            self._log(settled.booking, reason)
+        return settled.booking.status
 
-    # helpers --------------------------------------------------------------------------------------------
-    def _booking(
-        self, message: BookingRequested, status: BookingStatus, reason: str | None = None
-    ) -> Booking:
-        return Booking(
-            booking_id=message.booking_id,
-            performance_id=message.performance_id,
-            user_id=message.user_id,
-            seat_ids=message.seat_ids,
-            status=status,
-            strategy=self.name,
-            reason=reason,
-        )
+    def _finished(self, settled_booking: Booking | None, message: BookingRequested) -> BookingStatus:
+        """Align Redis with the booking as MySQL now has it -> its status."""
+        if settled_booking is None:
+            return self._claim_failed(message, NEVER_JOURNALED)
+        mirror(self._seats, settled_booking)
+        return settled_booking.status
 
-    def _store_final(
-        self, message: BookingRequested, status: BookingStatus, reason: str, repair: bool = True
-    ) -> BookingStatus:
-        """Record a booking that holds no seats (FAILED/REJECTED); the first final row wins."""
+    def _claim_failed(self, message: BookingRequested, reason: str) -> BookingStatus:
+        """A booking MySQL has never heard of: claim its id as FAILED, so nothing can ever confirm it."""
+        failed = dataclasses.replace(message, strategy=self.name).as_booking(BookingStatus.FAILED, reason)
         try:
-            self._bookings.insert(self._booking(message, status, reason))
+            self._bookings.insert(failed)
         except BookingExists:
-            return self._align_with_database(message.booking_id)
-        self._seats.release(message.booking_id, message.performance_id, message.seat_ids)
-        self._seats.mark_record(message.booking_id, status, reason)
-        if not repair:
-            return status  # an ordinary outcome (a seat taken earlier in line), not something to audit
+            stored = self._bookings.get(message.booking_id)
+            if stored is None:
+                raise ServiceUnavailable(f"booking {message.booking_id} vanished while claiming it") from None
+            mirror(self._seats, stored)
+            return stored.status
+        mirror(self._seats, failed)
+        self._log(failed, reason)
+        return BookingStatus.FAILED
+
+    def _log(self, booking: Booking, reason: str) -> None:
         self._bookings.log_reconcile(
             ReconcileEntry(
-                action=f"booking_{status.value.lower()}",
-                booking_id=message.booking_id,
-                performance_id=message.performance_id,
-                detail={"reason": reason, "seat_ids": list(message.seat_ids), "released_in_redis": True},
+                action=f"booking_{booking.status.value.lower()}",
+                booking_id=booking.booking_id,
+                performance_id=booking.performance_id,
+                detail={"reason": reason, "seat_ids": list(booking.seat_ids), "released_in_redis": True},
             )
         )
-        return status
-
-    def _reject_by_database_guard(self, message: BookingRequested, detail: str) -> BookingStatus:
-        # Redis said the seats were free but MySQL holds another active booking for one: Redis had drifted
-        # (e.g. lost data). The guard kept the seat single-sold; this booking is rejected, nothing is held,
-        # and Redis is told who really has the seats.
-        log.error("booking %s refused by the database guard: %s", message.booking_id, detail)
-        status = self._store_final(
-            message, BookingStatus.REJECTED, "a seat was already sold (database guard)"
-        )
-        holders = self._bookings.active_seat_holders(message.performance_id)
-        for seat in message.seat_ids:
-            holder = holders.get(seat)
-            if holder is not None and holder[1] is BookingStatus.CONFIRMED:
-                self._seats.confirm(holder[0], message.performance_id, [seat])
-        return status
-
-    def _align_with_database(self, booking_id: str) -> BookingStatus:
-        """MySQL already has this booking: make Redis say the same and report MySQL's status."""
-        existing = self._bookings.get(booking_id)
-        if existing is None:
-            raise ServiceUnavailable(f"booking {booking_id} vanished while aligning")
-        if existing.status is BookingStatus.CONFIRMED:
-            self._seats.confirm(booking_id, existing.performance_id, existing.seat_ids)
-        elif not existing.status.holds_seats:
-            self._seats.release(booking_id, existing.performance_id, existing.seat_ids)
-        self._seats.mark_record(booking_id, existing.status, existing.reason)
-        return existing.status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from chalicelib.domain.messages import BookingRequested
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 
 
 class BookingStrategy(Protocol):
@@ -34,4 +34,8 @@ class AsyncBookingStrategy(BookingStrategy, Protocol):
 
     def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
         """No delivery can ever succeed: mark the booking FAILED and give its seats back (idempotent)."""
+        ...
+
+    def resend(self, booking: Booking, performance: Performance) -> None:
+        """Send a journaled PENDING booking on again (its first send may never have happened)."""
         ...

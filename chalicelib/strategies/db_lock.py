@@ -15,7 +15,7 @@ from chalicelib.adapters.mysql import BookingRepository
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatsLocked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
-from chalicelib.strategies.seat_mirror import mirror_booked, mirror_released
+from chalicelib.strategies.seat_mirror import mirror
 
 
 class DbLockStrategy:
@@ -28,15 +28,15 @@ class DbLockStrategy:
     def book(self, request: BookingRequest) -> Booking:
         booking = Booking.from_request(request, BookingStatus.CONFIRMED)
         try:
-            taken = self._bookings.insert_with_seat_row_locks(booking)
+            taken = self._bookings.insert_with_seat_row_locks(booking, request.idempotency_key)
         except SeatsLocked as exc:
             raise SeatUnavailable(exc.seat_ids, "seat(s) are being booked by someone else right now") from exc
         except SeatAlreadyBooked as exc:  # the unique guard: cannot happen while every writer locks first
             raise SeatUnavailable(list(request.seat_ids)) from exc
         if taken:
-            raise SeatUnavailable(taken)
-        mirror_booked(self._seats, booking)
+            raise SeatUnavailable(list(taken), holders=taken)
+        mirror(self._seats, booking)
         return booking
 
     def release(self, booking: Booking) -> None:
-        mirror_released(self._seats, booking)
+        mirror(self._seats, booking)

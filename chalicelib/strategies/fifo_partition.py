@@ -1,12 +1,13 @@
 """`fifo_partition`: no locks at all — requests for a section wait in line, and one consumer at a time
 decides them in order (the SQS twin of Kafka partitioning).
 
-Request path:  a seat the map already shows taken -> 409 at once; otherwise the booking's record is kept
-               (PENDING, no seats held) and the request goes to an SQS FIFO queue with
-               MessageGroupId = the section and MessageDeduplicationId = the booking id -> 202 PENDING.
+Request path:  a seat the map already shows taken -> 409 at once; otherwise the booking is journaled in
+               MySQL (PENDING, waiting in line, no seats held) and the request goes to an SQS FIFO queue
+               with MessageGroupId = the section and MessageDeduplicationId = the booking id -> 202 PENDING.
+               A 202 here is a place in line, not a promise of the seats.
 Consumer path: SQS hands out one in-flight batch per group, in order. For each request: are the seats free
-               in MySQL? insert CONFIRMED : REJECTED. No SELECT … FOR UPDATE, no Redis lock: within a
-               group the order itself excludes races.
+               in MySQL? PENDING -> CONFIRMED (seats active) : REJECTED, under the booking row's lock. No
+               lock on seats, no Redis lock: within a group the order itself excludes races.
 
 Multi-section bookings: the group is the section of the booking's lowest seat. Two bookings that share a
 seat but start in different sections are then in different groups and may be decided at the same moment; the
@@ -17,21 +18,17 @@ strictly per section; correctness holds across sections.
 from __future__ import annotations
 
 from chalicelib.adapters.redis_seats import RedisSeatStore
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked
 from chalicelib.domain.messages import BookingRequested
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
-    accept_in_line,
+    journal_in_line,
     refuse_seats_shown_taken,
+    send_or_fail,
 )
 from chalicelib.strategies.partitioning import section_partition
-
-
-def message_group(request: BookingRequest) -> str:
-    return section_partition(request.performance, request.performance_id, request.seat_ids)
 
 
 class FifoPartitionStrategy(AsyncBookingFinisher):
@@ -51,28 +48,25 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
         refuse_seats_shown_taken(self._seats, self._seat_state, request)
-        message = {
-            "body": BookingRequested.of(request).to_json(),
-            "group_id": message_group(request),
+        journal_in_line(self._bookings, self._seats, request)
+        message = self._message(BookingRequested.of(request), request.performance)
+        return send_or_fail(
+            self._bookings, self._seats, request, lambda: self._queue.publish(message), "booking queue"
+        )
+
+    def resend(self, booking: Booking, performance: Performance) -> None:
+        """Put a journaled PENDING booking in line again (a retry found it unsent; a second copy is decided
+        once: the first to reach the consumer decides, the other finds it final)."""
+        self._queue.publish(self._message(BookingRequested.of(booking), performance))
+
+    @staticmethod
+    def _message(request: BookingRequested, performance: Performance | None) -> dict:
+        return {
+            "body": request.to_json(),
+            "group_id": section_partition(performance, request.performance_id, request.seat_ids),
             "deduplication_id": request.booking_id,
         }
-        return accept_in_line(self._seats, request, lambda: self._queue.publish(message), "booking queue")
 
     # consumer path (one group at a time, in order) --------------------------------------------------------
     def finish(self, message: BookingRequested) -> BookingStatus:
-        record = self._seats.read_record(message.booking_id)
-        if record is not None and record.status is BookingStatus.FAILED:
-            return self._store_final(message, BookingStatus.FAILED, record.reason or "gave up earlier")
-        try:
-            taken = self._bookings.insert_if_seats_free(self._booking(message, BookingStatus.CONFIRMED))
-        except BookingExists:
-            return self._align_with_database(message.booking_id)  # cancelled first, or a redelivery
-        except SeatAlreadyBooked:
-            taken = list(message.seat_ids)  # a booking of another group got there in the same instant
-        if taken:
-            reason = f"seat(s) {taken} were taken earlier in line"
-            return self._store_final(message, BookingStatus.REJECTED, reason, repair=False)
-        # MySQL has just made this booking the seats' holder: the map says so over anything stale.
-        self._seats.confirm(message.booking_id, message.performance_id, message.seat_ids, overwrite=True)
-        self._seats.mark_record(message.booking_id, BookingStatus.CONFIRMED)
-        return BookingStatus.CONFIRMED
+        return self._finished(self._bookings.decide_in_line(message.booking_id).booking, message)

@@ -1,33 +1,41 @@
-"""`redis_async` (the default): take the seats in Redis with one Lua script, answer 202, persist later.
+"""`redis_async` (the default): take the seats in Redis with one Lua script, journal the hold in MySQL,
+answer 202, confirm later.
 
-Request path:  reserve_seats.lua (all seats or none, records the booking) -> SQS send -> 202 PENDING.
-               If the send fails the seats are given back and the caller gets 503: nothing is booked.
-Consumer path: MySQL insert of the booking and its seats in one transaction (the unique guard is the last line
-               of defence) -> seats marked BOOKED in Redis. A redelivery finds the row and changes nothing.
-Giving up:     after the last retry, or for a poison message: the booking becomes FAILED in MySQL, its seats
-               are released in Redis (owner-checked) and a reconcile_log row says why.
+Request path:  reserve_seats.lua takes every seat or none (a taken seat -> 409 at once: a refusal never
+               touches MySQL) -> the booking is inserted PENDING with its seats active, so MySQL's unique
+               guard admits the hold only if no other booking holds a seat (a map that lost a hold can never
+               promise the seat twice: the guard refuses, the map is realigned, 409) -> SQS send -> 202.
+               A failed send settles the booking FAILED and answers 503: nothing is booked.
+Consumer path: PENDING -> CONFIRMED in MySQL (compare-and-set) -> seats marked BOOKED in Redis. A
+               redelivery finds it final and changes nothing.
+Giving up:     after the last retry, or for a poison message: PENDING -> FAILED, seats released in Redis
+               (owner-checked), a reconcile_log row says why. While MySQL is away nothing can be given up:
+               the booking stays PENDING (its seats held) and the reconcile job settles it later.
 
-Finishing, giving up and aligning Redis with MySQL are shared with the other asynchronous strategies
-(strategies/async_common.py).
+Why the journal: a 202 is a promise, and Redis can lose a hold (eviction, FLUSHALL, a failover to a replica
+that missed the last writes). With the hold in MySQL before the 202, every rebuilt or repaired map has it.
+The cost is one MySQL transaction per accepted booking (refusals cost none), and no 202 while MySQL cannot
+write (503 instead): README "Failure handling".
 """
 
 from __future__ import annotations
 
 import logging
 
-from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, ReserveResult
+from chalicelib.adapters.redis_seats import RedisSeatStore, ReserveResult
 from chalicelib.domain.errors import (
-    BookingExists,
+    CommitUncertain,
+    IdempotencyKeyTaken,
     NotFound,
     SeatAlreadyBooked,
     SeatUnavailable,
     ServiceUnavailable,
 )
 from chalicelib.domain.messages import BookingRequested
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record
+from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record, send_or_fail
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +56,70 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
 
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
-        record = pending_record(request)
-        self._reserve(record, request)
-        try:
-            self._queue.publish({"body": BookingRequested.of(request).to_json()})
-        except Exception as exc:
-            # The event may or may not have left: mark the record FAILED first, so a consumer that does get it
-            # records FAILED instead of confirming seats we are about to give back.
-            log.warning("booking %s: queue send failed (%s); releasing its seats", request.booking_id, exc)
-            self._seats.mark_record(request.booking_id, BookingStatus.FAILED, "booking queue unavailable")
-            self._seats.release(request.booking_id, request.performance_id, request.seat_ids)
-            raise ServiceUnavailable("the booking queue is unavailable; nothing was booked") from exc
-        return Booking.from_request(request, BookingStatus.PENDING)
+        self._take(request)
+        self._journal(request)
+        message = {"body": BookingRequested.of(request).to_json()}
+        return send_or_fail(
+            self._bookings, self._seats, request, lambda: self._queue.publish(message), "booking queue"
+        )
 
-    def _reserve(self, record: BookingRecord, request: BookingRequest) -> None:
+    def resend(self, booking: Booking, performance: Performance) -> None:
+        """Send a journaled PENDING booking's message again (a retry found it unsent: the consumer is
+        idempotent, so a second copy changes nothing)."""
+        self._queue.publish({"body": BookingRequested.of(booking).to_json()})
+
+    def _take(self, request: BookingRequest) -> None:
+        record = pending_record(request)
         outcome = self._seats.reserve(record)
         if outcome.result is ReserveResult.NOT_LOADED and request.performance is not None:
             self._seat_state.publish(request.performance)
             outcome = self._seats.reserve(record)
         if outcome.result is ReserveResult.UNAVAILABLE:
-            raise SeatUnavailable(list(outcome.seat_ids))
+            raise SeatUnavailable(list(outcome.seat_ids), holders=outcome.holders)
         if outcome.result is ReserveResult.UNKNOWN_SEATS:
             raise NotFound(f"seat(s) {list(outcome.seat_ids)} not found in this performance")
         if outcome.result is ReserveResult.NOT_LOADED:
             raise ServiceUnavailable("seat state is not available")
 
+    def _journal(self, request: BookingRequest) -> None:
+        """The hold in MySQL (PENDING, seats active): from its commit on, the seats are this booking's."""
+        try:
+            self._bookings.insert(
+                Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key
+            )
+        except SeatAlreadyBooked:
+            self._give_back(request)
+            raise self._refused_by_guard(request) from None
+        except CommitUncertain:
+            # MySQL may have the hold: the Redis one stays until MySQL can tell (the reconcile job judges it).
+            raise
+        except (IdempotencyKeyTaken, ServiceUnavailable):
+            self._give_back(request)
+            raise
+        # BookingExists passes through untouched: only the same user's same Idempotency-Key in the same
+        # millisecond makes the same booking id (services/booking.py), and that twin request holds the seats.
+
+    def _give_back(self, request: BookingRequest) -> None:
+        try:
+            self._seats.release(request.booking_id, request.performance_id, request.seat_ids)
+        except ServiceUnavailable as exc:  # the reconcile job frees a hold MySQL never heard of
+            log.warning("booking %s: take not given back: %s", request.booking_id, exc)
+
+    def _refused_by_guard(self, request: BookingRequest) -> SeatUnavailable:
+        """Redis showed the seats free but MySQL holds one for another booking: the map had lost that hold.
+        Put the real holders back on the map (only where it still shows the seat free) and refuse."""
+        holders = self._bookings.holders_of(request.seat_ids)
+        try:
+            self._seats.repair_holders(
+                request.performance_id, [(seat, None, holder) for seat, holder in holders.items()]
+            )
+        except ServiceUnavailable as exc:
+            log.warning("performance %s: lost holds not put back: %s", request.performance_id, exc)
+        log.warning("booking %s: the seat map had lost the holds of %s", request.booking_id, sorted(holders))
+        taken = {seat: booking for seat, (booking, _) in holders.items()}
+        return SeatUnavailable(list(taken) or list(request.seat_ids), holders=taken)
+
     # consumer path ---------------------------------------------------------------------------------------
     def finish(self, message: BookingRequested) -> BookingStatus:
-        record = self._seats.read_record(message.booking_id)
-        if record is not None and record.status is BookingStatus.FAILED:
-            # Given up on earlier (e.g. MySQL was down at the last retry): the seats are already back.
-            return self._store_final(message, BookingStatus.FAILED, record.reason or "gave up earlier")
-        try:
-            self._bookings.insert(self._booking(message, BookingStatus.CONFIRMED))
-        except BookingExists:
-            return self._align_with_database(message.booking_id)
-        except SeatAlreadyBooked as exc:
-            return self._reject_by_database_guard(message, str(exc))
-        self._seats.confirm(message.booking_id, message.performance_id, message.seat_ids)
-        self._seats.mark_record(message.booking_id, BookingStatus.CONFIRMED)
-        return BookingStatus.CONFIRMED
+        settled = self._bookings.settle(message.booking_id, BookingStatus.CONFIRMED)
+        return self._finished(settled.booking, message)

@@ -31,7 +31,7 @@ from chalicelib.adapters.mysql import BookingRepository
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
-from chalicelib.strategies.seat_mirror import mirror_booked, mirror_released
+from chalicelib.strategies.seat_mirror import mirror
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class RedisLockStrategy:
         booking = Booking.from_request(request, BookingStatus.CONFIRMED)
         with self._leases(request) as leases, LeaseWatchdog(leases, self.lease_seconds / 3) as watchdog:
             try:
-                taken = self._bookings.insert_if_seats_free(booking)
+                taken = self._bookings.insert_if_seats_free(booking, request.idempotency_key)
             except SeatAlreadyBooked as exc:
                 # The fence at work: our lease lapsed and someone else's booking got the seat first.
                 raise SeatUnavailable(list(request.seat_ids)) from exc
@@ -97,12 +97,12 @@ class RedisLockStrategy:
             # longer than the TTL, or Redis trouble), not a failure.
             log.warning("booking %s: a lease lapsed during the write", request.booking_id)
         if taken:
-            raise SeatUnavailable(taken)
-        mirror_booked(self._seats, booking)
+            raise SeatUnavailable(list(taken), holders=taken)
+        mirror(self._seats, booking)
         return booking
 
     def release(self, booking: Booking) -> None:
-        mirror_released(self._seats, booking)
+        mirror(self._seats, booking)
 
     @contextmanager
     def _leases(self, request: BookingRequest) -> Iterator[list[Lock]]:

@@ -1,6 +1,7 @@
-"""Keeping the Redis seat map (what GET /performances/{id}/seats shows) in line with bookings that a
-strategy made or cancelled in MySQL itself. MySQL stays the truth: a seat map that missed an update is
-repaired when it is rebuilt from MySQL, so a failed mirror never fails a booking that is already stored."""
+"""Keeping the Redis seat map (what GET /performances/{id}/seats shows) and the booking's record in line with
+what MySQL — the truth — says of a booking. Every change is owner-checked Lua, so a late or repeated mirror
+never touches another booking's seat. A mirror that cannot reach Redis never fails a booking MySQL has
+decided: the performance is noted, and its map is realigned with MySQL in place once Redis answers."""
 
 from __future__ import annotations
 
@@ -10,28 +11,25 @@ import redis
 
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import ServiceUnavailable
-from chalicelib.domain.models import Booking
+from chalicelib.domain.models import Booking, BookingStatus
 
 log = logging.getLogger(__name__)
 
 
-def mirror_booked(seats: RedisSeatStore, booking: Booking) -> None:
-    """The strategy has just stored `booking` as the seats' active holder in MySQL: the map says so, over
-    whatever it still shows (a cancelled booking whose release has not reached Redis yet)."""
+def mirror(seats: RedisSeatStore, booking: Booking) -> None:
+    """Make Redis say what MySQL says of `booking`: its seats booked while CONFIRMED (over whatever the map
+    still shows: MySQL has just made it their holder), given back once it holds none. PENDING: nothing to do,
+    its hold (or its place in line) is already there."""
     try:
-        seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids, overwrite=True)
+        if booking.status is BookingStatus.CONFIRMED:
+            seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids, overwrite=True)
+        elif not booking.status.holds_seats:
+            # The record first: from then on a late confirm of this booking cannot re-take the seats
+            # (confirm_seats.lua refuses a CANCELLED booking).
+            seats.mark_record(booking.booking_id, booking.status, booking.reason)
+            seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
     except (redis.RedisError, ServiceUnavailable) as exc:
-        log.warning("booking %s is stored but the seat map missed it: %s", booking.booking_id, exc)
-        seats.note_missed(booking.performance_id)
-
-
-def mirror_released(seats: RedisSeatStore, booking: Booking) -> None:
-    # The record first: from then on a late confirm of this booking cannot re-take the seats
-    # (confirm_seats.lua refuses a CANCELLED booking).
-    try:
-        seats.mark_record(booking.booking_id, booking.status, booking.reason)
-        seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
-    except (redis.RedisError, ServiceUnavailable) as exc:
-        # MySQL has the cancel, and that is what the caller is told; the map is rebuilt when Redis answers.
-        log.warning("booking %s is cancelled but the seat map missed it: %s", booking.booking_id, exc)
+        log.warning(
+            "booking %s is %s but the seat map missed it: %s", booking.booking_id, booking.status, exc
+        )
         seats.note_missed(booking.performance_id)

@@ -1,14 +1,16 @@
 """`stream_state`: the Kafka Streams + RocksDB design on AWS — a stream processor owns each section's seats
 in an embedded store and decides bookings without touching MySQL; MySQL is written afterwards.
 
-Request path:   a seat the map already shows taken -> 409 at once; otherwise the booking's record is kept
-                (PENDING) and the request is put on the request stream (Kinesis, partition key = the section
-                of the lowest seat) -> 202 PENDING.
+Request path:   a seat the map already shows taken -> 409 at once; otherwise the booking is journaled in
+                MySQL (PENDING, waiting in line, no seats held) and the request is put on the request stream
+                (Kinesis, partition key = the section of the lowest seat) -> 202 PENDING: a place in line.
 Processor:      per shard, in order (one invocation per shard at a time): catch the ledger up with the
                 changelog, then for each request: are its seats free in the ledger (RocksDB)? take them :
                 refuse -> append the decision to the changelog (Kinesis). No MySQL, no Redis, no lock.
-Persister:      a second consumer reads the changelog and writes each decision to MySQL (idempotent by
-                booking id), then updates the Redis seat map and the booking's record -> CONFIRMED/REJECTED.
+Persister:      a second consumer reads the changelog and settles each decision in MySQL (PENDING ->
+                CONFIRMED/REJECTED, a compare-and-set: idempotent), then updates the Redis seat map and the
+                booking's record. Its event source retries a failing batch until MySQL takes it (no batch is
+                parked); a booking the persister never settles is failed by the reconcile job.
 Cancel:         MySQL first (as for every strategy), then a release command on the request stream, behind
                 the booking's request in the same partition, so the ledger frees the seats in order.
 
@@ -34,24 +36,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from chalicelib.adapters.redis_seats import RedisSeatStore
-from chalicelib.domain.errors import BookingExists, SeatAlreadyBooked
+from chalicelib.domain.errors import SeatAlreadyBooked
 from chalicelib.domain.messages import (
     BookingRequested,
     LedgerEntry,
     LedgerOutcome,
     SeatsReleaseRequested,
 )
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance, ReconcileEntry
 from chalicelib.services.ports import BookingStore
 from chalicelib.services.reconcile import LEDGER_RELEASE_PENDING_ACTION
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
-    accept_in_line,
+    journal_in_line,
     refuse_seats_shown_taken,
+    send_or_fail,
 )
 from chalicelib.strategies.partitioning import section_partition
-from chalicelib.strategies.seat_mirror import mirror_released
+from chalicelib.strategies.seat_mirror import mirror
 
 log = logging.getLogger(__name__)
 
@@ -99,37 +102,63 @@ class StreamStateStrategy:
 
     def book(self, request: BookingRequest) -> Booking:
         refuse_seats_shown_taken(self._seats, self._seat_state, request)
+        journal_in_line(self._bookings, self._seats, request)
         partition = section_partition(request.performance, request.performance_id, request.seat_ids)
         data = BookingRequested.of(request).to_json()
-        return accept_in_line(
-            self._seats, request, lambda: self._requests.put(data, partition), "request stream"
+        return send_or_fail(
+            self._bookings,
+            self._seats,
+            request,
+            lambda: self._requests.put(data, partition),
+            "request stream",
         )
+
+    def resend(self, booking: Booking, performance: Performance) -> None:
+        """Put a journaled PENDING booking's request on the stream again (a retry found it unsent; the ledger
+        decides a booking once and re-emits that decision for a second copy)."""
+        partition = section_partition(performance, booking.performance_id, booking.seat_ids)
+        self._requests.put(BookingRequested.of(booking).to_json(), partition)
 
     def release(self, booking: Booking) -> None:
         """The booking is CANCELLED in MySQL: free the seats in the map now and in the ledger in line."""
-        mirror_released(self._seats, booking)
-        try:
-            self.send_ledger_release(booking)
-        except Exception as exc:
-            # The cancel stands (MySQL is the truth); the ledger would keep refusing these seats, so the
-            # reconcile job (services/reconcile.py) must resend the release. Logged where it looks.
-            log.error("booking %s: release not sent to the ledger: %s", booking.booking_id, exc)
-            self._bookings.log_reconcile(
-                ReconcileEntry(
-                    action=LEDGER_RELEASE_PENDING_ACTION,
-                    booking_id=booking.booking_id,
-                    performance_id=booking.performance_id,
-                    detail={"seat_ids": list(booking.seat_ids), "error": str(exc)[:200]},
-                )
-            )
+        mirror(self._seats, booking)
+        release_in_ledger(self, self._bookings, booking)
 
     def send_ledger_release(self, booking: Booking) -> None:
-        """Put the booking's release on the request stream, behind its request in the same partition (the
-        ledger frees only seats the booking holds there, so sending it twice changes nothing)."""
-        command = SeatsReleaseRequested(
-            booking.booking_id, booking.performance_id, booking.user_id, booking.seat_ids
+        put_ledger_release(self._requests, self._partition_of, booking)
+
+
+def put_ledger_release(
+    requests: RecordStream, partition_of: Callable[[int, tuple[int, ...]], str], booking: Booking
+) -> None:
+    """Put the booking's release on the request stream, behind its request in the same partition (the ledger
+    frees only seats the booking holds there, so sending it twice changes nothing)."""
+    command = SeatsReleaseRequested(
+        booking.booking_id, booking.performance_id, booking.user_id, booking.seat_ids
+    )
+    requests.put(command.to_json(), partition_of(booking.performance_id, booking.seat_ids))
+
+
+class LedgerReleases(Protocol):
+    def send_ledger_release(self, booking: Booking) -> None: ...
+
+
+def release_in_ledger(sender: LedgerReleases, bookings: BookingStore, booking: Booking) -> None:
+    """Tell the ledger to let go of a booking MySQL says holds nothing (cancelled, failed). If the release
+    cannot be sent, the ledger would keep refusing these seats: the reconcile job resends it (logged where it
+    looks for it)."""
+    try:
+        sender.send_ledger_release(booking)
+    except Exception as exc:
+        log.error("booking %s: release not sent to the ledger: %s", booking.booking_id, exc)
+        bookings.log_reconcile(
+            ReconcileEntry(
+                action=LEDGER_RELEASE_PENDING_ACTION,
+                booking_id=booking.booking_id,
+                performance_id=booking.performance_id,
+                detail={"seat_ids": list(booking.seat_ids), "error": str(exc)[:200]},
+            )
         )
-        self._requests.put(command.to_json(), self._partition_of(booking.performance_id, booking.seat_ids))
 
 
 # --- the stream processor's state --------------------------------------------------------------------------
@@ -214,12 +243,25 @@ class SeatLedger:
                 for s in entry.seat_ids
                 if store.get(_seat_key(entry.performance_id, s)) == entry.booking_id
             ]
-            puts.update({_seat_key(entry.performance_id, s): holder for s, holder in entry.holders})
+            # The real holders MySQL named, unless the ledger has already released one of them (its cancel was
+            # applied first): writing it back would leave a seat refused for a booking that holds nothing.
+            puts.update(
+                {
+                    _seat_key(entry.performance_id, seat): holder
+                    for seat, holder in entry.holders
+                    if not _released(store, holder)
+                }
+            )
         puts[_booking_key(entry.booking_id)] = json.dumps({"outcome": entry.outcome, "reason": entry.reason})
         if position is not None:
             self._positions[position[0]] = position[1]
             puts[POSITIONS_KEY] = json.dumps(self._positions)
         store.write(puts, [key for key in deletes if key not in puts])
+
+
+def _released(store: KeyValueStore, booking_id: str) -> bool:
+    known = store.get(_booking_key(booking_id))
+    return known is not None and json.loads(known)["outcome"] == LedgerOutcome.RELEASED
 
 
 def _release_entry(command: SeatsReleaseRequested) -> LedgerEntry:
@@ -272,18 +314,31 @@ class DecisionPersister(AsyncBookingFinisher):
             entry.booking_id, entry.performance_id, entry.user_id, entry.seat_ids, NAME
         )
         if entry.outcome == LedgerOutcome.REJECTED:
-            return self._store_final(
-                message, BookingStatus.REJECTED, entry.reason or "seat taken", repair=False
+            settled = self._bookings.settle(
+                entry.booking_id, BookingStatus.REJECTED, entry.reason or "seat taken"
             )
+            return self._finished(settled.booking, message)
         try:
-            self._bookings.insert(self._booking(message, BookingStatus.CONFIRMED))
-        except BookingExists:
-            return self._align_with_database(entry.booking_id)  # cancelled first, or a redelivery
+            settled = self._bookings.settle(entry.booking_id, BookingStatus.CONFIRMED)
         except SeatAlreadyBooked as exc:
             return self._refused_by_guard(message, str(exc))
-        self._seats.confirm(entry.booking_id, entry.performance_id, entry.seat_ids, overwrite=True)
-        self._seats.mark_record(entry.booking_id, BookingStatus.CONFIRMED)
-        return BookingStatus.CONFIRMED
+        status = self._finished(settled.booking, message)
+        if status is not BookingStatus.CONFIRMED:
+            # The ledger took the seats for a booking MySQL had already ended (cancelled or failed first):
+            # the ledger must let them go. Sent again if a cancel sent it too: a second release frees nothing.
+            release_in_ledger(self, self._bookings, settled.booking or message.as_booking(status))
+        return status
+
+    def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
+        status = super().give_up(booking_id, reason, message)
+        if status is BookingStatus.FAILED:
+            booking = self._bookings.get(booking_id)
+            if booking is not None:
+                release_in_ledger(self, self._bookings, booking)  # the ledger may have taken its seats
+        return status
+
+    def send_ledger_release(self, booking: Booking) -> None:
+        put_ledger_release(self._requests, self._partition_of, booking)
 
     def _refused_by_guard(self, message: BookingRequested, detail: str) -> BookingStatus:
         # Another partition's booking got a shared seat first (or the ledger drifted): MySQL decides, and
@@ -299,4 +354,7 @@ class DecisionPersister(AsyncBookingFinisher):
             message.booking_id, message.performance_id, message.user_id, message.seat_ids, real
         )
         self._requests.put(command.to_json(), self._partition_of(message.performance_id, message.seat_ids))
-        return self._reject_by_database_guard(message, detail)
+        log.warning("booking %s: refused by the database guard (%s)", message.booking_id, detail)
+        reason = f"a seat was already sold (database guard): {sorted(seat for seat, _ in real)}"
+        settled = self._bookings.settle(message.booking_id, BookingStatus.REJECTED, reason)
+        return self._finished(settled.booking, message)

@@ -29,7 +29,7 @@ def test_a_nowait_refusal_keeps_the_pooled_connection(settings, services, new_pe
     db = Database(settings.database_url, pool_size=1, connect_timeout=2)
     bookings = BookingRepository(db)
 
-    def attempt() -> list[int]:
+    def attempt() -> dict[int, str]:
         booking = Booking(
             str(ULID()), performance["performance_id"], "ann", (seat,), BookingStatus.CONFIRMED, "db_lock"
         )
@@ -50,7 +50,7 @@ def test_a_nowait_refusal_keeps_the_pooled_connection(settings, services, new_pe
     finally:
         holder.rollback()
         holder.close()
-    assert attempt() == []  # the lock is gone: booked, on the same connection
+    assert attempt() == {}  # the lock is gone: booked, on the same connection
     assert connection_id(db) == before
     assert sql("SELECT COUNT(*) FROM booking_seats WHERE seat_id = %s AND active = 1", seat) == [(1,)]
     db.close()

@@ -111,9 +111,10 @@ def test_dead_letters_are_listed_without_consuming_and_redriven_idempotently(
         pid, {"user_id": "bob", "seat_ids": [seats[1]]}, None
     ).booking_id
     poison = f"POISON{uuid.uuid4().hex[:10].upper()}"
-    services.seat_store.reserve(
-        BookingRecord(poison, pid, "cat", (seats[2],), "redis_async", BookingStatus.PENDING)
-    )
+    # An accepted booking (journaled, its seat held) whose message arrives corrupted.
+    record = BookingRecord(poison, pid, "cat", (seats[2],), "redis_async", BookingStatus.PENDING)
+    services.bookings.insert(record.as_booking())
+    services.seat_store.reserve(record)
     sqs.send_message(
         QueueUrl=queues["booking"].queue_url,
         MessageBody=json.dumps({"booking_id": poison, "performance_id": pid, "seat_ids": "oops"}),

@@ -204,8 +204,10 @@ def test_live_traffic_between_comparison_and_repair_is_not_undone(
     hold(services, late, pid, (s[1],))  # ... and this hold looks long abandoned
 
     def live_traffic() -> None:
-        # ... but the user cancels, and the consumer finally persists the old booking, before any repair.
+        # ... but the user cancels, and the old hold's journal write lands (late) and its consumer confirms
+        # it, before any repair.
         services.booking_service.cancel(booked, "ann")
+        store(services, late, pid, (s[1],), BookingStatus.PENDING)
         message = BookingRequested(late, pid, "ann", (s[1],), "redis_async").to_json()
         assert app_module.on_booking_event(lambda_event(message), context("late")) == {
             "batchItemFailures": []

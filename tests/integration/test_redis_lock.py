@@ -111,10 +111,10 @@ class SlowWrites:
         self._seconds = seconds
         self.writing = threading.Event()
 
-    def insert_if_seats_free(self, booking: Booking) -> list[int]:
+    def insert_if_seats_free(self, booking: Booking, idempotency_key: str | None = None) -> dict[int, str]:
         self.writing.set()
         time.sleep(self._seconds)
-        return self._bookings.insert_if_seats_free(booking)
+        return self._bookings.insert_if_seats_free(booking, idempotency_key)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._bookings, name)
@@ -253,7 +253,7 @@ def test_a_writer_that_lost_its_lease_is_fenced_by_the_unique_guard(
     writer_a = InThread(lambda: late.book(a))
     assert paused_db.paused.wait(5)
     monkeypatch.undo()  # B gets the real watchdog
-    assert any(q.startswith("SELECT seat_id FROM booking_seats") for q in paused_db.statements), (
+    assert any(q.startswith("SELECT seat_id, booking_id FROM booking_seats") for q in paused_db.statements), (
         "precondition: A checked the seats free before pausing"
     )
     wait_until(lambda: not services.redis.exists(lease), 5 * LEASE + 2, "A's lease lapsed")
@@ -345,9 +345,11 @@ def test_a_lease_now_owned_by_another_token_is_neither_renewed_nor_deleted(
     others_ttl_ms = 20_000
 
     class LeaseStolenMidWrite(SlowWrites):
-        def insert_if_seats_free(self, booking: Booking) -> list[int]:
+        def insert_if_seats_free(
+            self, booking: Booking, idempotency_key: str | None = None
+        ) -> dict[int, str]:
             services.redis.set(holder.lease_name(pid, seat), "someone-else", px=others_ttl_ms)
-            return super().insert_if_seats_free(booking)
+            return super().insert_if_seats_free(booking, idempotency_key)
 
     holder = strategy(services, bookings=LeaseStolenMidWrite(services.bookings, 3 * LEASE))
     lease = holder.lease_name(pid, seat)

@@ -66,7 +66,12 @@ def read_concurrently(read: Callable[[], dict], readers: int) -> list[dict | Bas
     return results
 
 
-def test_200_concurrent_cold_reads_cost_mysql_one_query(
+# One fill of a cold map reads MySQL's holders twice: to publish, then to catch up with what changed while
+# it published (SeatStateService._fill). However many readers meet the cold map, there is one fill.
+ONE_FILL = 2
+
+
+def test_200_concurrent_cold_reads_cost_mysql_one_fill(
     services, new_performance, redis_client, monkeypatch
 ) -> None:
     performance, expected = booked_db_lock_performance(services, new_performance)
@@ -93,9 +98,11 @@ def test_200_concurrent_cold_reads_cost_mysql_one_query(
 
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, failures[:3]
-    assert len(queries) == 1, f"{len(queries)} active_seat_holders queries for {COLD_READERS} cold reads"
+    assert len(queries) == ONE_FILL, (
+        f"{len(queries)} active_seat_holders queries for {COLD_READERS} cold reads"
+    )
     assert all(statuses_of(r) == expected for r in results), "every reader sees the map MySQL holds"
-    print(f"\n{COLD_READERS} cold reads: {len(misses)} met the missing map, {len(queries)} MySQL query")
+    print(f"\n{COLD_READERS} cold reads: {len(misses)} met the missing map, {len(queries)} MySQL reads")
     assert len(misses) > 1, "the readers really raced for the cold map"
 
 
@@ -115,7 +122,7 @@ def _cold_reads_in_a_process(performance_id: int, readers: int, start, answers) 
     answers.put((len(queries), [statuses_of(r) if isinstance(r, dict) else repr(r) for r in results]))
 
 
-def test_cold_reads_from_two_processes_cost_mysql_one_query(services, new_performance, redis_client) -> None:
+def test_cold_reads_from_two_processes_cost_mysql_one_fill(services, new_performance, redis_client) -> None:
     performance, expected = booked_db_lock_performance(services, new_performance)
     pid = performance.performance_id
     redis_client.delete(services.seat_store.seats_key(pid))
@@ -130,7 +137,9 @@ def test_cold_reads_from_two_processes_cost_mysql_one_query(services, new_perfor
     for process in processes:
         process.join(timeout=30)
 
-    assert sum(queries for queries, _ in outcomes) == 1, f"queries per process: {[q for q, _ in outcomes]}"
+    assert sum(queries for queries, _ in outcomes) == ONE_FILL, (
+        f"queries per process: {[q for q, _ in outcomes]}"
+    )
     assert all(seat_map == expected for _, maps in outcomes for seat_map in maps)
 
 
@@ -202,7 +211,7 @@ def test_a_fill_that_cannot_get_the_lock_in_time_answers_503_without_querying_my
     # A dead holder's lease lapses: a later reader (one that waits long enough) fills the map once.
     patient = SeatStateService(services.seat_store, services.bookings, fill_lock, fill_wait_seconds=10)
     assert statuses_of(patient.seat_map(performance)) == expected
-    assert len(queries) == 1
+    assert len(queries) == ONE_FILL
 
 
 def test_a_lost_version_counter_restarts_above_every_earlier_version(services, new_performance) -> None:

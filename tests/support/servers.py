@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -16,9 +17,11 @@ from tests.support.processes import free_port
 
 
 class RedisServer:
-    """A throwaway redis-server (no persistence: a restart starts empty, as the machine's Redis does)."""
+    """A throwaway redis-server (no persistence: a restart starts empty, as the machine's Redis does).
+    `extra_args` are more redis-server options (`--maxmemory-policy allkeys-lru`), kept across restarts."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = tuple(extra_args)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
@@ -38,6 +41,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self._dir),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -7,6 +7,9 @@ import contextlib
 import socket
 import threading
 
+# MySQL's COMMIT as pymysql sends it: a COM_QUERY (0x03) packet whose text is COMMIT.
+MYSQL_COMMIT = b"\x03COMMIT"
+
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -14,6 +17,11 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        # Armed by fail_next: (client bytes that trigger it, whether the server still gets them).
+        self._trap: tuple[bytes, bool] | None = None
+        self._muted: set[socket.socket] = set()  # upstreams whose answers are dropped, not relayed
+        self._answered = threading.Event()
+        self.sprung = threading.Event()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -42,6 +50,13 @@ class TcpProxy:
                 connection.shutdown(socket.SHUT_RDWR)
             connection.close()
 
+    def fail_next(self, marker: bytes, deliver: bool) -> None:
+        """The next client packet containing `marker` breaks its connection: with `deliver`, the server gets
+        it and its answer is lost (a COMMIT applied whose acknowledgement never arrives); without, the server
+        never sees it. Either way the client sees a connection reset."""
+        self.sprung.clear()
+        self._trap = (marker, deliver)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -55,13 +70,20 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._connections.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(65536):
+                trap = self._trap if from_client else None
+                if trap is not None and trap[0] in data:
+                    self._trap = None
+                    self._spring(source, sink, data, deliver=trap[1])
+                    return
+                if source in self._muted:
+                    self._answered.set()
+                    return
                 sink.sendall(data)
         except OSError:
             pass
@@ -69,3 +91,15 @@ class TcpProxy:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
+
+    def _spring(self, client: socket.socket, upstream: socket.socket, data: bytes, deliver: bool) -> None:
+        if deliver:
+            # The server acts on it and answers; the answer is dropped, then the connection broken.
+            self._answered.clear()
+            self._muted.add(upstream)
+            upstream.sendall(data)
+            self._answered.wait(5)
+        for end in (client, upstream):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+        self.sprung.set()

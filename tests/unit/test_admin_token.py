@@ -1,4 +1,5 @@
-"""The admin token check runs before anything else, so it needs no database: Chalice's test client."""
+"""The admin token check runs before anything else, so it needs no database: Chalice's test client. Which
+token a stage gets: only the local stage may fall back to the public one, any other stays locked."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
+from chalicelib.config import LOCAL_ADMIN_TOKEN, Settings
 
 
 @pytest.mark.parametrize("sent", [None, "", "test-admin-token"])
@@ -21,3 +23,25 @@ def test_an_unset_admin_token_locks_the_admin_api(monkeypatch, sent) -> None:
         response = client.http.post("/admin/events", headers=headers, body=json.dumps({}))
     assert response.status_code == 401
     assert json.loads(response.body)["error"]["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize("stage", ["test", "prod", "localstack"])
+@pytest.mark.parametrize("token", [None, ""])
+def test_a_deployed_stage_without_a_token_gets_none(stage: str, token: str | None) -> None:
+    env = {"STAGE": stage} if token is None else {"STAGE": stage, "ADMIN_TOKEN": token}
+    assert Settings.from_env(env).admin_token == ""
+
+
+@pytest.mark.parametrize("env", [{}, {"STAGE": "local"}, {"STAGE": "local", "ADMIN_TOKEN": ""}])
+def test_only_the_local_stage_falls_back_to_the_public_token(env: dict[str, str]) -> None:
+    assert Settings.from_env(env).admin_token == LOCAL_ADMIN_TOKEN == "local-admin-token"
+
+
+@pytest.mark.parametrize("stage", ["local", "test", "prod", "localstack"])
+def test_an_explicit_token_wins_in_every_stage(stage: str) -> None:
+    assert Settings.from_env({"STAGE": stage, "ADMIN_TOKEN": "s3cret"}).admin_token == "s3cret"
+
+
+def test_the_dataclass_default_is_locked() -> None:
+    """Code that builds Settings() directly (not from the environment) gets no usable token either."""
+    assert Settings().admin_token == ""

@@ -173,12 +173,59 @@ def test_event_sources_report_partial_failures_and_keep_the_ledger_in_order(aws_
     persister = mappings["OnSeatDecision"]
     assert persister["EventSourceArn"] == {"Fn::GetAtt": ["ChangelogStream", "Arn"]}
     assert persister["StartingPosition"] == "TRIM_HORIZON"
+    assert persister["BisectBatchOnFunctionError"] is True
+    # Never parked by default: retried until MySQL returns, whatever the records' age.
     assert persister["MaximumRetryAttempts"] == {"Ref": "PersisterMaxRetryAttempts"}
+    assert aws_cfn["Parameters"]["PersisterMaxRetryAttempts"]["Default"] == -1
+    assert persister["MaximumRecordAgeInSeconds"] == -1
+    # …unless an operator bounds the retries: then the batch's position goes to the failure queue.
     assert persister["DestinationConfig"] == {
         "OnFailure": {"Destination": {"Fn::GetAtt": ["PersisterFailureQueue", "Arn"]}}
     }
     for sqs_consumer in ("OnBookingEvent", "OnBookingRequestInLine"):
         assert "MaximumConcurrency" in mappings[sqs_consumer]["ScalingConfig"]
+
+
+def test_a_stuck_consumer_or_a_dead_letter_raises_an_alarm(aws_cfn: dict) -> None:
+    alarms = {
+        (
+            a["Properties"]["Namespace"],
+            a["Properties"]["MetricName"],
+            json.dumps(a["Properties"]["Dimensions"]),
+        ): a["Properties"]
+        for a in _of_type(aws_cfn, "AWS::CloudWatch::Alarm").values()
+    }
+    notify = {"Fn::If": ["WithAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for function in ("OnSeatRequest", "OnSeatDecision"):  # the ledger processor and the persister
+        assert aws_cfn["Resources"][function]["Type"] == "AWS::Lambda::Function"
+        dimensions = json.dumps([{"Name": "FunctionName", "Value": {"Ref": function}}])
+        alarm = alarms.pop(("AWS/Lambda", "IteratorAge", dimensions))
+        assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Maximum", 60, 5)
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 300_000)
+        assert alarm["AlarmActions"] == notify
+    for queue in ("BookingDeadLetterQueue", "FifoRequestDeadLetterQueue", "PersisterFailureQueue"):
+        assert aws_cfn["Resources"][queue]["Type"] == "AWS::SQS::Queue"
+        dimensions = json.dumps([{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}])
+        alarm = alarms.pop(("AWS/SQS", "ApproximateNumberOfMessagesVisible", dimensions))
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["Statistic"] == "Maximum"
+        assert alarm["AlarmActions"] == notify
+    assert alarms == {}
+    topic = aws_cfn["Parameters"]["AlarmTopicArn"]
+    assert (topic["Type"], topic["Default"]) == ("String", "")  # optional: no topic, no notification
+    assert aws_cfn["Conditions"]["WithAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+
+
+def test_the_redis_parameter_group_never_evicts(aws_cfn: dict) -> None:
+    (name, group), *others = _of_type(aws_cfn, "AWS::ElastiCache::ParameterGroup").items()
+    assert others == []
+    assert group["Properties"]["Properties"] == {"maxmemory-policy": "noeviction"}
+    assert group["Properties"]["CacheParameterGroupFamily"] == {"Ref": "RedisParameterGroupFamily"}
+    assert aws_cfn["Parameters"]["RedisParameterGroupFamily"]["Default"] == "redis7"
+    assert "evicted" in group["Properties"]["Description"]
+    assert aws_cfn["Outputs"]["RedisParameterGroupName"]["Value"] == {"Ref": name}
 
 
 def test_consumers_have_reserved_concurrency_and_reconcile_runs_on_its_schedule(aws_cfn: dict) -> None:
@@ -238,6 +285,9 @@ def test_localstack_template_uses_the_provisioned_queues_and_no_vpc(
     # infra/provision.py creates the queues and streams there; the template only adds the persister's DLQ.
     assert list(_of_type(cfn, "AWS::SQS::Queue")) == ["PersisterFailureQueue"]
     assert not _of_type(cfn, "AWS::Kinesis::Stream")
+    # The compose LocalStack runs neither CloudWatch nor ElastiCache.
+    assert not _of_type(cfn, "AWS::CloudWatch::Alarm")
+    assert not _of_type(cfn, "AWS::ElastiCache::ParameterGroup")
     sources = {
         m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::Sub"]
         for m in _of_type(cfn, "AWS::Lambda::EventSourceMapping").values()

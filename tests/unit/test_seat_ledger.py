@@ -116,6 +116,27 @@ def test_a_release_naming_the_real_holders_corrects_the_ledger(open_ledger, chan
     assert decide_and_log(ledger, changelog, request("b2", 1)).outcome == LedgerOutcome.REJECTED
 
 
+@pytest.mark.parametrize("cancel_first", [True, False], ids=["cancel-then-guard", "guard-then-cancel"])
+def test_a_holder_named_by_a_guard_refusal_never_outlives_its_own_release(
+    open_ledger, changelog, cancel_first
+) -> None:
+    """Issue 13: MySQL named b9 as seat 1's holder at the moment the guard refused b1; b9 was cancelled before
+    the ledger applied that refusal. Applied in either order, seat 1 ends free (the stale holder used to keep
+    it refused until the changelog aged out), on this ledger and on one rebuilt from the changelog."""
+    ledger = open_ledger()
+    decide_and_log(ledger, changelog, request("b9", 1))
+    cancel = SeatsReleaseRequested("b9", PERFORMANCE, "user-b9", (1,))
+    refusal = SeatsReleaseRequested("b1", PERFORMANCE, "user-b1", (1,), ((1, "b9"),))
+    for command in (cancel, refusal) if cancel_first else (refusal, cancel):
+        decide_and_log(ledger, changelog, command)
+
+    assert ledger.holder(PERFORMANCE, 1) is None
+    rebuilt = open_ledger("rebuilt")
+    rebuilt.catch_up()
+    assert rebuilt.holder(PERFORMANCE, 1) is None
+    assert decide_and_log(ledger, changelog, request("b2", 1)).outcome == LedgerOutcome.CONFIRMED
+
+
 def test_a_new_store_is_rebuilt_from_the_changelog_and_decides_as_the_old_one_would(
     open_ledger, changelog
 ) -> None:

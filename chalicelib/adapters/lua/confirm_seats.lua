@@ -1,13 +1,13 @@
---[[ Mark a booking's seats as booked once MySQL has it CONFIRMED. MySQL is the truth for confirmed seats, so
-a seat held by this booking, or free (Redis lost the hold, e.g. after a restart), becomes booked by it. A
-seat held by another booking is left alone: that booking will meet the database guard and be rejected —
-unless ARGV[2] is '1' (overwrite): the caller has just made this booking the seat's active holder in MySQL
-itself (the synchronous strategies), so whatever Redis still says (e.g. the booking a cancel has not yet
-released there) is stale. The late release is owner-checked and leaves the new holder alone.
+--[[ Mark a booking's seats as booked once MySQL has it CONFIRMED, and its record CONFIRMED with them. MySQL is
+the truth for confirmed seats, so a seat held by this booking, or free (Redis lost the hold, e.g. after a
+restart), becomes booked by it. A seat held by another booking is left alone — unless ARGV[2] is '1'
+(overwrite): the caller has just made this booking the seat's active holder in MySQL itself, so whatever Redis
+still says (e.g. the booking a cancel has not yet released there, or a take on a map that had lost this
+booking's hold) is stale. The late release is owner-checked and leaves the new holder alone.
 
 A booking whose record says CANCELLED is never booked again: a cancel marks the record before it releases the
-seats, so a confirm that comes late (a consumer that stored the booking just before the cancel) cannot take
-back a seat the cancel has given away.
+seats, so a confirm that comes late (a consumer that stored the booking just before the cancel) can neither
+take back a seat the cancel has given away nor turn the record back to CONFIRMED.
 
 KEYS[1]  seat hash of the performance
 KEYS[2]  the performance's change counter
@@ -20,8 +20,12 @@ Returns  the number of seats now booked by this booking
 ]]
 local held, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
 local overwrite = ARGV[2] == '1'
-if redis.call('HGET', KEYS[3], 'status') == 'CANCELLED' then
+local status = redis.call('HGET', KEYS[3], 'status')
+if status == 'CANCELLED' then
     return 0
+end
+if status then
+    redis.call('HSET', KEYS[3], 'status', 'CONFIRMED', 'reason', '')
 end
 local changed, owned = 0, 0
 for i = 3, #ARGV do

@@ -11,7 +11,8 @@ ARGV[4+2n ..]    seat ids, in the fixed (ascending) order
 
 Returns  {1}                      taken for this booking
          {2}                      this booking id already holds them (a retried call): nothing changed
-         {0, seat, ...}           these seats are taken by someone else: nothing changed
+         {0, seat, state, ...}    these seats are taken by someone else ("H:<booking>" / "B:<booking>",
+                                  their holders): nothing changed
          {-1, seat, ...}          these seats are unknown in this performance: nothing changed
          {-2}                     the performance's seat hash is not loaded: load it, then call again
 ]]
@@ -34,6 +35,7 @@ for i = first_seat, #ARGV do
         unknown[#unknown + 1] = ARGV[i]
     elseif state ~= '0' then
         taken[#taken + 1] = ARGV[i]
+        taken[#taken + 1] = state
     end
 end
 if #unknown > 0 then
