@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 document of the HTTP contract (../shared/API.md), built from the code's own constants so
+"""The OpenAPI 3.0 document of the HTTP contract (docs/api.md), built from the code's own constants so
 it cannot drift: limits from domain.validation, strategies from config, error codes from domain.errors.
 tests/unit/test_openapi.py checks it against the app's routes, and the e2e tests validate every live answer
 against the schemas here."""
@@ -249,7 +249,11 @@ def path_id(name: str) -> dict:
 
 IDEMPOTENCY_KEY = header(
     "Idempotency-Key",
-    "Replays the first answer for the same key and body (printable ASCII)",
+    "The user's own key (two users may send the same one; printable ASCII). A repeat with the same body "
+    "replays the first answer from the idempotency record, kept IDEMPOTENCY_TTL_SECONDS (default 86400: "
+    "24 h); once that is gone (expired, or lost with Redis) a repeat still returns the first booking, from "
+    "MySQL, which keeps the key with it (the answer is then the booking as it is now), never a second "
+    "booking. The same key with another body: 422.",
     minLength=1,
     maxLength=MAX_IDEMPOTENCY_KEY_LENGTH,
     pattern="^[ -~]+$",
@@ -365,7 +369,10 @@ def paths() -> dict:
                 "responses": {
                     "201": {"description": "CONFIRMED (db_lock, redis_lock)", **booking_answer},
                     "202": {
-                        "description": "PENDING, persisted asynchronously; poll Location",
+                        "description": "PENDING, journaled in MySQL before this answer; poll Location."
+                        " redis_async: the seats are held for this booking alone, which ends CONFIRMED (or"
+                        " FAILED if it cannot be confirmed, seats released). fifo_partition, stream_state:"
+                        " a place in line; the booking ends CONFIRMED or REJECTED.",
                         **booking_answer,
                         "headers": {
                             "Location": {"schema": {"type": "string"}, "description": "/bookings/{id}"}
@@ -378,7 +385,10 @@ def paths() -> dict:
                     "409": error("SEAT_UNAVAILABLE (with seat_ids), or IDEMPOTENCY_IN_PROGRESS"),
                     "422": error("IDEMPOTENCY_KEY_REUSED: same key, different body"),
                     **BODY_REFUSED,
-                    "503": UNAVAILABLE,
+                    "503": error(
+                        "SERVICE_UNAVAILABLE: a dependency is down; nothing was booked. Every strategy "
+                        "needs MySQL to accept (a booking is journaled there before its 201/202)"
+                    ),
                 },
             }
         },
@@ -471,7 +481,7 @@ def build_openapi_document(max_seats_per_booking: int, server_url: str | None = 
             "title": "Seat booking",
             "version": "1.0.0",
             "description": "Books seats of performances and never sells one twice. Every error is "
-            '{"error": {"code", "message", ...}}. Contract: shared/API.md.',
+            '{"error": {"code", "message", ...}}. Contract: docs/api.md.',
         },
         "paths": paths(),
         "components": {

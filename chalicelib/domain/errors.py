@@ -1,4 +1,4 @@
-"""Domain errors. Each maps to exactly one HTTP status and error code of the contract (../shared/API.md)."""
+"""Domain errors. Each maps to exactly one HTTP status and error code of the contract (docs/api.md)."""
 
 from __future__ import annotations
 

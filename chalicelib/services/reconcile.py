@@ -12,7 +12,9 @@ Redis names. The repairs, each counted in the summary under its kind:
   seats_released          Redis shows x on a seat x does not hold in MySQL (x CANCELLED, REJECTED or FAILED,
                           or x holds other seats) -> free (release_seats.lua: only while it still shows x)
   stale_holds_failed      Redis holds seats for x, MySQL has never heard of x (a take whose journal write
-                          failed or never came back), and x was made longer ago than the hold deadline ->
+                          failed, or a take Redis ran after its client had given up on it), and x was made
+                          longer ago than ABANDONED_TAKE_SECONDS: no 202 leaves before the journal row is
+                          committed, and the request path gives up on MySQL long before that ->
                           the asynchronous strategy's give_up: a FAILED row claims the booking id in MySQL
                           (nothing can confirm it later), then the seats are released — only if FAILED won
   stale_pending_failed    any strategy: a booking MySQL has PENDING, accepted longer ago than the hold
@@ -27,13 +29,14 @@ through owner-checked Lua, so a booking confirmed, cancelled or re-sold between 
 is left as live traffic made it (the next pass looks again). Every repair writes one reconcile_log row,
 deduplicated by action and booking: a rerun, or two runs at once, log it once.
 
-The hold deadline: a redis_async hold is legitimately PENDING while its message waits in the booking queue.
-Each delivery of it takes at most the visibility timeout plus the backoff the consumer then sets, and after
-MAX_RECEIVE_COUNT deliveries the consumer gives up by itself, so past
+The hold deadline: an accepted booking is legitimately PENDING while its message waits in its queue (or its
+request on the stream). Each delivery takes at most the visibility timeout plus the backoff the consumer
+then sets, and after MAX_RECEIVE_COUNT deliveries the consumer gives up by itself, so past
 `MAX_RECEIVE_COUNT x QUEUE_VISIBILITY_TIMEOUT_SECONDS + sum of the backoffs` (the queue's retry window) no
-delivery can still confirm it. The deadline must exceed that window by the worst queue backlog one expects;
-a shorter configured deadline is raised to the window plus a margin. Releasing too early still sells no seat
-twice: the late consumer finds the FAILED record and row and records FAILED (the client may retry).
+delivery can still settle it — unless MySQL was away for its last ones. The deadline must exceed that window
+by the worst backlog one expects; a shorter configured deadline is raised to the window plus a margin.
+Failing too early still sells no seat twice: the settling is a compare-and-set, so a late consumer finds the
+booking FAILED and changes nothing (the client, told FAILED, may retry).
 
 Which performances a full run checks: seat maps whose version changed since this job last found them clean
 (or that it never found clean: holds in flight, repairs to confirm), performances with bookings written in
@@ -81,6 +84,10 @@ SEAT_RELEASED_ACTION = "reconcile_seat_released"
 LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
 LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
 
+# A take MySQL has not heard of this long after it was made is abandoned: the request path journals a hold
+# within its MySQL timeouts (connect + statement + settling an uncertain commit: well under a minute) or
+# gives up on it, and no 202 leaves before the journal row is committed.
+ABANDONED_TAKE_SECONDS = 120.0
 # A configured hold deadline at or below the queue's retry window is raised to the window plus this.
 HOLD_DEADLINE_MARGIN_SECONDS = 60.0
 DEFAULT_COMPENSATOR = "redis_async"
@@ -389,7 +396,7 @@ class Reconciler:
             summary.holds_of_unknown_age += 1
             return
         age = self._clock() - created
-        if age <= self.hold_deadline_seconds:
+        if age <= ABANDONED_TAKE_SECONDS:
             summary.holds_in_flight += 1
             return
         if dry_run:

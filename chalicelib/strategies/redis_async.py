@@ -100,8 +100,10 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         # millisecond makes the same booking id (services/booking.py), and that twin request holds the seats.
 
     def _give_back(self, request: BookingRequest) -> None:
+        """Undo the take of a request that was not journaled: its seats, and its record (no such booking)."""
         try:
             self._seats.release(request.booking_id, request.performance_id, request.seat_ids)
+            self._seats.delete_record(request.booking_id)
         except ServiceUnavailable as exc:  # the reconcile job frees a hold MySQL never heard of
             log.warning("booking %s: take not given back: %s", request.booking_id, exc)
 

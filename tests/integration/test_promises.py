@@ -7,7 +7,6 @@ Where a hole was "Redis lost a hold", see also tests/integration/test_redis_asyn
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import pytest
@@ -18,10 +17,11 @@ from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.domain.errors import IdempotencyKeyReused, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import BookingStatus
-from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 from tests.integration.conftest import url_through
+from tests.support.reconcile import past_the_deadline as past_deadline
+from tests.support.reconcile import reconciler_later
 from tests.support.servers import RedisServer
 from tests.support.tcp_proxy import MYSQL_COMMIT
 
@@ -32,25 +32,13 @@ def first_seat(performance: dict) -> int:
     return performance["sections"][0]["first_seat_id"]
 
 
-def reconciler_at(services, seconds_later: float, bookings=None) -> Reconciler:
+def reconciler_at(services, seconds_later: float, bookings=None):
     """The container's reconcile job, with its clock `seconds_later` ahead (a hold deadline passed)."""
-    live = services.reconciler
-    return Reconciler(
-        bookings or live._bookings,
-        live._catalogue,
-        live._seat_map,
-        live._seats,
-        live._compensators,
-        live._ledger,
-        hold_deadline_seconds=live.hold_deadline_seconds,
-        queue_retry_window_seconds=0,
-        activity_window_seconds=3600,
-        clock=lambda: time.time() + seconds_later,
-    )
+    return reconciler_later(services.reconciler, seconds_later, bookings)
 
 
 def past_the_deadline(services) -> float:
-    return services.reconciler.hold_deadline_seconds + 60
+    return past_deadline(services.reconciler)
 
 
 class Delegate:
@@ -88,8 +76,8 @@ def test_a_retry_after_redis_lost_everything_returns_the_first_booking(
     body, key = {"user_id": "ann", "seat_ids": [seat, seat + 1]}, f"pay-{uuid.uuid4()}"
     first = services.booking_service.book(pid, body, key)
     # Redis loses everything of this run: idempotency records, booking records, the seat map.
-    for key in services.redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
-        services.redis.delete(key)
+    for redis_key in services.redis.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
+        services.redis.delete(redis_key)
 
     again = services.booking_service.book(pid, body, key)
 
