@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme clean
+.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme bench-compare clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ test-faults: install services
 # ARGS passes options: make bench ARGS="--strategies redis_async,db_lock --requests 2000"
 bench: install services localstack-venv
 	$(PY) -m loadtests.bench $(ARGS)
+
+# This tree against an earlier commit, benched turn and turn about in one session (loadtests/bench/compare.py):
+# server CPU per request, MySQL's, the stack's, req/s, as ratios. make bench-compare BASE=8620868 ARGS="--rounds 3"
+bench-compare: install services localstack-venv
+	$(PY) -m loadtests.bench.compare --base $(or $(BASE),HEAD~1) $(ARGS)
 
 # The same, small (300 requests per strategy and scenario), asserting the invariants; `make test` runs it too.
 bench-smoke: install services localstack-venv

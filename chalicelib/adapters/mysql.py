@@ -161,7 +161,7 @@ class Database:
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
             # The COMMIT was sent and no answer came back: it may have been applied (a lost acknowledgement)
             # or may still be waiting (a COMMIT blocked by FLUSH TABLES WITH READ LOCK goes on after the
-            # client gave up). Only `settle_uncertain_commit` can tell which.
+            # client gave up). Only `outcome_of_uncertain_commit` can tell which.
             raise CommitUncertain(_server_thread_id(connection)) from exc
         finally:
             connection.close()

@@ -129,9 +129,9 @@ class BookingService:
         try:
             return self._decide(request)
         except IdempotencyKeyTaken as exc:
-            return self._replay(exc.booking_id, request)
+            return self._replay(self._stored(exc.booking_id), request)
         except BookingExists:  # the same user's same key in the same millisecond: one booking answers both
-            return self._replay(request.booking_id, request)
+            return self._replay(self._stored(request.booking_id), request)
         except SeatUnavailable as exc:
             first = self._first_attempt_among(exc.holders, request)
             if first is None:
@@ -148,24 +148,30 @@ class BookingService:
         # keeps seats single-sold against holds journaled before Redis went away.
         return self._fallback.book(dataclasses.replace(request, strategy=self._fallback.name))
 
-    @staticmethod
-    def _first_attempt_among(holders: Mapping[int, str], request: BookingRequest) -> str | None:
+    def _first_attempt_among(self, holders: Mapping[int, str], request: BookingRequest) -> Booking | None:
         """The booking holding a refused seat that this user's first attempt with this key made, if any: a
-        retry whose idempotency record is gone must get that booking back, not a 409 for its own seats."""
-        if request.idempotency_key is None:
+        retry whose idempotency record is gone must get that booking back, not a 409 for its own seats. The
+        booking id says so (`new_booking_id`); MySQL, which keeps the key with the booking, confirms it."""
+        key = request.idempotency_key
+        if key is None:
             return None
         for booking_id in holders.values():
-            if made_with_key(booking_id, request.user_id, request.idempotency_key):
-                return booking_id
+            if made_with_key(booking_id, request.user_id, key):
+                first = self._bookings.get(booking_id)
+                if first is not None and first.user_id == request.user_id:
+                    return first
         return None
 
-    def _replay(self, booking_id: str, request: BookingRequest) -> Booking:
+    def _stored(self, booking_id: str) -> Booking:
+        booking = self._bookings.get(booking_id)
+        if booking is None:  # it was there a moment ago (bookings are never deleted): MySQL is struggling
+            raise ServiceUnavailable("the booking of this Idempotency-Key could not be read; try again")
+        return booking
+
+    def _replay(self, first: Booking, request: BookingRequest) -> Booking:
         """The user's earlier booking with this key, as MySQL has it now; 422 if the key came with another
         request. One still PENDING is sent on again: its first send may never have left (the consumer,
         settling by compare-and-set, decides it once however many copies arrive)."""
-        first = self._bookings.get(booking_id)
-        if first is None or first.user_id != request.user_id:
-            raise ServiceUnavailable("the booking of this Idempotency-Key could not be read; try again")
         if (first.performance_id, first.seat_ids) != (request.performance_id, request.seat_ids):
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request body", field="Idempotency-Key"
