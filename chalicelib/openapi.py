@@ -253,7 +253,8 @@ IDEMPOTENCY_KEY = header(
     "replays the first answer from the idempotency record, kept IDEMPOTENCY_TTL_SECONDS (default 86400: "
     "24 h); once that is gone (expired, or lost with Redis) a repeat still returns the first booking, from "
     "MySQL, which keeps the key with it (the answer is then the booking as it is now), never a second "
-    "booking. The same key with another body: 422.",
+    "booking. A key that made a booking stays bound to it: the same key with another body is 422, at any "
+    "time.",
     minLength=1,
     maxLength=MAX_IDEMPOTENCY_KEY_LENGTH,
     pattern="^[ -~]+$",
