@@ -35,15 +35,7 @@ class BookingRequested:
         )
 
     def as_booking(self, status: BookingStatus, reason: str | None = None) -> Booking:
-        return Booking(
-            booking_id=self.booking_id,
-            performance_id=self.performance_id,
-            user_id=self.user_id,
-            seat_ids=self.seat_ids,
-            status=status,
-            strategy=self.strategy,
-            reason=reason,
-        )
+        return Booking.from_request(self, status, reason)
 
     def to_json(self) -> str:
         return json.dumps(

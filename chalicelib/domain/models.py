@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 
 class BookingStatus(StrEnum):
@@ -122,6 +123,16 @@ class BookingRequest:
     idempotency_key: str | None = None
 
 
+class BookingFacts(Protocol):
+    """What every form of a booking request carries (BookingRequest, a queue's BookingRequested)."""
+
+    booking_id: str
+    performance_id: int
+    user_id: str
+    seat_ids: tuple[int, ...]
+    strategy: str
+
+
 @dataclass(frozen=True)
 class Booking:
     booking_id: str
@@ -133,9 +144,7 @@ class Booking:
     reason: str | None = None
 
     @classmethod
-    def from_request(
-        cls, request: BookingRequest, status: BookingStatus, reason: str | None = None
-    ) -> Booking:
+    def from_request(cls, request: BookingFacts, status: BookingStatus, reason: str | None = None) -> Booking:
         return cls(
             booking_id=request.booking_id,
             performance_id=request.performance_id,

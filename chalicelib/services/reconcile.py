@@ -5,10 +5,11 @@ Per performance, every seat of the Redis seat hash ("0" free, "H:<booking>" held
 Redis names. The repairs, each counted in the summary under its kind:
 
   seats_booked            MySQL has the seat CONFIRMED for booking x, Redis shows it free or someone
-                          else's -> "B:x" (confirm_seats.lua with `overwrite`; it refuses a booking whose
-                          record says CANCELLED, so a cancel that lands meanwhile is not undone)
+                          else's -> "B:x"
   seats_held              MySQL has the seat held by booking x, still PENDING (redis_async's journaled hold),
-                          Redis shows it free or someone else's -> "H:x" (compare-and-set on what was read)
+                          Redis shows it free or someone else's -> "H:x"
+                          (both: replace_seats.lua, a compare-and-set on the state just read, so a cancel,
+                          a confirm or a sale that lands meanwhile is never undone)
   seats_released          Redis shows x on a seat x does not hold in MySQL (x CANCELLED, REJECTED or FAILED,
                           or x holds other seats) -> free (release_seats.lua: only while it still shows x)
   stale_holds_failed      Redis holds seats for x, MySQL has never heard of x (a take whose journal write
@@ -54,7 +55,7 @@ from typing import Protocol
 
 from ulid import ULID
 
-from chalicelib.adapters.redis_seats import shown_booking
+from chalicelib.adapters.redis_seats import holder_state, shown_booking
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
@@ -80,6 +81,10 @@ REPAIR_KINDS = (
 # reconcile_log actions: what this job did, and what a stream_state cancel leaves for it to do.
 SEAT_BOOKED_ACTION = "reconcile_seat_booked"
 SEAT_HELD_ACTION = "reconcile_seat_held"
+HOLDER_REPAIRS = {
+    BookingStatus.CONFIRMED: (SEATS_BOOKED, SEAT_BOOKED_ACTION),
+    BookingStatus.PENDING: (SEATS_HELD, SEAT_HELD_ACTION),
+}
 SEAT_RELEASED_ACTION = "reconcile_seat_released"
 LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
 LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
@@ -306,22 +311,7 @@ class Reconciler:
         summary: ReconcileSummary,
         dry_run: bool,
     ) -> None:
-        if dry_run:
-            summary.repairs[SEATS_BOOKED] += len(seat_ids)
-            return
-        booking = self._bookings.get(booking_id)
-        if booking is None or booking.status is not BookingStatus.CONFIRMED:
-            summary.changed_meanwhile += len(seat_ids)  # cancelled meanwhile
-            return
-        current = self._seat_map.states_of(performance_id, seat_ids)
-        drifted = [s for s in seat_ids if s in booking.seat_ids and current.get(s) != f"B:{booking_id}"]
-        if not drifted:
-            return  # live traffic (the consumer's own confirm) got there first
-        booked = self._seats.confirm(booking_id, performance_id, drifted, overwrite=True)
-        summary.repairs[SEATS_BOOKED] += booked
-        summary.changed_meanwhile += len(drifted) - booked
-        if booked:
-            self._log_seats(SEAT_BOOKED_ACTION, booking, drifted, current)
+        self._put_back(performance_id, booking_id, seat_ids, summary, dry_run, BookingStatus.CONFIRMED)
 
     def _hold(
         self,
@@ -331,26 +321,37 @@ class Reconciler:
         summary: ReconcileSummary,
         dry_run: bool,
     ) -> None:
+        self._put_back(performance_id, booking_id, seat_ids, summary, dry_run, BookingStatus.PENDING)
+
+    def _put_back(
+        self,
+        performance_id: int,
+        booking_id: str,
+        seat_ids: list[int],
+        summary: ReconcileSummary,
+        dry_run: bool,
+        status: BookingStatus,
+    ) -> None:
+        """Show MySQL's holder (booked if CONFIRMED, held if PENDING) where the map shows something else."""
+        kind, action = HOLDER_REPAIRS[status]
         if dry_run:
-            summary.repairs[SEATS_HELD] += len(seat_ids)
+            summary.repairs[kind] += len(seat_ids)
             return
         booking = self._bookings.get(booking_id)
-        if booking is None or booking.status is not BookingStatus.PENDING:
-            summary.changed_meanwhile += len(seat_ids)  # settled meanwhile: the next pass looks again
+        if booking is None or booking.status is not status:
+            summary.changed_meanwhile += len(seat_ids)  # settled or cancelled meanwhile: the next pass looks
             return
+        wanted = holder_state(booking_id, status)
         current = self._seat_map.states_of(performance_id, seat_ids)
-        drifted = [
-            s
-            for s in seat_ids
-            if s in booking.seat_ids
-            and current.get(s) is not None
-            and shown_booking(current[s]) != booking_id
-        ]
-        held = self._seats.replace(performance_id, [(s, current[s], f"H:{booking_id}") for s in drifted])
-        summary.repairs[SEATS_HELD] += held
-        summary.changed_meanwhile += len(drifted) - held
-        if held:
-            self._log_seats(SEAT_HELD_ACTION, booking, drifted, current)
+        drifted = [s for s in seat_ids if s in booking.seat_ids and current.get(s) not in (None, wanted)]
+        if not drifted:
+            return  # live traffic (the consumer's own confirm) got there first
+        # Compare-and-set on what was just read: a cancel, a confirm or a sale since is newer and wins.
+        repaired = self._seats.replace(performance_id, [(s, current[s], wanted) for s in drifted])
+        summary.repairs[kind] += repaired
+        summary.changed_meanwhile += len(drifted) - repaired
+        if repaired:
+            self._log_seats(action, booking, drifted, current)
 
     def _release(
         self,
