@@ -2,6 +2,7 @@
 
     python -m loadtests.bench.compare --base 8620868
     python -m loadtests.bench.compare --base 8620868 --rounds 3 --scenarios baseline,hot-seat --requests 5000
+    python -m loadtests.bench.compare --report loadtests/results/<timestamp>-compare   (the table again)
 
 The base commit is checked out in a git worktree of its own (removed afterwards) and benched with this venv;
 then this tree; `--rounds` times, alternating, so a noisy neighbour on the shared machine weighs on both
@@ -73,7 +74,8 @@ def table(base: dict, head: dict, base_rev: str) -> str:
                 cells.append("—")
                 continue
             a, b = statistics.mean(old), statistics.mean(new)
-            cells.append(f"{a:.3g} / {b:.3g} / **{b / a:.2f}**")
+            ratio = f"**{b / a:.2f}**" if a else "—"
+            cells.append(f"{a:.3g} / {b:.3g} / {ratio}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -86,42 +88,59 @@ def bench(tree: Path, out: Path, passthrough: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench.compare", description=__doc__)
-    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--base", help="the commit to compare against")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
     parser.add_argument("--out", type=Path, help="default: loadtests/results/<UTC timestamp>-compare")
+    parser.add_argument("--report", type=Path, help="only write the table of an earlier comparison's folder")
     args, passthrough = parser.parse_known_args(argv)
-    base_rev = subprocess.run(
-        ["git", "rev-parse", "--short=7", args.base], cwd=PROJECT, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    if args.report is not None:
+        return write_report(args.report)
+    if args.base is None:
+        parser.error("--base is required (or --report)")
+    base_rev = _git("rev-parse", "--short=7", args.base)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or RESULTS_DIR / f"{stamp}-compare"
     out.mkdir(parents=True, exist_ok=True)
     worktree = Path(tempfile.mkdtemp(prefix=f"bench-base-{base_rev}-"))
     subprocess.run(["git", "worktree", "add", "--detach", str(worktree), base_rev], cwd=PROJECT, check=True)
     passthrough = ["--scenarios", args.scenarios, *passthrough]
-    folders: dict[str, list[Path]] = {"base": [], "head": []}
     try:
         for round_number in range(1, args.rounds + 1):
             for side, tree in (("base", worktree), ("head", PROJECT)):
-                folders[side].append(bench(tree, out / f"{side}-{round_number}", passthrough))
+                bench(tree, out / f"{side}-{round_number}", passthrough)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=PROJECT, check=False)
         shutil.rmtree(worktree, ignore_errors=True)
-    head_rev = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=PROJECT, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    (out / "revisions.json").write_text(
+        json.dumps(
+            {"base": base_rev, "head": _git("describe", "--always", "--dirty"), "scenarios": args.scenarios}
+        )
+    )
+    return write_report(out)
+
+
+def write_report(out: Path) -> int:
+    revisions = json.loads((out / "revisions.json").read_text())
+    base = sorted(out.glob("base-*"))
+    head = sorted(out.glob("head-*"))
     report = (
-        f"# Bench comparison: `{head_rev}` against `{base_rev}`\n\n"
-        f"{args.rounds} round(s), alternating base and this tree, scenarios {args.scenarios}; each cell is"
-        " the mean over the rounds, then the ratio this / base (server = the granian workers; stack ="
+        f"# Bench comparison: `{revisions['head']}` against `{revisions['base']}`\n\n"
+        f"{len(head)} round(s), alternating base and this tree, scenarios {revisions['scenarios']}; each cell"
+        " is the mean over the rounds, then the ratio this / base (server = the granian workers; stack ="
         " server, consumers, emulator, MySQL, Redis).\n\n"
-        + table(collect(folders["base"]), collect(folders["head"]), base_rev)
+        + table(collect(base), collect(head), revisions["base"])
         + "\n"
     )
     (out / "compare.md").write_text(report)
     print(report)
     return 0
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 if __name__ == "__main__":
