@@ -8,9 +8,10 @@ The base commit is checked out in a git worktree of its own (removed afterwards)
 then this tree; `--rounds` times, alternating, so a noisy neighbour on the shared machine weighs on both
 sides alike. Each bench is the ordinary `python -m loadtests.bench` (its own stack, database and audit; no
 profiles, no emulator ceilings). The answer is one table: server CPU per request (all granian workers; the
-measure of what a change adds to the hot path), MySQL's and the whole stack's CPU per request, and req/s, as
-base, this tree and the ratio, for every strategy and scenario; written to <out>/compare.md with every
-bench's own results folder beside it.
+measure of what a change adds to the hot path), first as a multiple of the same bench's do-nothing `/ping`
+(the figure to quote: the machine's mood cancels out within a bench, not between two), then in ms, MySQL's
+and the whole stack's CPU per request, and req/s, as base, this tree and the ratio, for every strategy and
+scenario; written to <out>/compare.md with every bench's own results folder beside it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def per_request_ms(run: dict, component: str | None) -> float | None:
     return 1000 * seconds / run["requests"] if seconds is not None and run["requests"] else None
 
 
-def measures(run: dict) -> dict[str, float | None]:
+def measures(run: dict, ping_ms: float | None) -> dict[str, float | None]:
+    server = server_ms_per_request(run)
     return {
-        "server ms/req": server_ms_per_request(run),
+        # The same server's do-nothing request in the same bench: a noisy neighbour weighs on both alike.
+        "server ÷ /ping": server / ping_ms if server and ping_ms else None,
+        "server ms/req": server,
         "mysql ms/req": per_request_ms(run, "mysql"),
         "stack ms/req": per_request_ms(run, None),
         "req/s": run.get("throughput_rps"),
@@ -54,16 +58,18 @@ def collect(folders: Iterable[Path]) -> dict[Key, dict[str, list[float]]]:
     """(strategy, scenario) -> measure -> the values of every round."""
     found: dict[Key, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for folder in folders:
-        for run in json.loads((folder / "results.json").read_text())["runs"]:
+        runs = json.loads((folder / "results.json").read_text())["runs"]
+        ping_ms = next((server_ms_per_request(r) for r in runs if r["scenario"] == "baseline"), None)
+        for run in runs:
             key = (run["strategy"] or "(do-nothing)", run["scenario"])
-            for name, value in measures(run).items():
+            for name, value in measures(run, ping_ms).items():
                 if value is not None:
                     found[key][name].append(value)
     return found
 
 
 def table(base: dict, head: dict, base_rev: str) -> str:
-    names = ["server ms/req", "mysql ms/req", "stack ms/req", "req/s"]
+    names = ["server ÷ /ping", "server ms/req", "mysql ms/req", "stack ms/req", "req/s"]
     header = ["strategy", "scenario"] + [f"{n}: {base_rev} / this / ratio" for n in names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in sorted(set(base) & set(head), key=lambda k: (k[1], k[0])):
