@@ -142,7 +142,12 @@ class AsyncBookingFinisher:
         mirror(self._seats, settled.booking)
         if settled.changed:
             self._log(settled.booking, reason)
+            self._released(settled.booking)
         return settled.booking.status
+
+    def _released(self, booking: Booking) -> None:
+        """A booking this finisher failed holds nothing any more: let go of whatever else holds its seats
+        (the seat map already has; stream_state's ledger overrides this)."""
 
     def _finished(self, settled_booking: Booking | None, message: BookingRequested) -> BookingStatus:
         """Align Redis with the booking as MySQL now has it -> its status."""

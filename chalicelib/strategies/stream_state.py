@@ -327,13 +327,8 @@ class DecisionPersister(AsyncBookingFinisher):
             release_in_ledger(self, self._bookings, settled.booking or message.as_booking(status))
         return status
 
-    def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
-        status = super().give_up(booking_id, reason, message)
-        if status is BookingStatus.FAILED:
-            booking = self._bookings.get(booking_id)
-            if booking is not None:
-                release_in_ledger(self, self._bookings, booking)  # the ledger may have taken its seats
-        return status
+    def _released(self, booking: Booking) -> None:
+        release_in_ledger(self, self._bookings, booking)  # the ledger may have decided it CONFIRMED
 
     def send_ledger_release(self, booking: Booking) -> None:
         put_ledger_release(self._requests, self._partition_of, booking)
