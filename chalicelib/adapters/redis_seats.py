@@ -234,12 +234,10 @@ class RedisSeatStore:
     def version(self, performance_id: int) -> int:
         return int(self._client.get(self.version_key(performance_id)) or 0)
 
-    def reserve(self, record: BookingRecord, hold: bool = True) -> ReserveOutcome:
-        """Take the record's seats, all or none, and keep the record (reserve_seats.lua); `hold=False`
-        only checks them (a booking waiting in line holds nothing) and keeps the record if all are free."""
+    def reserve(self, record: BookingRecord) -> ReserveOutcome:
         self.heal_missed()
         fields = record.to_fields()
-        args: list[str | int] = [record.booking_id, self._record_ttl, "1" if hold else "0", len(fields)]
+        args: list[str | int] = [record.booking_id, self._record_ttl, len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
         args.extend(record.seat_ids)
@@ -255,6 +253,25 @@ class RedisSeatStore:
             holders = {seat: booking for seat, state in states.items() if (booking := shown_booking(state))}
             return ReserveOutcome(result, tuple(states), holders)
         return ReserveOutcome(result, tuple(int(s) for s in reply[1:]))
+
+    def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:
+        """The requested seats the seat map shows taken -> the state of each ("H:…"/"B:…"); None if the
+        performance's seats are not loaded."""
+        self.heal_missed()
+        states = self._client.hmget(self.seats_key(performance_id), list(seat_ids))
+        if all(state is None for state in states):
+            return None
+        return {
+            seat: state for seat, state in zip(seat_ids, states, strict=True) if state not in (None, FREE)
+        }
+
+    def remember(self, record: BookingRecord) -> None:
+        """Keep a booking's record without holding seats (strategies that decide later, in order)."""
+        key = self.record_key(record.booking_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(key, mapping=record.to_fields())
+        pipe.expire(key, self._record_ttl)
+        pipe.execute()
 
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
         self.heal_missed()

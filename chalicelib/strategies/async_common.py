@@ -14,15 +14,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, ReserveResult
-from chalicelib.domain.errors import (
-    BookingExists,
-    CommitUncertain,
-    IdempotencyKeyTaken,
-    NotFound,
-    SeatUnavailable,
-    ServiceUnavailable,
-)
+from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, shown_booking
+from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import BookingStore
@@ -44,48 +37,27 @@ def pending_record(request: BookingRequest) -> BookingRecord:
     )
 
 
-def reserve_or_refuse(
-    seats: RedisSeatStore, seat_state: SeatStateService, request: BookingRequest, hold: bool
+def refuse_seats_shown_taken(
+    seats: RedisSeatStore, seat_state: SeatStateService, request: BookingRequest
 ) -> None:
-    """The request's seats in the Redis map, in one Lua call that also records the booking: taken for it
-    (`hold`, redis_async) or only checked (a booking waiting in line holds nothing). A seat the map shows
-    taken is a 409 at once, before MySQL is asked anything; a map not loaded is loaded from MySQL first."""
-    record = pending_record(request)
-    outcome = seats.reserve(record, hold)
-    if outcome.result is ReserveResult.NOT_LOADED and request.performance is not None:
-        seat_state.publish(request.performance)  # a new performance, or Redis lost the map
-        outcome = seats.reserve(record, hold)
-    if outcome.result is ReserveResult.UNAVAILABLE:
-        raise SeatUnavailable(list(outcome.seat_ids), holders=outcome.holders)
-    if outcome.result is ReserveResult.UNKNOWN_SEATS:
-        raise NotFound(f"seat(s) {list(outcome.seat_ids)} not found in this performance")
-    if outcome.result is ReserveResult.NOT_LOADED:
-        raise ServiceUnavailable("seat state is not available")
+    """The in-line strategies' early answer: a seat the map already shows taken needs no place in line."""
+    taken = seats.taken_among(request.performance_id, request.seat_ids)
+    if taken is None and request.performance is not None:
+        seat_state.publish(request.performance)  # the map was not loaded (e.g. Redis restarted)
+        taken = seats.taken_among(request.performance_id, request.seat_ids)
+    if taken:
+        holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
+        raise SeatUnavailable(list(taken), holders=holders)
 
 
-def give_back(seats: RedisSeatStore, request: BookingRequest) -> None:
-    """Undo the Lua step of a request that was not journaled: its seats (if it held any) and its record (there
-    is no such booking)."""
+def journal_in_line(bookings: BookingStore, seats: RedisSeatStore, request: BookingRequest) -> None:
+    """The in-line strategies' journal entry: the booking in MySQL, PENDING and holding nothing (its place in
+    line is the message that follows), then its record in Redis (what GET answers while MySQL is away)."""
+    bookings.insert_in_line(Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key)
     try:
-        seats.release(request.booking_id, request.performance_id, request.seat_ids)
-        seats.delete_record(request.booking_id)
-    except ServiceUnavailable as exc:  # the reconcile job frees a hold MySQL never heard of
-        log.warning("booking %s: not given back in Redis: %s", request.booking_id, exc)
-
-
-def enter_line(
-    seats: RedisSeatStore, seat_state: SeatStateService, bookings: BookingStore, request: BookingRequest
-) -> None:
-    """The in-line strategies' acceptance: refused at once if the map shows a seat taken, else journaled in
-    MySQL, PENDING and holding nothing (its place in line is the message that follows)."""
-    reserve_or_refuse(seats, seat_state, request, hold=False)
-    try:
-        bookings.insert_in_line(Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key)
-    except CommitUncertain:
-        raise  # MySQL may have it: its record stays (what GET answers while MySQL is away)
-    except (IdempotencyKeyTaken, ServiceUnavailable):
-        give_back(seats, request)
-        raise
+        seats.remember(pending_record(request))
+    except ServiceUnavailable as exc:  # MySQL has it: GET answers from there
+        log.warning("booking %s: no Redis record (%s)", request.booking_id, exc)
 
 
 def send_or_fail(

@@ -24,7 +24,8 @@ from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
-    enter_line,
+    journal_in_line,
+    refuse_seats_shown_taken,
     send_or_fail,
 )
 from chalicelib.strategies.partitioning import section_partition
@@ -46,7 +47,8 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
 
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
-        enter_line(self._seats, self._seat_state, self._bookings, request)
+        refuse_seats_shown_taken(self._seats, self._seat_state, request)
+        journal_in_line(self._bookings, self._seats, request)
         message = self._message(BookingRequested.of(request), request.performance)
         return send_or_fail(
             self._bookings, self._seats, request, lambda: self._queue.publish(message), "booking queue"

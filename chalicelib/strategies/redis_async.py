@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib.adapters.redis_seats import RedisSeatStore
+from chalicelib.adapters.redis_seats import RedisSeatStore, ReserveResult
 from chalicelib.domain.errors import (
     CommitUncertain,
     IdempotencyKeyTaken,
+    NotFound,
     SeatAlreadyBooked,
     SeatUnavailable,
     ServiceUnavailable,
@@ -34,12 +35,7 @@ from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.services.ports import BookingQueue, BookingStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.async_common import (
-    AsyncBookingFinisher,
-    give_back,
-    reserve_or_refuse,
-    send_or_fail,
-)
+from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record, send_or_fail
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +56,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
 
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
-        reserve_or_refuse(self._seats, self._seat_state, request, hold=True)
+        self._take(request)
         self._journal(request)
         message = {"body": BookingRequested.of(request).to_json()}
         return send_or_fail(
@@ -72,6 +68,19 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         idempotent, so a second copy changes nothing)."""
         self._queue.publish({"body": BookingRequested.of(booking).to_json()})
 
+    def _take(self, request: BookingRequest) -> None:
+        record = pending_record(request)
+        outcome = self._seats.reserve(record)
+        if outcome.result is ReserveResult.NOT_LOADED and request.performance is not None:
+            self._seat_state.publish(request.performance)
+            outcome = self._seats.reserve(record)
+        if outcome.result is ReserveResult.UNAVAILABLE:
+            raise SeatUnavailable(list(outcome.seat_ids), holders=outcome.holders)
+        if outcome.result is ReserveResult.UNKNOWN_SEATS:
+            raise NotFound(f"seat(s) {list(outcome.seat_ids)} not found in this performance")
+        if outcome.result is ReserveResult.NOT_LOADED:
+            raise ServiceUnavailable("seat state is not available")
+
     def _journal(self, request: BookingRequest) -> None:
         """The hold in MySQL (PENDING, seats active): from its commit on, the seats are this booking's."""
         try:
@@ -79,16 +88,24 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
                 Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key
             )
         except SeatAlreadyBooked:
-            give_back(self._seats, request)
+            self._give_back(request)
             raise self._refused_by_guard(request) from None
         except CommitUncertain:
             # MySQL may have the hold: the Redis one stays until MySQL can tell (the reconcile job judges it).
             raise
         except (IdempotencyKeyTaken, ServiceUnavailable):
-            give_back(self._seats, request)
+            self._give_back(request)
             raise
         # BookingExists passes through untouched: only the same user's same Idempotency-Key in the same
         # millisecond makes the same booking id (services/booking.py), and that twin request holds the seats.
+
+    def _give_back(self, request: BookingRequest) -> None:
+        """Undo the take of a request that was not journaled: its seats, and its record (no such booking)."""
+        try:
+            self._seats.release(request.booking_id, request.performance_id, request.seat_ids)
+            self._seats.delete_record(request.booking_id)
+        except ServiceUnavailable as exc:  # the reconcile job frees a hold MySQL never heard of
+            log.warning("booking %s: take not given back: %s", request.booking_id, exc)
 
     def _refused_by_guard(self, request: BookingRequest) -> SeatUnavailable:
         """Redis showed the seats free but MySQL holds one for another booking: the map had lost that hold.

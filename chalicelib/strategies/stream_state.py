@@ -49,7 +49,8 @@ from chalicelib.services.reconcile import LEDGER_RELEASE_PENDING_ACTION
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
-    enter_line,
+    journal_in_line,
+    refuse_seats_shown_taken,
     send_or_fail,
 )
 from chalicelib.strategies.partitioning import section_partition
@@ -100,7 +101,8 @@ class StreamStateStrategy:
         self._partition_of = partition_of
 
     def book(self, request: BookingRequest) -> Booking:
-        enter_line(self._seats, self._seat_state, self._bookings, request)
+        refuse_seats_shown_taken(self._seats, self._seat_state, request)
+        journal_in_line(self._bookings, self._seats, request)
         partition = section_partition(request.performance, request.performance_id, request.seat_ids)
         data = BookingRequested.of(request).to_json()
         return send_or_fail(

@@ -533,7 +533,7 @@ def test_poison_messages_reach_the_dlq_compensated_where_the_booking_is_known(he
         known["fifo-seats"], f_pid, "poison-3", (f_seats[0],), "fifo_partition", BookingStatus.PENDING
     )
     container.bookings.insert_in_line(in_line.as_booking())
-    container.seat_store.reserve(in_line, hold=False)
+    container.seat_store.remember(in_line)
     unknown, phantom = str(ULID()), str(ULID())
 
     def message(booking_id, pid, seat_ids, strategy="redis_async", user="poison") -> str:

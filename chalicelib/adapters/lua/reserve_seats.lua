@@ -1,18 +1,15 @@
---[[ Take every requested seat for one booking, or none (all-or-nothing), atomically, and record the booking.
-With ARGV[3] = '0' the seats are only checked, not taken: the in-line strategies (fifo_partition,
-stream_state) refuse a seat the map shows taken and record the booking that goes in line, in one round trip.
+--[[ Take every requested seat for one booking, or none (all-or-nothing), atomically.
 
 KEYS[1]  seat hash of the performance: field = seat id, value = "0" (free) | "H:<booking>" | "B:<booking>"
-KEYS[2]  the booking's record hash (what GET /bookings/{id} reads while MySQL is away)
+KEYS[2]  the booking's record hash (what GET /bookings/{id} reads while the booking is PENDING)
 KEYS[3]  the performance's change counter (bumped on every seat change; lets readers detect change)
 ARGV[1]  booking id
 ARGV[2]  record TTL in seconds
-ARGV[3]  '1' to hold the seats, '0' to only check them
-ARGV[4]  number of record field/value pairs that follow (n)
-ARGV[5 .. 4+2n]  record fields and values
-ARGV[5+2n ..]    seat ids, in the fixed (ascending) order
+ARGV[3]  number of record field/value pairs that follow (n)
+ARGV[4 .. 3+2n]  record fields and values
+ARGV[4+2n ..]    seat ids, in the fixed (ascending) order
 
-Returns  {1}                      taken for this booking (or, checking only, all free: recorded)
+Returns  {1}                      taken for this booking
          {2}                      this booking id already holds them (a retried call): nothing changed
          {0, seat, state, ...}    these seats are taken by someone else ("H:<booking>" / "B:<booking>",
                                   their holders): nothing changed
@@ -23,9 +20,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     return {-2}
 end
 local booking = ARGV[1]
-local hold = ARGV[3] == '1'
-local pairs_count = tonumber(ARGV[4])
-local first_seat = 5 + 2 * pairs_count
+local pairs_count = tonumber(ARGV[3])
+local first_seat = 4 + 2 * pairs_count
 local held = 'H:' .. booking
 
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -51,15 +47,12 @@ if #taken > 0 then
     return taken
 end
 
-for i = 5, first_seat - 1, 2 do
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
-if not hold then
-    return {1}
-end
 for i = first_seat, #ARGV do
     redis.call('HSET', KEYS[1], ARGV[i], held)
 end
+for i = 4, first_seat - 1, 2 do
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 redis.call('INCR', KEYS[3])
 return {1}
