@@ -17,7 +17,7 @@ import pytest
 
 from chalicelib.config import Settings
 from tests.support.localstack import localstack_environment
-from tests.support.processes import free_port, stop, wait_until_up
+from tests.support.processes import Worker, free_port, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATORS = ["moto", pytest.param("localstack", marks=pytest.mark.localstack)]
@@ -65,11 +65,34 @@ def app_settings(app_environment: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def base_url(services, worker_state: Path, emulator: str, app_environment: dict[str, str]) -> Iterator[str]:
-    environment = app_environment
+def worker(services, worker_state: Path, emulator: str, app_environment: dict[str, str]) -> Iterator[Worker]:
+    """The module's worker process (every event source and schedule, as threads of one process)."""
     # Each emulator has its own streams: the worker's positions in one mean nothing in the other.
     state = worker_state / emulator
     state.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "infra.local.worker",
+            "--concurrency",
+            "2",
+            "--stream-checkpoints",
+            str(state / "kinesis-checkpoints.json"),
+            "--function-name-prefix",
+            "seat-booking-e2e",
+        ],
+        cwd=ROOT,
+        env={**app_environment, "LEDGER_DIR": str(state / "ledger")},
+    )
+    try:
+        yield Worker(process)
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
         [
@@ -84,29 +107,13 @@ def base_url(services, worker_state: Path, emulator: str, app_environment: dict[
             "2",
         ],
         cwd=ROOT,
-        env=environment,
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.local.worker",
-            "--concurrency",
-            "2",
-            "--stream-checkpoints",
-            str(state / "kinesis-checkpoints.json"),
-            "--function-name-prefix",
-            "seat-booking-e2e",
-        ],
-        cwd=ROOT,
-        env={**environment, "LEDGER_DIR": str(state / "ledger")},
+        env=app_environment,
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(server)
-        stop(worker)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, create_performance, error_code, wait_for_final
+from tests.support.processes import Worker
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +112,7 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
 
 @pytest.mark.parametrize("strategy", ["fifo_partition", "stream_state"])
 def test_in_line_strategies_over_http_first_in_line_wins_and_a_cancel_frees_the_seat(
-    http: httpx.Client, strategy: str
+    http: httpx.Client, worker: Worker, strategy: str
 ) -> None:
     performance = create_performance(http, strategy=strategy)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
@@ -124,7 +125,10 @@ def test_in_line_strategies_over_http_first_in_line_wins_and_a_cancel_frees_the_
         assert body["status"] == "PENDING" and body["strategy"] == strategy
         return body
 
-    first, second = request("ann", [seat, seat + 1]), request("bob", [seat + 1])
+    # Paused, the worker cannot decide ann's booking before bob's request is in line behind it (were it
+    # decided, the seat map would already show the seat taken and bob would get a 409 at the door).
+    with worker.paused():
+        first, second = request("ann", [seat, seat + 1]), request("bob", [seat + 1])
     assert wait_for_final(http, first["booking_id"])["status"] == "CONFIRMED"
     refused = wait_for_final(http, second["booking_id"])
     assert refused["status"] == "REJECTED" and str(seat + 1) in refused["reason"]
