@@ -49,9 +49,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ulid import ULID
 
@@ -62,6 +62,7 @@ from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
 from chalicelib.services.ports import CatalogueStore, ReconcileStore, SeatMapAudit, SeatRepairs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SEATS_BOOKED = "seats_booked"
 SEATS_HELD = "seats_held"
@@ -420,34 +421,56 @@ class Reconciler:
         self._seats.release(booking_id, performance_id, seat_ids)
         summary.repairs[STALE_HOLDS_FAILED] += 1  # give_up logged it (action booking_failed)
 
+    def _sweep(
+        self,
+        what: str,
+        read: Callable[[], Iterable[T]],
+        repair: Callable[[T, ReconcileSummary], None],
+        counted_as: str,
+        summary: ReconcileSummary,
+        dry_run: bool,
+    ) -> None:
+        """One pass over what needs repairing: a failure to read or to repair one item is logged and
+        counted in `errors`, and the pass goes on; a dry run counts what it would repair."""
+        try:
+            items = list(read())
+        except Exception:
+            log.exception("reconcile: reading the %s failed", what)
+            summary.errors += 1
+            return
+        for item in items:
+            if dry_run:
+                summary.repairs[counted_as] += 1
+                continue
+            try:
+                repair(item, summary)
+            except Exception:
+                log.exception("reconcile: repairing %s (%s) failed", item, what)
+                summary.errors += 1
+
     def _fail_stale_pending(
         self, performance_id: int | None, summary: ReconcileSummary, dry_run: bool
     ) -> None:
         """Every accepted booking reaches a final status: one still PENDING past the hold deadline (its
         message lost, parked in a DLQ, its consumer's last give-up made while MySQL was away) is failed."""
-        try:
-            stale = self._bookings.pending_accepted_before(
+        self._sweep(
+            "stale PENDING bookings",
+            lambda: self._bookings.pending_accepted_before(
                 self._clock() - self.hold_deadline_seconds, performance_id
-            )
-        except Exception:
-            log.exception("reconcile: reading the stale PENDING bookings failed")
-            summary.errors += 1
-            return
-        for booking in stale:
-            if dry_run:
-                summary.repairs[STALE_PENDING_FAILED] += 1
-                continue
-            reason = "still PENDING after the hold deadline (reconcile)"
-            try:
-                status = self._compensator(booking.strategy).give_up(booking.booking_id, reason, None)
-            except Exception:
-                log.exception("reconcile: failing the stale booking %s failed", booking.booking_id)
-                summary.errors += 1
-                continue
-            if status is BookingStatus.FAILED:
-                summary.repairs[STALE_PENDING_FAILED] += 1
-            else:
-                summary.changed_meanwhile += 1  # settled by its consumer a moment before
+            ),
+            self._fail_stale,
+            STALE_PENDING_FAILED,
+            summary,
+            dry_run,
+        )
+
+    def _fail_stale(self, booking: Booking, summary: ReconcileSummary) -> None:
+        reason = "still PENDING after the hold deadline (reconcile)"
+        status = self._compensator(booking.strategy).give_up(booking.booking_id, reason, None)
+        if status is BookingStatus.FAILED:
+            summary.repairs[STALE_PENDING_FAILED] += 1
+        else:
+            summary.changed_meanwhile += 1  # settled by its consumer a moment before
 
     def _compensator(self, strategy: str) -> HoldCompensator:
         return self._compensators.get(strategy) or self._compensators[DEFAULT_COMPENSATOR]
@@ -459,25 +482,19 @@ class Reconciler:
     def _resend_ledger_releases(
         self, performance_id: int | None, summary: ReconcileSummary, dry_run: bool
     ) -> None:
-        if self._ledger is None:
+        ledger = self._ledger
+        if ledger is None:
             return
-        try:
-            pending = self._bookings.open_reconcile_entries(
+        self._sweep(
+            "pending ledger releases",
+            lambda: self._bookings.open_reconcile_entries(
                 LEDGER_RELEASE_PENDING_ACTION, LEDGER_RELEASE_RESENT_ACTION, performance_id
-            )
-        except Exception:
-            log.exception("reconcile: reading the pending ledger releases failed")
-            summary.errors += 1
-            return
-        for booking_id in pending:
-            if dry_run:
-                summary.repairs[LEDGER_RELEASES_RESENT] += 1
-                continue
-            try:
-                self._resend_ledger_release(self._ledger, booking_id, summary)
-            except Exception:
-                log.exception("reconcile: resending the ledger release of %s failed", booking_id)
-                summary.errors += 1
+            ),
+            lambda booking_id, summary: self._resend_ledger_release(ledger, booking_id, summary),
+            LEDGER_RELEASES_RESENT,
+            summary,
+            dry_run,
+        )
 
     def _resend_ledger_release(
         self, ledger: LedgerReleases, booking_id: str, summary: ReconcileSummary
