@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import app_environment, app_settings, base_url, http, worker_state  # noqa: F401
+from tests.e2e.conftest import app_environment, app_settings, base_url, http, worker, worker_state  # noqa: F401
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
