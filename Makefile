@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install services localstack-venv run localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme bench-compare clean
+.PHONY: install services localstack-venv run reset localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme bench-compare clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,20 @@ localstack-venv: install
 run: install services
 	$(PY) -m infra.local.run
 
+# Back to a fresh demo (performance 1, seats 1-120 all free): drops the local database, Redis keys, stream
+# positions and ledger. Refuses while `make run` is running.
+reset: install services
+	$(PY) -m infra.local.reset
+
 # The same server and worker in the `localstack` stage, against LocalStack in host mode on 127.0.0.1:4566.
 localstack: install services
 	$(PY) -m infra.local.run --stage localstack --emulator localstack
 
-# The development server Chalice ships (single-threaded; for debugging). `make run` must be running
-# alongside, or the emulator, queues and worker started another way.
+# The development server Chalice ships (single-threaded; for debugging) on port 8001 (PORT=... overrides), with
+# the emulator's dummy credentials (infra/local/chalice_local.py). `make run` must be running alongside, or the
+# emulator, queues and worker started another way.
 chalice-local: install
-	$(VENV)/bin/chalice local --stage local --port $${PORT:-8001}
+	$(PY) -m infra.local.chalice_local --stage local
 
 # Operator commands, against the stage `make run` serves (ARGS passes options through):
 #   make reconcile ARGS="--dry-run"      make reconcile ARGS="--performance 1"

@@ -21,22 +21,37 @@ def _server_url_and_database(database_url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(path="/")), parts.path.lstrip("/")
 
 
-def create_database_if_missing(database_url: str) -> None:
+def _server_connection(database_url: str) -> pymysql.Connection:
     parts = urlsplit(database_url)
-    _, database = _server_url_and_database(database_url)
-    connection = pymysql.connect(
+    return pymysql.connect(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 3306,
         user=parts.username or "root",
         password=parts.password or "",
         connect_timeout=5,
     )
+
+
+def create_database_if_missing(database_url: str) -> None:
+    _, database = _server_url_and_database(database_url)
+    connection = _server_connection(database_url)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE DATABASE IF NOT EXISTS `{database}` "
                 "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
             )
+    finally:
+        connection.close()
+
+
+def drop_database(database_url: str) -> None:
+    """Drop the database, every booking in it: for `make reset` and the test sessions' own databases."""
+    _, database = _server_url_and_database(database_url)
+    connection = _server_connection(database_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
     finally:
         connection.close()
 

@@ -62,20 +62,9 @@ os.environ.update(
 )
 
 from chalicelib.config import Settings  # noqa: E402  (after the environment is set)
+from infra.migrate import drop_database  # noqa: E402
 from tests.support.factories import event_body  # noqa: E402
 from tests.support.localstack import localstack_endpoint  # noqa: E402, F401  (session fixture)
-
-
-def _drop_database(url: str) -> None:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    connection = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{parts.path.lstrip('/')}`")
-    finally:
-        connection.close()
 
 
 @pytest.fixture(scope="session")
@@ -97,10 +86,10 @@ def moto_endpoint() -> Iterator[str]:
 def database(settings: Settings) -> Iterator[str]:
     from infra.migrate import migrate
 
-    _drop_database(settings.database_url)
+    drop_database(settings.database_url)
     migrate(settings.database_url)
     yield settings.database_url
-    _drop_database(settings.database_url)
+    drop_database(settings.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The one seam every concurrency strategy plugs into (see ../shared/ARCHITECTURE.md)."""
+"""The one seam every concurrency strategy plugs into (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -78,7 +78,10 @@ def check_dependencies(settings) -> None:
 
 
 def spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=PROJECT_DIR)
+    # A session of its own: Ctrl-C in the terminal reaches only this process, which then stops the children
+    # in order (stop_all). Were the emulator to get the terminal's SIGINT too, it would be gone while the
+    # worker's pollers still call it, and shutdown would end with "Could not connect" warnings.
+    return subprocess.Popen([sys.executable, *args], cwd=PROJECT_DIR, start_new_session=True)
 
 
 def choose_emulator(requested: str) -> tuple[str, str]:
@@ -154,17 +157,17 @@ def prepare(settings) -> None:
     )
 
 
-def stop_all(children: list[subprocess.Popen]) -> None:
-    # Reverse start order: the server and worker finish their in-flight work while the emulator still answers.
+def stop_all(children: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Reverse start order, each child gone before the next is asked: the server and worker finish their
+    in-flight work while the emulator still answers them."""
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for child in children:
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
 
 
 def main() -> None:

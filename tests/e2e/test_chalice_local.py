@@ -1,4 +1,6 @@
-"""Plain `chalice local` (Chalice's own dev server) serves the same app.
+"""Plain `chalice local` (Chalice's own dev server) serves the same app, started as `make chalice-local`
+starts it (infra/local/chalice_local.py, auto-reloader and all) from an environment with no AWS
+credentials, as a newcomer's shell has none.
 
 `chalice local` copies a stage's environment_variables over the process environment, so the test runs it on
 a copy of the project whose config has one extra stage pointing at the test MariaDB, Redis and moto."""
@@ -16,7 +18,8 @@ import httpx
 import pytest
 
 from tests.support.factories import event_body
-from tests.support.processes import free_port, stop, wait_until_up
+from tests.support.processes import free_port, group_alive, stop, wait_until_up
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +34,7 @@ TEST_VARIABLES = (
     "MAX_RECEIVE_COUNT",
     "ADMIN_TOKEN",
 )
+AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 
 @pytest.fixture()
@@ -43,18 +47,24 @@ def chalice_local(services, tmp_path: Path):
     config["stages"]["smoke"] = {"environment_variables": {name: os.environ[name] for name in TEST_VARIABLES}}
     (project / ".chalice" / "config.json").write_text(json.dumps(config))
     port = free_port()
-    chalice = Path(sys.executable).parent / "chalice"
+    without_credentials = {name: value for name, value in os.environ.items() if name not in AWS_CREDENTIALS}
     process = subprocess.Popen(
-        [str(chalice), "local", "--stage", "smoke", "--port", str(port)],
-        cwd=project,
+        [
+            *(sys.executable, "-m", "infra.local.chalice_local", "--stage", "smoke"),
+            *("--port", str(port), "--project-dir", str(project)),
+        ],
+        cwd=ROOT,
+        env={**without_credentials, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the reloader serves from a child: stop() ends the whole group
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", process, timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
+    wait_for(lambda: not group_alive(process), 10, "every process of chalice local's group to be gone")
 
 
 def test_chalice_local_serves_the_contract(chalice_local: str, drain) -> None:

@@ -1,5 +1,5 @@
 """Hostile input over real HTTP (issue 5): every refused request gets the contract's 4xx JSON error (the
-exact `error.code` of ../shared/API.md, a body valid against the OpenAPI schema) and leaves MySQL and this
+exact `error.code` of docs/api.md, a body valid against the OpenAPI schema) and leaves MySQL and this
 run's Redis keys exactly as they were. Metacharacters in fields that allow them are data: stored and returned
 verbatim.
 

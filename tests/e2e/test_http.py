@@ -1,4 +1,4 @@
-"""The HTTP contract (../shared/API.md) end to end: the production serving mode (Chalice behind granian) and
+"""The HTTP contract (docs/api.md) end to end: the production serving mode (Chalice behind granian) and
 the worker run as separate processes (tests/e2e/conftest.py), exactly as `make run` starts them, against the
 test MariaDB, Redis and moto. Every JSON answer is also validated against the OpenAPI document the app
 serves."""

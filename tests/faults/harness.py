@@ -1,6 +1,6 @@
 """What every fault scenario needs: a load generator that records every answer, the fault container's
 consumers (the local event sources with Lambda's semantics) that can be drained to the last backed-off
-message, and the audit of ../shared/API.md's invariants on the fault database and Redis."""
+message, and the audit of docs/api.md's invariants on the fault database and Redis."""
 
 from __future__ import annotations
 
@@ -376,7 +376,7 @@ def audit(
     injected: Iterable[str] = (),
     answers: Iterable[Answer] = (),
 ) -> dict:
-    """../shared/API.md's invariants for one performance, after the drain and reconcile. `injected`: booking
+    """docs/api.md's invariants for one performance, after the drain and reconcile. `injected`: booking
     ids the scenario put on a queue itself (they may be stored too); `answers`, to explain a stored booking
     whose client was not told 201/202. -> booking id -> final status."""
     container = fault.container

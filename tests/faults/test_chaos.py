@@ -39,7 +39,8 @@ from tests.faults.harness import (
     log,
     reconcile,
 )
-from tests.faults.test_fault_scenarios import start_worker, wait_for
+from tests.faults.test_fault_scenarios import start_worker
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(420)]
 STRATEGIES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")

@@ -1,6 +1,6 @@
 """Fault tests with real processes: under a booking load, Redis is SIGKILLed, MySQL is stopped for 30 s,
 every message is delivered twice, the consumer process is SIGKILLed mid-batch, and poison messages are
-injected. Each scenario then drains every queue and stream, runs reconcile, and checks ../shared/API.md's
+injected. Each scenario then drains every queue and stream, runs reconcile, and checks docs/api.md's
 invariants on the fault database and Redis: no seat in two active bookings, every 201/202 booking found
 and final, the Redis seat map equal to MySQL seat by seat. The figures are printed (`pytest -s -m fault`).
 
@@ -40,19 +40,13 @@ from tests.faults.harness import (
     twice_concurrently,
     twice_in_a_row,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ASYNCHRONOUS = ("redis_async", "fifo_partition", "stream_state")
 IN_LINE = {"fifo_partition", "stream_state"}  # accept first, decide later: REJECTED is an ordinary outcome
 HANG = 10.0  # no request may take longer than this, outage or not (socket and connect timeouts are ≤ 1 s)
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(interval)
 
 
 def finish(

@@ -9,7 +9,6 @@ The outage is real: the consumer reaches MariaDB through a TCP proxy that the te
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import boto3
 import pytest
@@ -18,6 +17,7 @@ from chalicelib import bootstrap
 from chalicelib.domain.models import BookingStatus
 from infra.local.sqs_poller import SqsEventSourcePoller
 from tests.integration.conftest import url_through
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture()
@@ -49,13 +49,6 @@ def poller_for(consumer, queues, settings) -> SqsEventSourcePoller:
     )
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_the_consumer_backs_off_and_succeeds_when_mysql_returns(
     services, new_performance, consumer_behind_proxy, proxy, queues, settings
 ) -> None:
@@ -70,9 +63,11 @@ def test_the_consumer_backs_off_and_succeeds_when_mysql_returns(
     poller = poller_for(consumer, queues, settings)
     poller.start()
     try:
-        wait_for(lambda: len(delays) >= 2)  # two deliveries failed with MySQL down
+        wait_for(lambda: len(delays) >= 2, 30)  # two deliveries failed with MySQL down
         proxy.start()
-        wait_for(lambda: services.booking_service.get(booking.booking_id).status is BookingStatus.CONFIRMED)
+        wait_for(
+            lambda: services.booking_service.get(booking.booking_id).status is BookingStatus.CONFIRMED, 30
+        )
     finally:
         poller.stop(timeout=10)
     assert delays[:2] == [1, 2], "exponential backoff by receive count"

@@ -39,6 +39,7 @@ from infra.local.kinesis_poller import (
     pollers_for_app,
 )
 from infra.local.sqs_poller import InvalidBatchResponse
+from tests.support.waiting import wait_for
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -120,13 +121,6 @@ def poller(handler: Any, stream: str, kinesis: Any, **kwargs: Any) -> KinesisEve
     kwargs.setdefault("poll_interval_seconds", 0.05)
     kwargs.setdefault("retry_delay_seconds", 0.02)
     return KinesisEventSourcePoller(handler, stream, kinesis, **kwargs)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 class Crash(BaseException):

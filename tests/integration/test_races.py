@@ -52,7 +52,7 @@ def split(outcomes: list[object]) -> tuple[list[Booking], list[SeatUnavailable]]
 
 
 def audit(sql, services, strategy: str, performance_id: int, accepted: list[Booking]) -> dict[str, str]:
-    """The invariants of ../shared/API.md in MySQL and the Redis seat map; -> booking id -> final status."""
+    """The invariants of docs/api.md in MySQL and the Redis seat map; -> booking id -> final status."""
     double = sql(
         "SELECT seat_id, COUNT(*) FROM booking_seats WHERE performance_id = %s AND active = 1"
         " GROUP BY seat_id HAVING COUNT(*) > 1",

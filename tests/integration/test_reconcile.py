@@ -29,6 +29,7 @@ from infra import reconcile as reconcile_command
 from infra.local import scheduler
 from infra.local.sqs_poller import LambdaContext
 from tests.integration.test_redis_async import lambda_event
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,13 +88,6 @@ def context(name: str = "seat-booking-test-reconcile_seat_maps") -> LambdaContex
         log_stream_name="2026/01/01/[$LATEST]test",
         timeout_seconds=60,
     )
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_each_drift_is_repaired_seat_by_seat_and_logged_once(services, new_performance, sql, capsys) -> None:
@@ -295,7 +289,7 @@ def test_the_scheduled_handler_and_the_local_scheduler_repair_the_same_way(
     assert schedule.period_seconds == pytest.approx(0.1)
     schedule.start()
     try:
-        wait_for(lambda: services.seat_store.seat_states(pid)[s[1]] == f"B:{second}")
+        wait_for(lambda: services.seat_store.seat_states(pid)[s[1]] == f"B:{second}", 20)
     finally:
         assert schedule.stop(timeout=30)
     assert schedule.invocations >= 1 and schedule.failures == 0

@@ -23,6 +23,7 @@ from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Per
 from chalicelib.services.booking import new_booking_id
 from chalicelib.strategies import redis_lock
 from chalicelib.strategies.redis_lock import LeaseWatchdog, RedisLockStrategy
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 LEASE = 0.6  # seconds; the watchdog re-arms every LEASE / 3
@@ -160,13 +161,6 @@ class FrozenWatchdog(LeaseWatchdog):
         self._stopped.wait()
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.02)
-
-
 # --- the watchdog ------------------------------------------------------------------------------------------
 def test_a_holder_slower_than_its_lease_still_excludes_a_second_writer(
     services, new_performance, sql
@@ -226,7 +220,7 @@ def test_a_dead_holders_lease_stops_blocking_after_its_ttl(services, new_perform
     assert dead.owned(), "a refused attempt leaves the other holder's lease alone"
     assert sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) == [(0,)]
 
-    wait_until(lambda: not dead.locked(), ttl + 3, "the dead holder's lease lapsed")
+    wait_for(lambda: not dead.locked(), ttl + 3, "the dead holder's lease lapsed")
     booking = services.booking_service.book(pid, body, None)
 
     assert booking.status is BookingStatus.CONFIRMED
@@ -256,7 +250,7 @@ def test_a_writer_that_lost_its_lease_is_fenced_by_the_unique_guard(
     assert any(q.startswith("SELECT seat_id, booking_id FROM booking_seats") for q in paused_db.statements), (
         "precondition: A checked the seats free before pausing"
     )
-    wait_until(lambda: not services.redis.exists(lease), 5 * LEASE + 2, "A's lease lapsed")
+    wait_for(lambda: not services.redis.exists(lease), 5 * LEASE + 2, "A's lease lapsed")
 
     b = services.strategies["redis_lock"].book(request_for(performance, "bob", [seat]))
     assert b.status is BookingStatus.CONFIRMED

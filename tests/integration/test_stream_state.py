@@ -10,13 +10,13 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_races import audit, race, split
+from tests.support.waiting import wait_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.race, pytest.mark.timeout(240)]
@@ -42,15 +42,6 @@ def start_worker(ledger_dir: Path, checkpoint_file: str, log_file: Path) -> subp
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_processor_rebuilds_from_the_changelog_and_sells_no_seat_twice(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -31,12 +33,28 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> N
 
 
 def stop(process: subprocess.Popen) -> None:
+    """Stop a server the test started and, when it leads a process group of its own
+    (`start_new_session=True`), every process left in that group: a reloader's or a pre-forking server's
+    children would otherwise outlive the test. (A process started in the test's group leads none, so no
+    group bears its pid.)"""
     if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def group_alive(process: subprocess.Popen) -> bool:
+    """Whether any process of the group `process` leads is still running."""
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Worker:
