@@ -68,7 +68,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 test: install services lint localstack-venv
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30
 
 # Only the fault tests (MariaDB/Redis of their own killed, stopped and restarted under load; a few minutes).
 test-faults: install services
