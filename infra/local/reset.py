@@ -17,7 +17,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--stream-checkpoints", help="the worker's checkpoint file, if not the stage's default")
+    parser.add_argument("--stream-checkpoints", help="the worker's checkpoint file (default: the stage's)")
     args = parser.parse_args()
     apply_stage_environment(args.stage)
     import redis
