@@ -13,7 +13,6 @@ from chalicelib.adapters.bloom import RedisBloomFilter
 from chalicelib.adapters.fill_lock import RedisFillLock
 from chalicelib.adapters.idempotency import PowertoolsIdempotency
 from chalicelib.adapters.kinesis import KinesisStream
-from chalicelib.adapters.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
@@ -22,10 +21,11 @@ from chalicelib.adapters.redis_policy import require_noeviction
 from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.adapters.rocks_state import RocksKeyValueStore
 from chalicelib.adapters.sqs import SqsQueue
-from chalicelib.adapters.sqs_batch import BookingBatchHandler
 from chalicelib.config import Settings
-from chalicelib.consumers.booking_events import BookingEventConsumer
+from chalicelib.entrypoints.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
+from chalicelib.entrypoints.sqs_batch import BookingBatchHandler
 from chalicelib.services.booking import BookingService
+from chalicelib.services.booking_events import BookingEventConsumer
 from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService

@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STRATEGY_NAMES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
+from chalicelib.domain.models import STRATEGY_NAMES
+
 # The stage a developer's machine runs (the default: no STAGE set).
 LOCAL_STAGE = "local"
 # The admin token of the local stage only. It is public (it is in the README), so no other stage may fall

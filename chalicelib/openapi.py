@@ -8,9 +8,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from chalicelib.config import STRATEGY_NAMES
 from chalicelib.domain import errors
-from chalicelib.domain.models import BookingStatus, SeatStatus
+from chalicelib.domain.models import STRATEGY_NAMES, BookingStatus, SeatStatus
 from chalicelib.domain.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_NAME_LENGTH,

@@ -25,10 +25,10 @@ from pathlib import Path
 import redis
 
 from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
+from chalicelib.domain.seat_map import FREE, holder_state, seat_status_of, shown_booking
 
 log = logging.getLogger(__name__)
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-FREE = "0"
 LOAD_CHUNK = 5_000
 
 
@@ -93,27 +93,11 @@ class BookingRecord:
         )
 
 
-def seat_status_of(state: str) -> SeatStatus:
-    if state == FREE:
-        return SeatStatus.AVAILABLE
-    return SeatStatus.HELD if state.startswith("H:") else SeatStatus.BOOKED
-
-
-def holder_state(booking_id: str, status: BookingStatus) -> str:
-    """The map's state of a seat an active booking holds: booked once CONFIRMED, held while PENDING."""
-    return f"{'B' if status is BookingStatus.CONFIRMED else 'H'}:{booking_id}"
-
-
 Holder = tuple[str, BookingStatus]  # (booking id, status) of the active booking holding a seat
 
 
 def _state(holder: Holder | None) -> str:
     return FREE if holder is None else holder_state(*holder)
-
-
-def shown_booking(state: str | None) -> str | None:
-    """The booking a seat state names ("H:<id>" or "B:<id>"), None for a free or unknown seat."""
-    return state[2:] if state and state[:2] in ("H:", "B:") else None
 
 
 def _load_script(client: redis.Redis, name: str):

@@ -7,6 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+# The five ways to decide who gets a seat (chalicelib/strategies): a performance names one.
+STRATEGY_NAMES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
+
 
 class BookingStatus(StrEnum):
     PENDING = "PENDING"  # accepted, not yet final
@@ -165,6 +168,15 @@ class Booking:
             "strategy": self.strategy,
             "reason": self.reason,
         }
+
+
+# reconcile_log actions of the reconcile job: what it repaired, and what a stream_state cancel leaves for it
+# to do (send the processor's ledger a release it may have missed).
+SEAT_BOOKED_ACTION = "reconcile_seat_booked"
+SEAT_HELD_ACTION = "reconcile_seat_held"
+SEAT_RELEASED_ACTION = "reconcile_seat_released"
+LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
+LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
 
 
 @dataclass(frozen=True)

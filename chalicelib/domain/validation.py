@@ -7,9 +7,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.config import STRATEGY_NAMES
 from chalicelib.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
-from chalicelib.domain.models import EventSpec, PerformanceSpec, SectionSpec
+from chalicelib.domain.models import STRATEGY_NAMES, EventSpec, PerformanceSpec, SectionSpec
 
 MAX_NAME_LENGTH = 200
 MAX_USER_ID_LENGTH = 64

@@ -27,8 +27,7 @@ from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.domain.validation import parse_booking_body, parse_idempotency_key
 from chalicelib.services.catalogue import CatalogueService
-from chalicelib.services.ports import BookingStore, IdempotentRunner, RememberedBookings
-from chalicelib.strategies.base import BookingStrategy
+from chalicelib.services.ports import BookingStore, BookingStrategy, IdempotentRunner, RememberedBookings
 
 SEAT_UNAVAILABLE = "seat_unavailable"
 KEY_TAIL_BYTES = 10  # a ULID: 6 bytes of milliseconds, then 10 of randomness

@@ -55,10 +55,19 @@ from typing import Protocol, TypeVar
 
 from ulid import ULID
 
-from chalicelib.adapters.redis_seats import holder_state, shown_booking
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.messages import BookingRequested
-from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
+from chalicelib.domain.models import (
+    LEDGER_RELEASE_PENDING_ACTION,
+    LEDGER_RELEASE_RESENT_ACTION,
+    SEAT_BOOKED_ACTION,
+    SEAT_HELD_ACTION,
+    SEAT_RELEASED_ACTION,
+    Booking,
+    BookingStatus,
+    ReconcileEntry,
+)
+from chalicelib.domain.seat_map import holder_state, shown_booking
 from chalicelib.services.ports import CatalogueStore, ReconcileStore, SeatMapAudit, SeatRepairs
 
 log = logging.getLogger(__name__)
@@ -79,16 +88,10 @@ REPAIR_KINDS = (
     LEDGER_RELEASES_RESENT,
 )
 
-# reconcile_log actions: what this job did, and what a stream_state cancel leaves for it to do.
-SEAT_BOOKED_ACTION = "reconcile_seat_booked"
-SEAT_HELD_ACTION = "reconcile_seat_held"
 HOLDER_REPAIRS = {
     BookingStatus.CONFIRMED: (SEATS_BOOKED, SEAT_BOOKED_ACTION),
     BookingStatus.PENDING: (SEATS_HELD, SEAT_HELD_ACTION),
 }
-SEAT_RELEASED_ACTION = "reconcile_seat_released"
-LEDGER_RELEASE_PENDING_ACTION = "ledger_release_pending"
-LEDGER_RELEASE_RESENT_ACTION = "ledger_release_resent"
 
 # A take MySQL has not heard of this long after it was made is abandoned: the request path journals a hold
 # within its MySQL timeouts (connect + statement + settling an uncertain commit: well under a minute) or

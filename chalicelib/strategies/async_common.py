@@ -14,10 +14,11 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore, shown_booking
+from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore
 from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
+from chalicelib.domain.seat_map import shown_booking
 from chalicelib.services.ports import BookingStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.seat_mirror import mirror

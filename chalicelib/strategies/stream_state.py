@@ -43,9 +43,15 @@ from chalicelib.domain.messages import (
     LedgerOutcome,
     SeatsReleaseRequested,
 )
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance, ReconcileEntry
+from chalicelib.domain.models import (
+    LEDGER_RELEASE_PENDING_ACTION,
+    Booking,
+    BookingRequest,
+    BookingStatus,
+    Performance,
+    ReconcileEntry,
+)
 from chalicelib.services.ports import BookingStore
-from chalicelib.services.reconcile import LEDGER_RELEASE_PENDING_ACTION
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
-from chalicelib.consumers.booking_events import BookingEventConsumer, PermanentFailure
+from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure
 
 log = logging.getLogger(__name__)
 

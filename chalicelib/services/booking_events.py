@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested, InvalidMessage
 from chalicelib.domain.models import BookingStatus, ReconcileEntry
-from chalicelib.services.ports import BookingStore
-from chalicelib.strategies.base import AsyncBookingStrategy
+from chalicelib.services.ports import AsyncBookingStrategy, BookingStore
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_BODY = 2_000
