@@ -204,18 +204,27 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
             for url in queue_urls
         )
 
-    def run(idle_seconds: float = 1.0, timeout: float = 120) -> int:
-        # A pass that delivers nothing anywhere, with no queue holding a message (not even one backing off),
-        # means everything is drained. The idle period stays 1 s per poller: with 0.2 s a stream_state race
-        # once returned before the last decision was persisted (CI, loaded box).
+    def caught_up(poller, timeout: float) -> int:
+        if isinstance(poller, sqs_poller.SqsEventSourcePoller):
+            return poller.run_until_empty(timeout=timeout)
+        return poller.run_until_caught_up(timeout=timeout)
+
+    def run(timeout: float = 120) -> int:
+        # Drained by condition, not by idle time: a pass in which no poller delivers anything (each SQS
+        # receive found nothing, each Kinesis shard was read to its end) while no queue holds a message (not
+        # in flight, not backing off, not delayed) leaves nothing anywhere: the handlers run in this thread,
+        # so nothing can have been produced since. A pass that delivers goes round again (a persisted decision
+        # may put a release on a stream; a consumer may send on).
         delivered = 0
         deadline = time.monotonic() + timeout
         while True:
-            this_pass = sum(p.run_until_idle(idle_seconds=idle_seconds, timeout=timeout) for p in pollers)
+            this_pass = sum(caught_up(p, max(1.0, deadline - time.monotonic())) for p in pollers)
             delivered += this_pass
             if this_pass == 0 and queues_hold_nothing():
                 return delivered
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the queues did not drain within {timeout} s")
+            if this_pass == 0:
+                time.sleep(0.05)  # messages backing off: SQS makes them visible on its own clock
 
     return run

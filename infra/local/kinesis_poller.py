@@ -205,6 +205,7 @@ class _Shard:
     failing_sequence_number: str | None = None  # the record the current run of failed invocations starts at
     failures: int = 0
     in_trouble: bool = False  # the last read failed (the stream is unreachable, not empty)
+    caught_up: bool = False  # the last read found nothing new and nothing waits in the buffer
     io_backoff: Backoff = field(default_factory=Backoff)
 
     @property
@@ -296,6 +297,15 @@ class KinesisEventSourcePoller:
         Shards take turns (one batch each), so each shard's order holds but invocations never overlap.
         Returns the number of records delivered (a redelivered record counts each time). Raises TimeoutError
         if the stream is still busy (a batch being retried, or unreachable) after `timeout` seconds."""
+        return self._run_here(timeout, idle_seconds)
+
+    def run_until_caught_up(self, timeout: float = 60) -> int:
+        """Poll every shard in the calling thread until each has read to the end of its shard (a GetRecords
+        with no record and nothing behind latest) and delivered everything it read; no idle period. A
+        batch being retried keeps its shard from being caught up. Returns the records delivered."""
+        return self._run_here(timeout, None)
+
+    def _run_here(self, timeout: float, idle_seconds: float | None) -> int:
         if self._running():
             raise RuntimeError(f"the poller of {self.function_name} is running in the background")
         deadline = time.monotonic() + timeout
@@ -303,6 +313,7 @@ class KinesisEventSourcePoller:
         backoff = Backoff()
         instances: dict[str, Instance] = {}
         delivered = 0
+        asked = False  # a shard caught up in an earlier run is asked afresh, at once, once per run
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -316,12 +327,25 @@ class KinesisEventSourcePoller:
                 time.sleep(delay)
                 last_activity = time.monotonic()  # an unreachable stream is not an empty one
                 continue
+            if idle_seconds is None and not asked:
+                for shard in shards:
+                    if shard.caught_up:  # waiting out its poll interval, not a retry's backoff
+                        shard.caught_up, shard.ready_at = False, time.monotonic()
+                asked = True
             live = [shard for shard in shards if not shard.exhausted]
             if not live:
                 return delivered  # every shard is closed and processed: nothing can arrive any more
+            if idle_seconds is None:
+                live = [shard for shard in live if not shard.caught_up]
+                if not live:
+                    return delivered
             count, busy = self._poll_round(live, instances)
             delivered += count
             next_ready = min(shard.ready_at for shard in live) - time.monotonic()
+            if idle_seconds is None:
+                if not all(shard.caught_up for shard in live):
+                    time.sleep(min(max(next_ready, 0.0), 0.05))  # a retry's backoff or a batching window
+                continue
             time.sleep(min(max(next_ready, 0.005), idle_seconds))
             if count or busy:
                 last_activity = time.monotonic()
@@ -447,10 +471,12 @@ class KinesisEventSourcePoller:
 
     def _advance(self, shard: _Shard, instance: Instance) -> int:
         caught_up = True
+        shard.caught_up = False
         if len(shard.buffer) < self.batch_size and not shard.closed:
             caught_up = self._read(shard)
         now = time.monotonic()
         if not shard.buffer:
+            shard.caught_up = caught_up
             shard.ready_at = now + self.poll_interval_seconds if caught_up else now
             return 0
         window_ends = shard.buffered_since + self.max_batching_window_seconds

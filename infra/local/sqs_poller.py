@@ -289,15 +289,24 @@ class SqsEventSourcePoller:
 
         Returns the number of messages delivered (a redelivered message counts each time). Raises TimeoutError
         if the queue is still busy (or unreachable) after `timeout` seconds."""
+        return self._run_here(timeout, idle_seconds)
+
+    def run_until_empty(self, timeout: float = 60) -> int:
+        """Poll in the calling thread until one receive finds nothing visible; no idle period. Messages in
+        flight or backing off are invisible, so the caller decides by the queue's counters whether more will
+        come (tests' drain). Returns the number of messages delivered."""
+        return self._run_here(timeout, None)
+
+    def _run_here(self, timeout: float, idle_seconds: float | None) -> int:
         instance = Instance(self.function_name)
         backoff = Backoff()
         deadline = time.monotonic() + timeout
         last_activity = time.monotonic()
         delivered = 0
         # Never long-poll past the idle period: an idle queue should end the run promptly.
-        wait = min(self.wait_time_seconds, math.ceil(idle_seconds))
+        wait = 0 if idle_seconds is None else min(self.wait_time_seconds, math.ceil(idle_seconds))
         not_stopping = threading.Event()  # stop() is for the background workers, not for this loop
-        while time.monotonic() - last_activity < idle_seconds:
+        while idle_seconds is None or time.monotonic() - last_activity < idle_seconds:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{self.queue_url} did not go idle within {timeout} s ({delivered} messages delivered)"
@@ -315,6 +324,8 @@ class SqsEventSourcePoller:
                 self._process(messages, instance)
                 delivered += len(messages)
                 last_activity = time.monotonic()
+            elif idle_seconds is None:
+                return delivered
             elif wait == 0:
                 time.sleep(0.05)  # short polls on an empty queue: don't spin
         return delivered

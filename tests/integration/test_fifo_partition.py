@@ -239,7 +239,7 @@ def test_no_lock_is_taken_in_mysql_or_redis(
 
     with redis_commands(settings) as commands, sql_sent_by_this_process(monkeypatch) as statements:
         bookings = [book(services, performance, f"user-{i}", seats) for i, seats in enumerate(requests)]
-        drain(idle_seconds=0.2)
+        drain()
 
     final = dict(sql("SELECT booking_id, status FROM bookings WHERE performance_id = %s", pid))
     assert sorted(final[b.booking_id] for b in bookings) == ["CONFIRMED"] * 3 + ["REJECTED"] * 4
@@ -274,7 +274,7 @@ def test_the_message_waits_in_its_sections_line_deduplicated_by_booking_id(
         body = json.loads(messages[booking.booking_id]["Body"])
         assert body["seat_ids"] == list(booking.seat_ids) and body["strategy"] == "fifo_partition"
 
-    drain(idle_seconds=0.2)  # the messages made visible again are still decided normally
+    drain()  # the messages made visible again are still decided normally
     for booking in (in_first, in_second):
         assert services.booking_service.get(booking.booking_id).status is BookingStatus.CONFIRMED
 
@@ -295,7 +295,7 @@ def test_a_booking_across_sections_waits_in_its_lowest_seats_line(
     assert messages[spanning.booking_id]["Attributes"]["MessageGroupId"] == group_of(performance, 0)
     assert messages[rival.booking_id]["Attributes"]["MessageGroupId"] == group_of(performance, 1)
 
-    drain(idle_seconds=0.2)
+    drain()
 
     statuses = {b.booking_id: services.booking_service.get(b.booking_id).status for b in (spanning, rival)}
     assert sorted(s.value for s in statuses.values()) == ["CONFIRMED", "REJECTED"]

@@ -232,7 +232,7 @@ def test_a_ledger_release_that_never_left_is_resent(
 ) -> None:
     pid, (seat,) = seats_of(new_performance, strategy="stream_state", count=1)
     first = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
-    drain(idle_seconds=0.5)
+    drain()
     assert services.booking_service.get(first.booking_id).status is BookingStatus.CONFIRMED
     assert services.ledger.holder(pid, seat) == first.booking_id
 
@@ -250,11 +250,11 @@ def test_a_ledger_release_that_never_left_is_resent(
     assert services.reconciler.run(pid, dry_run=True).repairs == Counter({LEDGER_RELEASES_RESENT: 1})
     summary = services.reconciler.run(pid)
     assert summary.repairs == Counter({LEDGER_RELEASES_RESENT: 1}) and summary.errors == 0
-    drain(idle_seconds=0.5)
+    drain()
     assert services.ledger.holder(pid, seat) is None
 
     second = services.booking_service.book(pid, {"user_id": "bob", "seat_ids": [seat]}, None)
-    drain(idle_seconds=0.5)
+    drain()
     assert services.booking_service.get(second.booking_id).status is BookingStatus.CONFIRMED
     assert services.reconciler.run(pid).total_repairs == 0
     assert log_rows(sql, pid) == [

@@ -213,7 +213,7 @@ def test_a_poison_message_is_compensated_and_lands_in_the_dlq(
     )
     sqs.send_message(QueueUrl=queues["booking"].queue_url, MessageBody="definitely not json")
 
-    drain(idle_seconds=2)
+    drain()
 
     assert seat_status(services, pid, seat) == "AVAILABLE"
     assert services.booking_service.get(booking_id).status is BookingStatus.FAILED

@@ -63,7 +63,7 @@ def test_a_booking_is_read_cancelled_and_audited_the_same_way(
     seats = [first + 3, first + 1]  # given unsorted: every strategy stores them in ascending order
 
     booking = book(services, pid, "ann", seats, strategy)
-    drain(idle_seconds=0.2)
+    drain()
 
     stored = services.booking_service.get(booking.booking_id)
     assert stored == Booking(
@@ -94,7 +94,7 @@ def test_a_booking_is_read_cancelled_and_audited_the_same_way(
         services.booking_service.cancel(booking.booking_id, "ann")
 
     again = book(services, pid, "bob", seats, strategy)
-    drain(idle_seconds=0.2)
+    drain()
 
     assert services.booking_service.get(again.booking_id).status is BookingStatus.CONFIRMED
     assert {s: st for s, st in statuses(services, pid).items() if st != "AVAILABLE"} == {
@@ -138,14 +138,14 @@ def test_a_booking_cancelled_before_it_is_confirmed_stays_cancelled(
     with pytest.raises(NotCancellable):
         services.booking_service.cancel(booking.booking_id, "ann")
 
-    drain(idle_seconds=0.2)  # the request's message is delivered after the cancel
+    drain()  # the request's message is delivered after the cancel
 
     assert services.booking_service.get(booking.booking_id).status is BookingStatus.CANCELLED
     assert set(statuses(services, pid).values()) == {"AVAILABLE"}
     assert_audit(sql, services, pid, {booking.booking_id: ("ann", "CANCELLED")}, None)
 
     again = book(services, pid, "bob", seats, strategy)
-    drain(idle_seconds=0.2)
+    drain()
 
     assert services.booking_service.get(again.booking_id).status is BookingStatus.CONFIRMED
     assert services.booking_service.get(booking.booking_id).status is BookingStatus.CANCELLED
@@ -214,14 +214,14 @@ def test_a_cancel_between_the_consumers_insert_and_its_seat_map_update_leaves_th
         return real_confirm(booking_id, *args, **kwargs)
 
     monkeypatch.setattr(services.seat_store, "confirm", cancel_first)
-    drain(idle_seconds=0.2)
+    drain()
     monkeypatch.undo()
 
     assert [b.status for b in cancelled] == [BookingStatus.CANCELLED], "the cancel ran inside the window"
     assert statuses(services, pid)[seat] == "AVAILABLE"
     assert_audit(sql, services, pid, {ann.booking_id: ("ann", "CANCELLED")}, None)
     bob = book(services, pid, "bob", [seat], strategy)
-    drain(idle_seconds=0.2)
+    drain()
     assert services.booking_service.get(bob.booking_id).status is BookingStatus.CONFIRMED
     assert_audit(
         sql, services, pid, {ann.booking_id: ("ann", "CANCELLED"), bob.booking_id: ("bob", "CONFIRMED")}, bob
