@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 
 import pymysql
@@ -172,6 +171,7 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
 
     import app as app_module
     from infra.local import kinesis_poller, sqs_poller
+    from tests.support import draining
 
     def client(service: str):
         return boto3.client(service, endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
@@ -191,40 +191,17 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
     sqs = client("sqs")
     queue_urls = [p.queue_url for p in pollers if isinstance(p, sqs_poller.SqsEventSourcePoller)]
 
-    def queues_hold_nothing() -> bool:
-        """No message waiting, in flight or backing off (a failed message is invisible until retried)."""
+    def messages_waiting() -> int:
+        """Messages waiting, in flight or backing off (a failed message is invisible until retried)."""
         counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         counts.append("ApproximateNumberOfMessagesDelayed")
-        return all(
-            sum(
-                int(v)
-                for v in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"].values()
-            )
-            == 0
+        return sum(
+            int(value)
             for url in queue_urls
+            for value in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"].values()
         )
 
-    def caught_up(poller, timeout: float) -> int:
-        if isinstance(poller, sqs_poller.SqsEventSourcePoller):
-            return poller.run_until_empty(timeout=timeout)
-        return poller.run_until_caught_up(timeout=timeout)
-
     def run(timeout: float = 120) -> int:
-        # Drained by condition, not by idle time: a pass in which no poller delivers anything (each SQS
-        # receive found nothing, each Kinesis shard was read to its end) while no queue holds a message (not
-        # in flight, not backing off, not delayed) leaves nothing anywhere: the handlers run in this thread,
-        # so nothing can have been produced since. A pass that delivers goes round again (a persisted decision
-        # may put a release on a stream; a consumer may send on).
-        delivered = 0
-        deadline = time.monotonic() + timeout
-        while True:
-            this_pass = sum(caught_up(p, max(1.0, deadline - time.monotonic())) for p in pollers)
-            delivered += this_pass
-            if this_pass == 0 and queues_hold_nothing():
-                return delivered
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the queues did not drain within {timeout} s")
-            if this_pass == 0:
-                time.sleep(0.05)  # messages backing off: SQS makes them visible on its own clock
+        return draining.drain(pollers, messages_waiting, timeout)
 
     return run

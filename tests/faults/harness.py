@@ -25,6 +25,7 @@ from infra.dlq import DeadLetter, DeadLetterQueue
 from infra.local.kinesis_poller import FileCheckpoints, KinesisEventSourcePoller
 from infra.local.sqs_poller import SqsEventSourcePoller
 from infra.provision import QueuePair
+from tests.support import draining
 from tests.support.factories import event_body
 from tests.support.reconcile import past_the_deadline, reconciler_later
 from tests.support.servers import MariaDBServer, RedisServer
@@ -353,19 +354,10 @@ class Consumers:
         """Stop the background workers, then deliver until every queue is empty (backed-off messages
         included) and no stream yields anything. -> seconds it took."""
         started = time.monotonic()
-        deadline = started + timeout
         self.stop()
-        while True:
-            left = max(1.0, deadline - time.monotonic())
-            delivered = sum(poller.run_until_idle(idle_seconds=0.5, timeout=left) for poller in self._all)
-            waiting = sum(
-                self._fault.waiting(pair.queue_url) for pair in (self._fault.booking, self._fault.fifo)
-            )
-            if delivered == 0 and waiting == 0:
-                return time.monotonic() - started
-            assert time.monotonic() < deadline, f"not drained after {timeout} s ({waiting} messages waiting)"
-            if delivered == 0:
-                time.sleep(0.5)  # messages backing off: they come back by themselves
+        queues = (self._fault.booking.queue_url, self._fault.fifo.queue_url)
+        draining.drain(self._all, lambda: sum(self._fault.waiting(url) for url in queues), timeout)
+        return time.monotonic() - started
 
 
 # --- the invariants ------------------------------------------------------------------------------------
