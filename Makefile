@@ -53,7 +53,7 @@ dlq: install
 	$(PY) -m infra.dlq $(or $(ARGS),list)
 
 # A deployable SAM template for AWS (stage prod): Chalice's, completed by infra/aws_template.py (queues, DLQs,
-# streams, event sources, VPC, roles). README "Deploy" says how to deploy it.
+# streams, event sources, VPC, roles). docs/deploy.md says how to deploy it.
 package: install
 	rm -rf build/sam.json build/deployment.zip
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage prod build/
@@ -75,7 +75,7 @@ test: install services lint localstack-venv
 test-faults: install services
 	$(PY) -m pytest -q -p no:cacheprovider -m fault
 
-# The benchmark (README "Benchmark", loadtests/README.md): the five strategies under 10,000-request bursts on a
+# The benchmark (docs/benchmark.md, loadtests/README.md): the five strategies under 10,000-request bursts on a
 # stack of its own (granian, worker, LocalStack; database booking_bench), into loadtests/results/<timestamp>/.
 # ARGS passes options: make bench ARGS="--strategies redis_async,db_lock --requests 2000"
 bench: install services localstack-venv
@@ -90,7 +90,7 @@ bench-compare: install services localstack-venv
 bench-smoke: install services localstack-venv
 	$(PY) -m loadtests.bench --smoke $(ARGS)
 
-# The README's comparison table from the latest full results folder (or ARGS="loadtests/results/<folder>").
+# docs/benchmark.md's comparison table from the latest full results folder (or ARGS="loadtests/results/<folder>").
 bench-readme: install
 	$(PY) -m loadtests.bench readme $(ARGS)
 

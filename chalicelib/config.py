@@ -78,9 +78,10 @@ class Settings:
     queue_visibility_timeout_seconds: int = 30
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
-    # Reconcile (services/reconcile.py): a redis_async hold whose booking MySQL has not heard of this long
-    # after it was accepted is failed and its seats released. Must exceed the booking queue's retry window
-    # (queue_retry_window_seconds) plus the worst backlog; a shorter value is raised to the window + 60 s.
+    # Reconcile (services/reconcile.py): a booking still PENDING this long after it was accepted (any
+    # strategy: its message lost, parked in a DLQ or never decided) is failed and its seats released.
+    # Must exceed the booking queue's retry window (queue_retry_window_seconds) plus the worst backlog; a
+    # shorter value is raised to the window + 60 s.
     pending_hold_deadline_seconds: int = 15 * 60
     # A full reconcile run also checks the performances with bookings written within this window.
     reconcile_activity_window_seconds: int = 3600

@@ -15,7 +15,7 @@ Giving up:     after the last retry, or for a poison message: PENDING -> FAILED,
 Why the journal: a 202 is a promise, and Redis can lose a hold (eviction, FLUSHALL, a failover to a replica
 that missed the last writes). With the hold in MySQL before the 202, every rebuilt or repaired map has it.
 The cost is one MySQL transaction per accepted booking (refusals cost none), and no 202 while MySQL cannot
-write (503 instead): README "Failure handling".
+write (503 instead): docs/failure-handling.md.
 """
 
 from __future__ import annotations

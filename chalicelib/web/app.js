@@ -1,4 +1,4 @@
-// The live seat-map page: one ES module, no dependencies, the public API only (README "Seat-map page").
+// The live seat-map page: one ES module, no dependencies, the public API only (docs/seat-map.md).
 //
 // The map is drawn on one <canvas>: a refresh repaints only the seats whose status changed, so a 5,000-seat
 // performance updates without touching the DOM. It is polled every second with If-None-Match; an unchanged

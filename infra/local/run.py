@@ -93,7 +93,7 @@ def choose_emulator(requested: str) -> tuple[str, str]:
         return "moto", f"LocalStack host mode cannot run here: {reason}"
     return "localstack", (
         "the default wherever Python 3.13+ exists: its SQS keeps its speed as queues grow, moto server's "
-        "does not (README: Deploy > LocalStack without Docker); EMULATOR=moto picks moto server"
+        "does not (docs/deploy.md: LocalStack without Docker); EMULATOR=moto picks moto server"
     )
 
 

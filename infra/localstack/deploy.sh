@@ -2,7 +2,7 @@
 # The `deploy` service of localstack-compose.yml: migrate MySQL, package the app with Chalice (stage
 # localstack), complete the template with infra/sam.py (--target localstack: the queues and streams are the
 # ones the init hook provisioned) and deploy it into LocalStack with the same CloudFormation commands as on
-# AWS (README "Deploy"). Re-running updates the stack.
+# AWS (docs/deploy.md). Re-running updates the stack.
 set -euo pipefail
 : "${AWS_ENDPOINT_URL:?}" "${DATABASE_URL:?}" "${REDIS_URL:?}"
 STACK=seat-booking

@@ -5,8 +5,8 @@
     python -m loadtests.bench --strategies redis_async,db_lock --scenarios baseline,hot-seat --requests 2000
     python -m loadtests.bench --profile-run redis_async:hot-seat --profile-run db_lock:hot-seat
     python -m loadtests.bench report DIR         re-render DIR/report.md and the charts from DIR/results.json
-    python -m loadtests.bench readme [DIR]       the README's comparison table from DIR (default: the latest
-                                                 full results folder in loadtests/results/)
+    python -m loadtests.bench readme [DIR]       the comparison table of docs/benchmark.md from DIR (default:
+                                                 the latest full results folder in loadtests/results/)
 
 Results: loadtests/results/<UTC timestamp>/ (results.json, report.md, latency.png, throughput.png,
 confirm.png; raw/: logs of the server and the worker, py-spy's stacks, ignored by git); a smoke run writes
@@ -193,7 +193,8 @@ def report_command(argv: list[str]) -> int:
     return 0
 
 
-def readme_command(argv: list[str]) -> int:
+def benchmark_page_command(argv: list[str]) -> int:
+    """`make bench-readme`: the comparison table of docs/benchmark.md (the README links to that page)."""
     from loadtests.bench import report
 
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench readme")
@@ -203,15 +204,16 @@ def readme_command(argv: list[str]) -> int:
     if folder is None:
         raise SystemExit(f"no full results folder in {RESULTS_DIR}: run `make bench` first")
     results = json.loads((folder / "results.json").read_text())
-    if not report.update_readme(results, folder.name):
-        raise SystemExit(f"README.md has no {report.TABLE_START} … {report.TABLE_END} markers")
-    print(f"README.md: comparison table from {folder}")
+    page = report.BENCHMARK_PAGE.relative_to(report.ROOT)
+    if not report.update_benchmark_page(results, folder.name):
+        raise SystemExit(f"{page} has no {report.TABLE_START} … {report.TABLE_END} markers")
+    print(f"{page}: comparison table from {folder}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": run_command, "report": report_command, "readme": readme_command}
+    commands = {"run": run_command, "report": report_command, "readme": benchmark_page_command}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     return run_command(argv)

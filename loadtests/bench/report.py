@@ -1,5 +1,5 @@
 """From results.json: report.md (comparison table, emulator ceilings, targets, where the time goes), the PNG
-charts, and the README's comparison table (between the bench-table markers)."""
+charts, and the comparison table of docs/benchmark.md (between the bench-table markers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 from loadtests.bench import scenarios as sc
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+# The page whose comparison table `make bench-readme` replaces (the README links to it).
+BENCHMARK_PAGE = ROOT / "docs" / "benchmark.md"
 TABLE_START = "<!-- bench-table:start -->"
 TABLE_END = "<!-- bench-table:end -->"
 CHARTS = ("latency.png", "throughput.png", "confirm.png")
@@ -388,7 +390,7 @@ def header(results: dict) -> str:
     )
 
 
-def readme_block(results: dict, folder: str) -> str:
+def benchmark_table_block(results: dict, folder: str) -> str:
     dirty = " + uncommitted changes" if results["git"]["dirty"] else ""
     return "\n".join(
         [
@@ -622,12 +624,12 @@ def write_all(results: dict, out_dir: Path, charts: bool = True) -> Path:
     return write_report(results, out_dir, charts)
 
 
-def update_readme(results: dict, folder: str, readme: Path = README) -> bool:
-    """Replace the table between the markers; False if the README has no markers."""
-    text = readme.read_text()
+def update_benchmark_page(results: dict, folder: str, page: Path = BENCHMARK_PAGE) -> bool:
+    """Replace the table between the markers of `page` (docs/benchmark.md); False if it has no markers."""
+    text = page.read_text()
     pattern = re.compile(re.escape(TABLE_START) + r".*?" + re.escape(TABLE_END), re.DOTALL)
     if not pattern.search(text):
         return False
-    block = readme_block(results, folder)
-    readme.write_text(pattern.sub(lambda _: block, text, count=1))
+    block = benchmark_table_block(results, folder)
+    page.write_text(pattern.sub(lambda _: block, text, count=1))
     return True

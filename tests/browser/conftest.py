@@ -4,7 +4,7 @@ Redis) on moto server only: the page exercises the HTTP API, which the e2e suite
 emulators.
 
 One browser for the session, a fresh context (cookies, storage) per test. Screenshots go to the test's tmp
-dir, and also to $SCREENSHOT_DIR when it is set (`SCREENSHOT_DIR=docs/` refreshes the README's picture)."""
+dir, and also to $SCREENSHOT_DIR when it is set (`SCREENSHOT_DIR=docs/` refreshes docs/seat-map.png)."""
 
 from __future__ import annotations
 

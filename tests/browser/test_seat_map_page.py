@@ -170,7 +170,7 @@ def test_a_booking_by_another_client_appears_without_reload(
     expect(page.locator("#count-booked")).to_have_text("3")
     assert page.evaluate("window.notReloaded === true"), "the page was not reloaded"
 
-    # A fuller picture for the README: more bookings by others and one of ours just accepted (some seats
+    # A fuller picture for docs/seat-map.md: more bookings by others and one of ours just accepted (some seats
     # may still be PENDING when drawn), and a selection of ours.
     page.fill("#user-id", "ann")
     click_seat(page, seats[5])
@@ -282,7 +282,7 @@ def test_an_open_tab_on_5000_seats_costs_little_while_idle(
 ) -> None:
     """Requests and bytes per second of the page's polling, read from the browser's own accounting
     (headers + bodies as sent on the wire), idle (304s) and while seats change. Printed, and written to
-    tab-cost.json; the README quotes a run."""
+    tab-cost.json; docs/seat-map.md quotes a run."""
     window = float(os.environ.get("TAB_COST_SECONDS", "3"))
     event = create_event(http, rows=25, seats_per_row=50, sections=4)
     performance = event["performances"][0]

@@ -104,7 +104,7 @@ def test_unknown_ids_rarely_reach_mysql_and_every_known_id_is_found(
         new_performance(strategy=strategy, sections=2)
     # A filter of this run's own, built now: the LocalStack e2e servers of this session write events into the
     # same database under another Redis prefix (another deployment's filter), which this one cannot know of.
-    # One Redis prefix per database is the supported set-up (README, "Caching and lookups").
+    # One Redis prefix per database is the supported set-up (docs/seat-map.md, "Caching and lookups").
     redis_client.delete(catalogue_filter.key)
     services.catalogue.build_id_filter()  # normally at start (make run) or on first use
     assert catalogue_filter.is_built()

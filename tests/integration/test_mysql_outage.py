@@ -1,7 +1,7 @@
 """MySQL goes away under the request path (a TCP proxy in front of MariaDB, cut by the test): every strategy
 answers 503 at once — after the first few refusals the circuit is open and nobody waits. The asynchronous
 ones too: an accepted booking is journaled in MySQL before its 202, so without MySQL nothing is promised
-(README "Failure handling"); a seat the map shows taken is still refused from Redis, and the map is served."""
+(docs/failure-handling.md); a seat the map shows taken is still refused from Redis, and the map is served."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_synchronous_strategies_answer_503_fast_while_mysql_is_down(
     )
 
     assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
-    # ~2 s when the box is quiet (README); the bound only tells "answered" from "waited out MySQL's
+    # ~2 s when the box is quiet; the bound only tells "answered" from "waited out MySQL's
     # timeouts" (10 s query timeout per request, 100 requests on a pool of 32), with room for a loaded box.
     assert seconds < 8, seconds
     assert behind_proxy.db.breaker.state != "closed"
