@@ -102,6 +102,8 @@ def healthy(fault: Fault) -> Iterator[Fault]:
     """Each scenario starts and ends with everything up and the DLQs empty."""
     fault.clear_dead_letters()
     yield fault
+    for consumers in list(fault.running):
+        consumers.stop()
     fault.mariadb.resume()
     if not fault.mariadb.running():
         fault.mariadb.start()

@@ -54,6 +54,9 @@ class Fault:
     checkpoints: FileCheckpoints
     sqs: Any = field(init=False)
     kinesis: Any = field(init=False)
+    # Consumers a scenario started and has not stopped: the `healthy` fixture stops them after a failed
+    # scenario, so its pollers cannot take the next scenario's messages.
+    running: list[Consumers] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         def client(service: str) -> Any:
@@ -342,6 +345,7 @@ class Consumers:
         self._all = [*self.sqs_pollers, *self.kinesis_pollers]
 
     def start(self) -> Consumers:
+        self._fault.running.append(self)
         for poller in self._all:
             poller.start()
         return self
@@ -349,6 +353,8 @@ class Consumers:
     def stop(self) -> None:
         for poller in self._all:
             poller.stop(timeout=60)
+        if self in self._fault.running:
+            self._fault.running.remove(self)
 
     def drain(self, timeout: float = 180) -> float:
         """Stop the background workers, then deliver until every queue is empty (backed-off messages
