@@ -2,17 +2,30 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DIGEST := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# What running needs (runtime + the local runtime), and everything (+ the test and benchmark tool chains):
+# a newcomer's `make run` does not wait for matplotlib, playwright or cfn-lint.
+RUN_STAMP := $(VENV)/.installed-run-$(DIGEST)
+STAMP     := $(VENV)/.installed-all-$(DIGEST)
+# The requirements of pyproject.toml's runtime dependencies plus the named extras, one per line.
+REQUIREMENTS = $(PY) -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(p["dependencies"] + [d for e in sys.argv[1:] for d in p["optional-dependencies"][e]]))'
 
-.PHONY: install services localstack-venv run reset localstack chalice-local reconcile dlq package test test-faults lint format bench bench-smoke bench-readme bench-compare clean
-
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q "pip>=23,<26.3"  # chalice 1.34 declares pip<26.3
-	@$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-	  print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.lock
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	@$(REQUIREMENTS) local > $(VENV)/requirements-run.lock
+	$(PY) -m pip install -q -r $(VENV)/requirements-run.lock
+	@rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	@$(REQUIREMENTS) local test bench > $(VENV)/requirements.lock
 	$(PY) -m pip install -q -r $(VENV)/requirements.lock
-	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@rm -f $(VENV)/.installed-* && touch $(STAMP) $(RUN_STAMP)
+
+install-run: $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -21,40 +34,40 @@ services:
 
 # LocalStack's own venv (Python 3.13+, infra/local/localstack.py): built on first use, once per machine; on a
 # machine without Python 3.13+ this says so and `make run` uses moto server, `make test` skips LocalStack.
-localstack-venv: install
+localstack-venv: install-run
 	@$(PY) -m infra.local.localstack install --if-possible
 
 # The AWS emulator: LocalStack in host mode where it can run, else moto server (EMULATOR=moto|localstack picks).
-run: install services
+run: install-run services
 	$(PY) -m infra.local.run
 
 # Back to a fresh demo (performance 1, seats 1-120 all free): drops the local database, Redis keys, stream
 # positions and ledger. Refuses while `make run` is running.
-reset: install services
+reset: install-run services
 	$(PY) -m infra.local.reset
 
 # The same server and worker in the `localstack` stage, against LocalStack in host mode on 127.0.0.1:4566.
-localstack: install services
+localstack: install-run services
 	$(PY) -m infra.local.run --stage localstack --emulator localstack
 
 # The development server Chalice ships (single-threaded; for debugging) on port 8001 (PORT=... overrides), with
 # the emulator's dummy credentials (infra/local/chalice_local.py). `make run` must be running alongside, or the
 # emulator, queues and worker started another way.
-chalice-local: install
+chalice-local: install-run
 	$(PY) -m infra.local.chalice_local --stage local
 
 # Operator commands, against the stage `make run` serves (ARGS passes options through):
 #   make reconcile ARGS="--dry-run"      make reconcile ARGS="--performance 1"
 #   make dlq ARGS="list"                 make dlq ARGS="redrive --all"
-reconcile: install
+reconcile: install-run
 	$(PY) -m infra.reconcile $(ARGS)
 
-dlq: install
+dlq: install-run
 	$(PY) -m infra.dlq $(or $(ARGS),list)
 
 # A deployable SAM template for AWS (stage prod): Chalice's, completed by infra/aws_template.py (queues, DLQs,
 # streams, event sources, VPC, roles). docs/deploy.md says how to deploy it.
-package: install
+package: install-run
 	rm -rf build/sam.json build/deployment.zip
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage prod build/
 	$(PY) -m infra.sam build/sam.json

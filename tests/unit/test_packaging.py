@@ -7,6 +7,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from tests.support.environment import ReadRecorder
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,18 +38,6 @@ STAGE_SPECIFIC = {
 }
 
 
-class _ReadRecorder(dict):
-    """An environment that remembers which variables Settings.from_env asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-
 def test_chalice_stages_differ_only_in_endpoints_sizes_and_secrets() -> None:
     from chalicelib.config import Settings
 
@@ -58,7 +48,7 @@ def test_chalice_stages_differ_only_in_endpoints_sizes_and_secrets() -> None:
     assert keys["local"] == keys["localstack"] == keys["prod"], "every stage must set the same variables"
     for name in keys["prod"] - STAGE_SPECIFIC:
         assert len({env[name] for env in stages.values()}) == 1, f"{name} differs between stages"
-    recorder = _ReadRecorder()
+    recorder = ReadRecorder()
     Settings.from_env(recorder)
     assert keys["prod"] <= recorder.read, f"not read by chalicelib/config.py: {keys['prod'] - recorder.read}"
     for name, env in stages.items():
