@@ -46,7 +46,7 @@ class CircuitBreaker:
         self._is_failure = is_failure
         self.probe = probe
         self.on_recovered = on_recovered
-        self._clock = clock
+        self.clock = clock  # the time source of the reset period (tests put a clock they advance)
         self._lock = threading.Lock()
         self._state = CLOSED
         self._failures = 0
@@ -56,7 +56,7 @@ class CircuitBreaker:
     @property
     def state(self) -> str:
         with self._lock:
-            if self._state == OPEN and self._clock() - self._opened_at >= self._reset_seconds:
+            if self._state == OPEN and self.clock() - self._opened_at >= self._reset_seconds:
                 return HALF_OPEN
             return self._state
 
@@ -64,7 +64,7 @@ class CircuitBreaker:
         """Open the circuit, due for a probe at once: the next call runs `probe` and `on_recovered` first
         (e.g. a check that could not run while the dependency was unreachable)."""
         with self._lock:
-            self._state, self._opened_at = OPEN, self._clock() - self._reset_seconds
+            self._state, self._opened_at = OPEN, self.clock() - self._reset_seconds
 
     def call(self, func: Callable[..., T], *args: object, **kwargs: object) -> T:
         self._admit()
@@ -93,7 +93,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state == CLOSED:
                 return
-            if self._clock() - self._opened_at < self._reset_seconds or self._recovering:
+            if self.clock() - self._opened_at < self._reset_seconds or self._recovering:
                 raise CircuitOpen(f"{self.name}: circuit open")
             self._recovering = True
         try:
@@ -102,7 +102,7 @@ class CircuitBreaker:
         except BaseException as exc:
             with self._lock:
                 self._recovering = False
-                self._state, self._opened_at = OPEN, self._clock()
+                self._state, self._opened_at = OPEN, self.clock()
             raise CircuitOpen(f"{self.name}: still unavailable ({exc!r})") from exc
         with self._lock:
             self._recovering = False
@@ -112,7 +112,7 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if self._state == CLOSED and self._failures >= self._threshold:
-                self._state, self._opened_at = OPEN, self._clock()
+                self._state, self._opened_at = OPEN, self.clock()
 
     def _record_success(self) -> None:
         with self._lock:

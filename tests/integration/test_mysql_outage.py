@@ -16,9 +16,12 @@ from chalicelib.domain.models import BookingStatus
 from chalicelib.services.health import check_health
 from tests.integration.conftest import url_through
 from tests.integration.test_races import audit, race
+from tests.support.clock import FakeClock
 from tests.support.factories import event_body
 
 pytestmark = pytest.mark.timeout(120)
+
+RESET_SECONDS = 1.0
 
 
 @pytest.fixture()
@@ -27,9 +30,10 @@ def behind_proxy(settings, proxy, services):
     url = url_through(proxy, settings.database_url)
     container = bootstrap.build(
         dataclasses.replace(
-            settings, database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=1
+            settings, database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=RESET_SECONDS
         )
     )
+    container.db.breaker.clock = FakeClock()  # the reset period passes when a test says so
     yield container
     container.db.close()
 
@@ -66,7 +70,7 @@ def test_synchronous_strategies_answer_503_fast_while_mysql_is_down(
     assert not healthy and body["checks"]["db"] != "ok"
 
     proxy.start()
-    time.sleep(1.2)  # the circuit's reset period; the next call probes MySQL and goes on
+    behind_proxy.db.breaker.clock.advance(RESET_SECONDS)  # the circuit's reset period: the next call probes
     booked = book(pid, {"user_id": "back", "seat_ids": [seat]}, None)
     assert booked.status is BookingStatus.CONFIRMED
     assert sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) == [(1,)]
@@ -98,7 +102,7 @@ def test_asynchronous_strategies_promise_nothing_while_mysql_cannot_journal(
     assert sql("SELECT COUNT(*) FROM bookings WHERE performance_id = %s", pid) == [(1,)]
 
     proxy.start()
-    time.sleep(1.2)  # the circuit's reset period; the next call probes MySQL and goes on
+    behind_proxy.db.breaker.clock.advance(RESET_SECONDS)  # the circuit's reset period: the next call probes
     again = book(pid, {"user_id": "back", "seat_ids": [first]}, None)
     assert again.status is BookingStatus.PENDING
     drain()

@@ -15,6 +15,7 @@ from chalicelib.domain.errors import CacheUnavailable, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingStatus
 from chalicelib.services.health import check_health
 from tests.integration.test_races import race
+from tests.support.clock import FakeClock
 from tests.support.factories import event_body
 from tests.support.servers import RedisServer
 
@@ -91,6 +92,7 @@ def test_the_circuit_closes_when_redis_returns_and_the_seat_map_is_rebuilt_from_
     services, settings, sql, own_redis
 ) -> None:
     container = container_on(own_redis, settings, fallback="db_lock")
+    clock = container.redis.breaker.clock = FakeClock()
     pid, seat = performance_in(container, "redis_async")
     own_redis.kill()
 
@@ -106,7 +108,7 @@ def test_the_circuit_closes_when_redis_returns_and_the_seat_map_is_rebuilt_from_
     assert container.booking_service.get(won[0].booking_id).status is BookingStatus.CONFIRMED
 
     own_redis.start()  # back, and empty (no persistence), as after a crash
-    time.sleep(RESET_SECONDS + 0.2)
+    clock.advance(RESET_SECONDS)  # the circuit's reset period
     performance = container.catalogue.performance(pid)
     seat_map = container.seat_state.seat_map(performance)  # the half-open trial, then a rebuild from MySQL
     statuses = {s["seat_id"]: s["status"] for s in seat_map["sections"][0]["seats"]}
@@ -126,6 +128,7 @@ def test_a_redis_that_hung_and_returns_with_stale_seats_is_rebuilt_before_it_is_
     answers drops that map for a rebuild from MySQL (after a longer outage the circuit's recovery drops them
     all): the seat is refused, never sold twice, and the map shows it BOOKED."""
     container = container_on(own_redis, settings, fallback="db_lock")
+    clock = container.redis.breaker.clock = FakeClock()
     pid, seat = performance_in(container, "redis_async")
     assert container.seat_store.seat_states(pid)[seat] == "0"
     own_redis.pause()
@@ -133,7 +136,7 @@ def test_a_redis_that_hung_and_returns_with_stale_seats_is_rebuilt_before_it_is_
     assert sold.strategy == "db_lock"
 
     own_redis.resume()  # back with the pre-outage state: the seat reads "0" there
-    time.sleep(RESET_SECONDS + 0.2)
+    clock.advance(RESET_SECONDS)  # the circuit's reset period
     with pytest.raises(SeatUnavailable):
         container.booking_service.book(pid, {"user_id": "after", "seat_ids": [seat]}, None)
 
