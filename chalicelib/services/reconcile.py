@@ -51,6 +51,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 from ulid import ULID
@@ -262,17 +263,17 @@ class Reconciler:
             return
         findings = self._compare(performance_id, states)
         unsettled_before = _unsettled(summary)
-        for repair, found in (
-            (self._book, findings.to_book),
-            (self._hold, findings.to_hold),
-            (self._release, findings.to_release),
-            (self._judge_hold, findings.unknown_to_mysql),
+        for what, repair, found in (
+            ("booking", partial(self._put_back, status=BookingStatus.CONFIRMED), findings.to_book),
+            ("holding", partial(self._put_back, status=BookingStatus.PENDING), findings.to_hold),
+            ("releasing", self._release, findings.to_release),
+            ("judging the hold", self._judge_hold, findings.unknown_to_mysql),
         ):
             for booking_id, seat_ids in found.items():
                 try:
                     repair(performance_id, booking_id, seat_ids, summary, dry_run)
                 except Exception:
-                    log.exception("reconcile: %s of booking %s failed", repair.__name__, booking_id)
+                    log.exception("reconcile: %s the seats of booking %s failed", what, booking_id)
                     summary.errors += 1
         if _unsettled(summary) == unsettled_before and not dry_run:
             # Nothing left in flight or undone: the map needs no look until its version changes (or MySQL's
@@ -307,26 +308,6 @@ class Reconciler:
         return findings
 
     # the repairs ----------------------------------------------------------------------------------------
-    def _book(
-        self,
-        performance_id: int,
-        booking_id: str,
-        seat_ids: list[int],
-        summary: ReconcileSummary,
-        dry_run: bool,
-    ) -> None:
-        self._put_back(performance_id, booking_id, seat_ids, summary, dry_run, BookingStatus.CONFIRMED)
-
-    def _hold(
-        self,
-        performance_id: int,
-        booking_id: str,
-        seat_ids: list[int],
-        summary: ReconcileSummary,
-        dry_run: bool,
-    ) -> None:
-        self._put_back(performance_id, booking_id, seat_ids, summary, dry_run, BookingStatus.PENDING)
-
     def _put_back(
         self,
         performance_id: int,
