@@ -191,17 +191,7 @@ def drain(services, queues, settings: Settings, stream_checkpoints) -> Callable[
     sqs = client("sqs")
     queue_urls = [p.queue_url for p in pollers if isinstance(p, sqs_poller.SqsEventSourcePoller)]
 
-    def messages_waiting() -> int:
-        """Messages waiting, in flight or backing off (a failed message is invisible until retried)."""
-        counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        counts.append("ApproximateNumberOfMessagesDelayed")
-        return sum(
-            int(value)
-            for url in queue_urls
-            for value in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts)["Attributes"].values()
-        )
-
     def run(timeout: float = 120) -> int:
-        return draining.drain(pollers, messages_waiting, timeout)
+        return draining.drain(pollers, lambda: draining.messages_on(sqs, queue_urls), timeout)
 
     return run

@@ -18,19 +18,11 @@ def main() -> None:
     parser.add_argument("--stage", default="local")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8001")))
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="the Chalice project to serve")
-    parser.add_argument(
-        "--no-autoreload",
-        action="store_true",
-        help="serve in this process (the reloader otherwise serves from a child it restarts on every edit)",
-    )
     args = parser.parse_args()
     apply_stage_environment(args.stage, args.project_dir)
     chalice = str(Path(sys.executable).parent / "chalice")  # the venv's, next to this interpreter
-    command = [chalice, "local", "--stage", args.stage, "--port", str(args.port)]
-    if args.no_autoreload:
-        command.append("--no-autoreload")
     os.chdir(args.project_dir)
-    os.execv(chalice, command)
+    os.execv(chalice, [chalice, "local", "--stage", args.stage, "--port", str(args.port)])
 
 
 if __name__ == "__main__":

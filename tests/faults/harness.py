@@ -98,15 +98,7 @@ class Fault:
     # queues ---------------------------------------------------------------------------------------------
     def waiting(self, queue_url: str) -> int:
         """Messages on a queue: visible, in flight (received or backing off) and delayed."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return sum(int(value) for value in attributes.values())
+        return draining.messages_on(self.sqs, [queue_url])
 
     def dead_letters(self) -> dict[str, list[DeadLetter]]:
         return {

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from infra.local.kinesis_poller import KinesisEventSourcePoller
 from infra.local.sqs_poller import SqsEventSourcePoller
 
 Poller = SqsEventSourcePoller | KinesisEventSourcePoller
+WAITING = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def messages_on(sqs: Any, queue_urls: Iterable[str]) -> int:
+    """Messages on the queues: visible, in flight (received or backing off) and delayed."""
+    counts = (sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(WAITING)) for url in queue_urls)
+    return sum(int(value) for answer in counts for value in answer["Attributes"].values())
 
 
 def deliver_what_is_there(poller: Poller, timeout: float) -> int:
