@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import hmac
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, Rate, Response
+from chalice.app import Request
 
 from chalicelib import conditional, openapi, swagger_ui, web
+from chalicelib.adapters import observability
+from chalicelib.adapters.observability import correlated
 from chalicelib.bootstrap import container
 from chalicelib.config import settings
 from chalicelib.domain.errors import BookingError, NotFound, Unauthorized
@@ -19,9 +21,10 @@ from chalicelib.domain.validation import parse_json_body, parse_path_id
 from chalicelib.services.catalogue import event_to_dict
 from chalicelib.services.health import check_health
 
-app = Chalice(app_name="seat-booking")
-app.log.setLevel(settings.log_level)
-log = logging.getLogger("seat-booking")
+# Chalice's own log handler would write text: Powertools' Logger, of the same name, writes JSON instead.
+app = Chalice(app_name=observability.SERVICE, configure_logs=False)
+observability.configure(settings)
+log = observability.logger
 
 JSON = {"Content-Type": "application/json"}
 PONG = '{"status": "ok"}'
@@ -54,6 +57,25 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             return _error_response(BookingError("internal error; nothing was changed by this request"))
 
     return wrapper
+
+
+def _invocation_id(event: Any) -> str | None:
+    """API Gateway's request id for an HTTP request (locally, the gateway emulation's Lambda request id);
+    the Lambda request id of any other invocation (each record of a batch then names its booking)."""
+    if isinstance(event, Request):
+        return event.context.get("requestId") or getattr(event.lambda_context, "aws_request_id", None)
+    return getattr(event.context, "aws_request_id", None)
+
+
+@app.middleware("all")
+def observed(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Every handler: its log lines carry the invocation's correlation id, and what it counted leaves as
+    metrics when it ends (Lambda may freeze the process right after)."""
+    with correlated(_invocation_id(event)):
+        try:
+            return get_response(event)
+        finally:
+            observability.metrics.flush()
 
 
 @app.middleware("http")

@@ -15,6 +15,7 @@ from chalicelib.adapters.idempotency import PowertoolsIdempotency
 from chalicelib.adapters.kinesis import KinesisStream
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
+from chalicelib.adapters.observability import metrics
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
 from chalicelib.adapters.redis_client import GuardedRedis, build_redis
 from chalicelib.adapters.redis_policy import require_noeviction
@@ -149,10 +150,11 @@ def build(settings: Settings) -> Container:
         seat_store,
         idempotency,
         settings.max_seats_per_booking,
+        metrics,
         redis_down_fallback=strategies.get(settings.redis_down_fallback),
     )
     finishers = {redis_async.name: redis_async, fifo_partition.name: fifo_partition}
-    consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count)
+    consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count, metrics)
     persister = DecisionPersister(
         seat_store, bookings, request_stream, partition_of, bookings.active_seat_holders
     )
@@ -186,7 +188,7 @@ def build(settings: Settings) -> Container:
         request_stream=request_stream,
         ledger=ledger,
         ledger_batch_handler=LedgerBatchHandler(ledger, changelog),
-        persister_batch_handler=PersisterBatchHandler(persister),
+        persister_batch_handler=PersisterBatchHandler(persister, metrics),
         strategies=strategies,
         reconciler=reconciler,
     )

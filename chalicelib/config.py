@@ -119,6 +119,10 @@ class Settings:
     db_breaker_reset_seconds: float = 5.0
     redis_socket_timeout_seconds: float = 2.0
     log_level: str = "INFO"
+    # Booking metrics (EMF lines on stdout) are flushed when an invocation ends if at least this long has
+    # passed since the last flush: 0 on Lambda (a process may be frozen right after an invocation); the
+    # long-running local processes batch a few seconds of counts per line and spare the request path.
+    metrics_flush_seconds: float = 0.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -198,6 +202,7 @@ class Settings:
                 env, "REDIS_SOCKET_TIMEOUT_SECONDS", default.redis_socket_timeout_seconds
             ),
             log_level=env.get("LOG_LEVEL", default.log_level),
+            metrics_flush_seconds=_float(env, "METRICS_FLUSH_SECONDS", default.metrics_flush_seconds),
         )
 
     def backoff_seconds(self, receive_count: int) -> int:

@@ -12,7 +12,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
+from chalicelib.adapters.observability import correlated
 from chalicelib.domain.messages import InvalidMessage, LedgerEntry, parse_stream_command
+from chalicelib.services.metrics import Metrics, count_settled
 from chalicelib.strategies.stream_state import DecisionPersister, RecordStream, SeatLedger
 
 log = logging.getLogger(__name__)
@@ -52,13 +54,14 @@ class LedgerBatchHandler:
             # Retrying cannot repair it, and stopping here would block the whole partition.
             log.error("skipping malformed record %s: %s", record.kinesis.sequence_number, exc)
             return True
-        try:
-            entry = self._ledger.decide(command)
-            if entry is not None:
-                self._changelog.put(entry.to_json(), record.kinesis.partition_key)
-        except Exception:
-            log.exception("record %s failed; it and the rest of the batch are retried", record.event_id)
-            return False
+        with correlated(command.booking_id):
+            try:
+                entry = self._ledger.decide(command)
+                if entry is not None:
+                    self._changelog.put(entry.to_json(), record.kinesis.partition_key)
+            except Exception:
+                log.exception("record %s failed; it and the rest of the batch are retried", record.event_id)
+                return False
         return True
 
 
@@ -66,8 +69,9 @@ class PersisterBatchHandler:
     """The persister: Powertools' BatchProcessor is right here — each entry is persisted idempotently
     (by booking id) and independently of the others, so later entries may go on after a failed one."""
 
-    def __init__(self, persister: DecisionPersister) -> None:
+    def __init__(self, persister: DecisionPersister, metrics: Metrics) -> None:
         self._persister = persister
+        self._metrics = metrics
 
     def __call__(self, event: dict, context: Any) -> dict:
         processor = BatchProcessor(
@@ -83,5 +87,8 @@ class PersisterBatchHandler:
         except (InvalidMessage, UnicodeDecodeError) as exc:
             log.error("skipping malformed changelog entry %s: %s", record.kinesis.sequence_number, exc)
             return None
-        status = self._persister.persist(entry)
+        with correlated(entry.booking_id):
+            status = self._persister.persist(entry)
+        # The ledger decided in order; this is where its decision becomes the booking's final status.
+        count_settled(self._metrics, status, self._persister.name)
         return status.value if status else None

@@ -19,8 +19,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.adapters.observability import correlated
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
+from chalicelib.domain.messages import BookingRequested, InvalidMessage
 from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class BookingBatchHandler:
         return response
 
     def _handle(self, record: SQSRecord) -> str:
+        with correlated(_booking_id_of(record.body)):
+            return self._settle(record)
+
+    def _settle(self, record: SQSRecord) -> str:
         receive_count = int(record.attributes.approximate_receive_count or 1)
         try:
             return self._consumer.handle(record.body, receive_count, record.message_id).value
@@ -91,3 +97,11 @@ class BookingBatchHandler:
             self._queue.retry_after(record.receipt_handle, seconds)
         except Exception as exc:  # the queue's own visibility timeout then paces the retry
             log.warning("could not set visibility %d s on message %s: %s", seconds, record.message_id, exc)
+
+
+def _booking_id_of(body: str) -> str | None:
+    """The booking a message is about, as far as it can be read: its log lines' correlation id."""
+    try:
+        return BookingRequested.from_json(body).booking_id
+    except InvalidMessage as exc:
+        return exc.booking_id

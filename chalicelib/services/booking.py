@@ -27,6 +27,7 @@ from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.domain.validation import parse_booking_body, parse_idempotency_key
 from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.metrics import BookingMetric, Metrics
 from chalicelib.services.ports import BookingStore, BookingStrategy, IdempotentRunner, RememberedBookings
 
 SEAT_UNAVAILABLE = "seat_unavailable"
@@ -69,6 +70,7 @@ class BookingService:
         remembered: RememberedBookings,
         idempotency: IdempotentRunner,
         max_seats_per_booking: int,
+        metrics: Metrics,
         redis_down_fallback: BookingStrategy | None = None,
     ) -> None:
         self._catalogue = catalogue
@@ -77,6 +79,7 @@ class BookingService:
         self._remembered = remembered
         self._idempotency = idempotency
         self._max_seats = max_seats_per_booking
+        self._metrics = metrics
         self._fallback = redis_down_fallback
 
     # book -----------------------------------------------------------------------------------------------
@@ -91,9 +94,22 @@ class BookingService:
         performance = self._catalogue.performance(performance_id)
         user_id, seat_ids = parse_booking_body(body, self._max_seats)
         self._check_seats_belong(performance, seat_ids)
+        try:
+            return self._book_idempotently(performance, user_id, seat_ids, key)
+        except ServiceUnavailable:
+            self._metrics.count(BookingMetric.SERVICE_UNAVAILABLE, performance.strategy)
+            raise
+
+    def _book_idempotently(
+        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
+    ) -> Booking:
         if key is None:
             return self._book(performance, user_id, seat_ids, None)
-        fingerprint = {"performance_id": performance_id, "user_id": user_id, "seat_ids": list(seat_ids)}
+        fingerprint = {
+            "performance_id": performance.performance_id,
+            "user_id": user_id,
+            "seat_ids": list(seat_ids),
+        }
         outcome = self._idempotency.run_once(
             "book",
             per_user(user_id, key),
@@ -126,7 +142,7 @@ class BookingService:
             idempotency_key=key,
         )
         try:
-            return self._decide(request)
+            booking = self._decide(request)
         except IdempotencyKeyTaken as exc:
             return self._replay(self._stored(exc.booking_id), request)
         except BookingExists:  # the same user's same key in the same millisecond: one booking answers both
@@ -134,8 +150,14 @@ class BookingService:
         except SeatUnavailable as exc:
             first = self._first_attempt_among(exc.holders, request)
             if first is None:
+                self._metrics.count(BookingMetric.REFUSED, request.strategy)
                 raise
             return self._replay(first, request)
+        # Counted once, here, where the booking is made: a replayed answer is no new booking.
+        self._metrics.count(BookingMetric.ACCEPTED, booking.strategy)
+        if booking.status is BookingStatus.CONFIRMED:  # a synchronous strategy: final at once
+            self._metrics.count(BookingMetric.CONFIRMED, booking.strategy)
+        return booking
 
     def _decide(self, request: BookingRequest) -> Booking:
         try:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested, InvalidMessage
 from chalicelib.domain.models import BookingStatus, ReconcileEntry
+from chalicelib.services.metrics import UNKNOWN_STRATEGY, BookingMetric, Metrics, count_settled
 from chalicelib.services.ports import AsyncBookingStrategy, BookingStore
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ class BookingEventConsumer:
         strategies: Mapping[str, AsyncBookingStrategy],
         bookings: BookingStore,
         max_receive_count: int,
+        metrics: Metrics,
     ) -> None:
         self._strategies = strategies
         self._bookings = bookings
         self._max_receive_count = max_receive_count
+        self._metrics = metrics
 
     def handle(self, body: str, receive_count: int, message_id: str) -> BookingStatus:
         try:
@@ -45,9 +48,10 @@ class BookingEventConsumer:
             strategy = self._strategy(message)
         except InvalidMessage as exc:
             self._give_up_on_poison(body, message_id, exc)
+            self._count_if_dead_lettered(receive_count, UNKNOWN_STRATEGY)
             raise PermanentFailure(str(exc)) from exc
         try:
-            return strategy.finish(message)
+            status = strategy.finish(message)
         except Exception as exc:
             # Anything else (MySQL or Redis down, a bug a deploy may fix) is worth retrying, up to the limit.
             if receive_count < self._max_receive_count:
@@ -57,8 +61,18 @@ class BookingEventConsumer:
                 raise TransientFailure(repr(exc)) from exc
             reason = f"gave up after {receive_count} attempts: {_short(exc)}"
             log.error("booking %s: %s", message.booking_id, reason)
-            self._give_up(strategy, message.booking_id, reason, message)
+            if self._give_up(strategy, message.booking_id, reason, message) is BookingStatus.FAILED:
+                self._metrics.count(BookingMetric.FAILED, message.strategy)
+            self._count_if_dead_lettered(receive_count, message.strategy)
             raise PermanentFailure(reason) from exc
+        count_settled(self._metrics, status, message.strategy)
+        return status
+
+    def _count_if_dead_lettered(self, receive_count: int, strategy: str) -> None:
+        """A permanent failure at the last allowed delivery is the message's last: SQS moves it to the DLQ
+        (before that, a poison message is only made visible again at once)."""
+        if receive_count >= self._max_receive_count:
+            self._metrics.count(BookingMetric.DEAD_LETTERED, strategy)
 
     def _strategy(self, message: BookingRequested) -> AsyncBookingStrategy:
         strategy = self._strategies.get(message.strategy)
@@ -87,13 +101,15 @@ class BookingEventConsumer:
     @staticmethod
     def _give_up(
         strategy: AsyncBookingStrategy, booking_id: str, reason: str, message: BookingRequested | None
-    ) -> None:
+    ) -> BookingStatus | None:
+        """-> the booking's status now (None: not known here)."""
         try:
-            strategy.give_up(booking_id, reason, message)
+            return strategy.give_up(booking_id, reason, message)
         except ServiceUnavailable as exc:
             # MySQL is down: the booking stays PENDING, its seats held, until MySQL answers again; then the
             # reconcile job fails it (past the hold deadline), or a DLQ redrive settles it first.
             log.error("booking %s: not given up yet, MySQL is away: %s", booking_id, exc)
+            return None
 
 
 def _short(exc: Exception) -> str:

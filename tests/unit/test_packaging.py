@@ -35,6 +35,7 @@ STAGE_SPECIFIC = {
     "LEDGER_DIR",
     "QUEUE_VISIBILITY_TIMEOUT_SECONDS",
     "PENDING_HOLD_DEADLINE_SECONDS",
+    "METRICS_FLUSH_SECONDS",  # 0 where the app runs as Lambdas; the local processes batch their metrics
 }
 
 
