@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from chalicelib.domain.messages import InvalidMessage, LedgerEntry, parse_stream_command
-from chalicelib.strategies.stream_state import DecisionPersister, RecordStream, SeatLedger
+from chalicelib.services.ports import RecordStream
+from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger
 
 log = logging.getLogger(__name__)
 

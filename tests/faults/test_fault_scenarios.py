@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.strategies.partitioning import section_partition
 from tests.faults.harness import (
     ACCEPTED,

@@ -13,10 +13,10 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.redis_policy import RedisMisconfigured
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.domain.errors import IdempotencyKeyReused, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 from tests.integration.conftest import url_through
