@@ -224,9 +224,9 @@ class InMemoryBookings:
         """The reconcile_log actions written for one booking, in the order they were written."""
         return [e.action for e in self.reconcile_log.values() if e.booking_id == booking_id]
 
-    def age(self, booking_id: str, seconds: float) -> None:
-        """Pretend the booking was accepted `seconds` earlier (created_at, as MySQL's column)."""
-        self._rows[booking_id].created_at -= seconds
+    def of_user(self, user_id: str) -> list[Booking]:
+        """Every booking of one user, in the order they were stored."""
+        return [row.booking for row in self._rows.values() if row.booking.user_id == user_id]
 
     def _active_rows(self) -> Iterator[_Row]:
         return (row for row in self._rows.values() if row.seats_active)

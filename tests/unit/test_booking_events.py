@@ -24,7 +24,7 @@ def book(system: Offline, strategy: str = "redis_async", user: str = "ann", seat
 
 
 def test_a_message_confirms_its_booking_and_a_redelivery_changes_nothing(system: Offline) -> None:
-    performance, booking = book(system)
+    _, booking = book(system)
     assert system.deliver(system.booking_queue) is CONFIRMED
     assert system.deliver(system.booking_queue, receive_count=2) is CONFIRMED
     assert system.bookings.get(booking.booking_id).status is CONFIRMED
@@ -38,6 +38,8 @@ def test_mysql_away_is_retried_until_the_last_delivery(system: Offline) -> None:
         with pytest.raises(TransientFailure):
             system.deliver(system.booking_queue, receive_count)
     system.bookings.outage.up()
+    assert system.bookings.get(booking.booking_id).status is PENDING  # its seat held all along
+    assert system.seat_states(performance)[booking.seat_ids[0]] == f"H:{booking.booking_id}"
     assert system.deliver(system.booking_queue, MAX_RECEIVE_COUNT) is CONFIRMED
 
 
