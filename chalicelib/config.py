@@ -215,6 +215,7 @@ class _Environment(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The hook pydantic-settings' own .env source overrides (pinned version; tests/unit/test_settings.py).
         return self._variables
 
 
