@@ -320,9 +320,9 @@ def test_the_build_refuses_what_aws_would_get_wrong(chalice_prod: dict) -> None:
     with pytest.raises(TemplateError, match="packaged for stage 'prod'"):
         build_template(chalice_prod, _settings("localstack"), "aws")
     with pytest.raises(TemplateError, match="under 6x"):
-        build_template(chalice_prod, Settings(**{**vars(prod), "queue_visibility_timeout_seconds": 60}))
+        build_template(chalice_prod, prod.replace(queue_visibility_timeout_seconds=60))
     with pytest.raises(TemplateError, match="retry window"):
-        build_template(chalice_prod, Settings(**{**vars(prod), "pending_hold_deadline_seconds": 900}))
+        build_template(chalice_prod, prod.replace(pending_hold_deadline_seconds=900))
     plaintext = copy.deepcopy(chalice_prod)
     plaintext["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ADMIN_TOKEN"] = "hunter2"
     with pytest.raises(TemplateError, match="ADMIN_TOKEN"):
