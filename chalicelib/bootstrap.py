@@ -33,7 +33,7 @@ from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.db_lock import DbLockStrategy
 from chalicelib.strategies.fifo_partition import FifoPartitionStrategy
 from chalicelib.strategies.partitioning import section_partition
-from chalicelib.strategies.redis_async import RedisAsyncStrategy
+from chalicelib.strategies.redis_async import TAKE_SCRIPT, RedisAsyncStrategy
 from chalicelib.strategies.redis_lock import RedisLockStrategy
 from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger, StreamStateStrategy
 
@@ -84,7 +84,12 @@ def build(settings: Settings) -> Container:
     )
     redis_client = build_redis(settings)
     _check_redis_policy(redis_client)
-    seat_store = RedisSeatStore(redis_client, settings.pending_record_ttl_seconds, settings.redis_key_prefix)
+    seat_store = RedisSeatStore(
+        redis_client,
+        settings.pending_record_ttl_seconds,
+        settings.redis_key_prefix,
+        take_script=TAKE_SCRIPT,
+    )
     # A Redis that comes back may be another one (a failover, a replaced node): trusted again only if it
     # cannot evict. Its seat maps need no drop: every answered hold is journaled in MySQL, so a map that
     # missed changes is realigned in place (seat_store.realign, below) and a missing one is rebuilt.

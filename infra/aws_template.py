@@ -46,6 +46,17 @@ from chalicelib.config import Settings
 from infra.provision import DLQ_RETENTION_SECONDS
 
 PARTIAL_BATCH = "ReportBatchItemFailures"
+# The settings every function gets from the template: the names of the queues and streams it creates.
+RESOURCE_NAME_SETTINGS = (
+    "booking_queue_name",
+    "booking_dlq_name",
+    "fifo_queue_name",
+    "fifo_dlq_name",
+    "request_stream_name",
+    "changelog_stream_name",
+)
+# The variables check_secrets inspects in the prod stage.
+ADMIN_TOKEN, AWS_ENDPOINT_URL = Settings.env_name("admin_token"), Settings.env_name("aws_endpoint_url")
 TARGETS = ("aws", "localstack")
 # AWS: "set the source queue's visibility timeout to at least six times the timeout that you configure on
 # your function" (Lambda developer guide, SQS event sources), so throttled retries do not redeliver early.
@@ -288,14 +299,15 @@ class _Builder:
                 timeout = int(self.functions[name]["Properties"].get("Timeout", 3))
                 if visibility < VISIBILITY_TO_TIMEOUT_RATIO * timeout:
                     raise TemplateError(
-                        f"QUEUE_VISIBILITY_TIMEOUT_SECONDS={visibility} is under "
+                        f"{Settings.env_name('queue_visibility_timeout_seconds')}={visibility} is under "
                         f"{VISIBILITY_TO_TIMEOUT_RATIO}x {name}'s timeout ({timeout} s): raise it in the "
                         "stage's environment"
                     )
         window = self.settings.queue_retry_window_seconds() + 60
         if self.settings.pending_hold_deadline_seconds < window:
             raise TemplateError(
-                f"PENDING_HOLD_DEADLINE_SECONDS={self.settings.pending_hold_deadline_seconds} is under the "
+                f"{Settings.env_name('pending_hold_deadline_seconds')}="
+                f"{self.settings.pending_hold_deadline_seconds} is under the "
                 f"booking queue's retry window + 60 s ({window} s): reconcile would release live holds"
             )
 
@@ -303,16 +315,16 @@ class _Builder:
         """The prod stage keeps no secret in the template: dynamic references only."""
         for name, function in self.functions.items():
             env = function["Properties"].get("Environment", {}).get("Variables", {})
-            if not DYNAMIC_SECRET.match(str(env.get("ADMIN_TOKEN", ""))):
+            if not DYNAMIC_SECRET.match(str(env.get(ADMIN_TOKEN, ""))):
                 raise TemplateError(
-                    f"{name}: ADMIN_TOKEN must be a {{{{resolve:secretsmanager:...}}}} reference"
+                    f"{name}: {ADMIN_TOKEN} must be a {{{{resolve:secretsmanager:...}}}} reference"
                 )
             for variable, value in env.items():  # DATABASE_URL, and REDIS_URL with an AUTH token
                 password = _url_password(value) if isinstance(value, str) and "://" in value else None
                 if password and not DYNAMIC_SECRET.match(password):
                     raise TemplateError(f"{name}: the password in {variable} must be a dynamic reference")
-            if env.get("AWS_ENDPOINT_URL"):
-                raise TemplateError(f"{name}: AWS_ENDPOINT_URL must be empty on AWS")
+            if env.get(AWS_ENDPOINT_URL):
+                raise TemplateError(f"{name}: {AWS_ENDPOINT_URL} must be empty on AWS")
 
     # --- parameters -----------------------------------------------------------------------------------------
     def add_parameters(self) -> None:
@@ -511,21 +523,14 @@ class _Builder:
 
     def patch_functions(self, env_overrides: Mapping[str, str]) -> None:
         settings = self.settings
-        names_env = {
-            "BOOKING_QUEUE_NAME": settings.booking_queue_name,
-            "BOOKING_DLQ_NAME": settings.booking_dlq_name,
-            "FIFO_QUEUE_NAME": settings.fifo_queue_name,
-            "FIFO_DLQ_NAME": settings.fifo_dlq_name,
-            "REQUEST_STREAM_NAME": settings.request_stream_name,
-            "CHANGELOG_STREAM_NAME": settings.changelog_stream_name,
-        }
+        names_env = settings.as_environment(*RESOURCE_NAME_SETTINGS)
         for name, function in self.functions.items():
             properties = function["Properties"]
             variables = properties.setdefault("Environment", {}).setdefault("Variables", {})
             variables.update(names_env)
             variables.update(env_overrides)
             if self.target == "aws":
-                variables["STREAM_SHARD_COUNT"] = _ref("StreamShardCount")
+                variables[Settings.env_name("stream_shard_count")] = _ref("StreamShardCount")
                 properties["VpcConfig"] = {
                     "SubnetIds": _ref("SubnetIds"),
                     "SecurityGroupIds": _ref("SecurityGroupIds"),

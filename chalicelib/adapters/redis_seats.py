@@ -9,6 +9,12 @@ Layout (one hash tag per performance, so a performance's keys would share a clus
 
 The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
 non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
+
+Where the Lua lives: this adapter runs every script, and owns the ones every strategy and the reconcile job
+share (lua/: the owner-checked confirm, release, record mark and compare-and-set replace that keep the map in
+line with MySQL). The take belongs to one strategy: reserve_seats.lua sits in strategies/redis_async/, next
+to the strategy whose story it is, and bootstrap hands its path to this adapter (`take_script`), which loads
+it like the others and packs its arguments (`reserve`). No module here imports a strategy.
 """
 
 from __future__ import annotations
@@ -18,79 +24,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import redis
 
 from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
+from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome, ReserveResult
 from chalicelib.domain.seat_map import FREE, holder_state, seat_status_of, shown_booking
 
 log = logging.getLogger(__name__)
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 LOAD_CHUNK = 5_000
-
-
-class ReserveResult(Enum):
-    RESERVED = 1
-    ALREADY_RESERVED = 2
-    UNAVAILABLE = 0
-    UNKNOWN_SEATS = -1
-    NOT_LOADED = -2
-
-
-@dataclass(frozen=True)
-class ReserveOutcome:
-    result: ReserveResult
-    seat_ids: tuple[int, ...] = ()
-    holders: Mapping[int, str] = field(default_factory=dict)  # refused seat -> the booking holding it
-
-
-@dataclass(frozen=True)
-class BookingRecord:
-    """What Redis knows of an accepted booking before (and after) MySQL has it."""
-
-    booking_id: str
-    performance_id: int
-    user_id: str
-    seat_ids: tuple[int, ...]
-    strategy: str
-    status: BookingStatus
-    reason: str | None = None
-
-    def as_booking(self) -> Booking:
-        return Booking(
-            booking_id=self.booking_id,
-            performance_id=self.performance_id,
-            user_id=self.user_id,
-            seat_ids=self.seat_ids,
-            status=self.status,
-            strategy=self.strategy,
-            reason=self.reason,
-        )
-
-    def to_fields(self) -> dict[str, str]:
-        return {
-            "performance_id": str(self.performance_id),
-            "user_id": self.user_id,
-            "seat_ids": ",".join(map(str, self.seat_ids)),
-            "strategy": self.strategy,
-            "status": self.status.value,
-            "reason": self.reason or "",
-        }
-
-    @classmethod
-    def from_fields(cls, booking_id: str, fields: Mapping[str, str]) -> BookingRecord:
-        return cls(
-            booking_id=booking_id,
-            performance_id=int(fields["performance_id"]),
-            user_id=fields["user_id"],
-            seat_ids=tuple(int(s) for s in fields["seat_ids"].split(",") if s),
-            strategy=fields["strategy"],
-            status=BookingStatus(fields["status"]),
-            reason=fields.get("reason") or None,
-        )
 
 
 Holder = tuple[str, BookingStatus]  # (booking id, status) of the active booking holding a seat
@@ -100,21 +44,26 @@ def _state(holder: Holder | None) -> str:
     return FREE if holder is None else holder_state(*holder)
 
 
-def _load_script(client: redis.Redis, name: str):
+def _load_script(client: redis.Redis, path: Path):
     # register_script: EVALSHA on every call, falling back to EVAL (which caches it) on NOSCRIPT.
-    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
+    return client.register_script(path.read_text())
 
 
 class RedisSeatStore:
-    def __init__(self, client: redis.Redis, record_ttl_seconds: int, key_prefix: str = "bk") -> None:
+    """The seat store port (services/ports.py SeatStore) on Redis. `take_script`: redis_async's
+    reserve_seats.lua (see the module docstring for why the strategy keeps it and this adapter runs it)."""
+
+    def __init__(
+        self, client: redis.Redis, record_ttl_seconds: int, key_prefix: str = "bk", *, take_script: Path
+    ) -> None:
         self._client = client
         self._record_ttl = record_ttl_seconds
         self._prefix = key_prefix
-        self._reserve = _load_script(client, "reserve_seats")
-        self._release = _load_script(client, "release_seats")
-        self._confirm = _load_script(client, "confirm_seats")
-        self._mark = _load_script(client, "mark_record")
-        self._replace = _load_script(client, "replace_seats")
+        self._reserve = _load_script(client, take_script)
+        self._release = _load_script(client, LUA_DIR / "release_seats.lua")
+        self._confirm = _load_script(client, LUA_DIR / "confirm_seats.lua")
+        self._mark = _load_script(client, LUA_DIR / "mark_record.lua")
+        self._replace = _load_script(client, LUA_DIR / "replace_seats.lua")
         # Performances whose seat map missed a change MySQL made (Redis was unreachable at the time); their
         # maps are realigned with MySQL in place as soon as Redis answers again (see heal_missed).
         self._missed: set[int] = set()

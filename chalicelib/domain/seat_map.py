@@ -1,5 +1,5 @@
 """How the seat map writes a seat's state: one string per seat, the same in Redis, in its Lua scripts
-(chalicelib/adapters/lua) and in the reconcile job's comparison with MySQL.
+(chalicelib/adapters/lua, chalicelib/strategies/redis_async) and in the reconcile job's comparison with MySQL.
 
     "0"            free
     "H:<booking>"  held by a PENDING booking

@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from chalicelib.adapters.observability import correlated
 from chalicelib.domain.messages import InvalidMessage, LedgerEntry, parse_stream_command
 from chalicelib.services.metrics import Metrics, count_settled
-from chalicelib.strategies.stream_state import DecisionPersister, RecordStream, SeatLedger
+from chalicelib.services.ports import RecordStream
+from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger
 
 log = logging.getLogger(__name__)
 

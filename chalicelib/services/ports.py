@@ -1,8 +1,12 @@
-"""What the services need from the outside world. Adapters implement these; tests may too."""
+"""What the services and the strategies need from the outside world: every method they call on a store, a
+queue or a stream is declared here, and they are annotated with these, never with an adapter's class.
+Adapters implement them (bootstrap wires the real ones); tests/support/fakes.py implements the MySQL ones in
+memory, so the logic runs in unit tests with no server.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -17,6 +21,7 @@ from chalicelib.domain.models import (
     ReconcileEntry,
     SeatStatus,
 )
+from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome
 
 
 class CatalogueStore(Protocol):
@@ -66,6 +71,16 @@ class BookingStore(Protocol):
 
     def insert(self, booking: Booking, idempotency_key: str | None = None) -> None: ...
     def insert_in_line(self, booking: Booking, idempotency_key: str | None = None) -> None: ...
+    def insert_if_seats_free(self, booking: Booking, idempotency_key: str | None = None) -> dict[int, str]:
+        """`redis_lock`: store the booking unless an active booking holds a seat -> those seats' holders."""
+        ...
+
+    def insert_with_seat_row_locks(
+        self, booking: Booking, idempotency_key: str | None = None
+    ) -> dict[int, str]:
+        """`db_lock`: as insert_if_seats_free under the seat rows' locks; raises SeatsLocked, never waits."""
+        ...
+
     def settle(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> Settlement: ...
     def decide_in_line(self, booking_id: str) -> Settlement: ...
     def get(self, booking_id: str) -> Booking | None: ...
@@ -75,8 +90,30 @@ class BookingStore(Protocol):
     def log_reconcile(self, entry: ReconcileEntry) -> None: ...
 
 
-class SeatStore(Protocol):
-    """The live seat state of performances (Redis)."""
+class RememberedBookings(Protocol):
+    """Bookings accepted but perhaps not yet in MySQL (Redis keeps a record of each)."""
+
+    def read_booking(self, booking_id: str) -> Booking | None: ...
+
+
+class SeatChanges(RememberedBookings, Protocol):
+    """The owner-checked seat changes (Lua) that keep the seat map in line with MySQL's decisions."""
+
+    def confirm(
+        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
+    ) -> int:
+        """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
+        ...
+
+    def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
+        """Free the seats that still show this booking -> how many."""
+        ...
+
+    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool: ...
+
+
+class SeatStore(SeatChanges, Protocol):
+    """The live seat state of performances and the records of accepted bookings (Redis)."""
 
     def load_performance(
         self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, tuple[str, BookingStatus]]
@@ -100,15 +137,49 @@ class SeatStore(Protocol):
         still shows the first (compare-and-set); a holder is (booking id, status), None for a free seat."""
         ...
 
+    def reserve(self, record: BookingRecord) -> ReserveOutcome:
+        """`redis_async`'s take: every seat for this booking, with its record, or none (one atomic step)."""
+        ...
 
-class RememberedBookings(Protocol):
-    """Bookings accepted but perhaps not yet in MySQL (Redis keeps a record of each)."""
+    def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:
+        """The seats the map shows taken -> their raw states; None if the performance is not loaded."""
+        ...
 
-    def read_booking(self, booking_id: str) -> Booking | None: ...
+    def remember(self, record: BookingRecord) -> None:
+        """Keep a booking's record without holding seats (the strategies that decide later, in line)."""
+        ...
+
+    def delete_record(self, booking_id: str) -> None: ...
+    def note_missed(self, performance_id: int) -> None:
+        """The map missed a change MySQL made (Redis was away): realign it once Redis answers."""
+        ...
 
 
 class BookingQueue(Protocol):
+    """An SQS queue as the request path sees it: `message` has a "body", and on a FIFO queue a "group_id"
+    and a "deduplication_id". Raises if the message may not have been sent."""
+
     def publish(self, message: Mapping[str, Any]) -> None: ...
+
+
+class RecordStream(Protocol):
+    """A Kinesis stream (stream_state's request stream and changelog): records in order per shard."""
+
+    def put(self, data: str, partition_key: str) -> str:
+        """Append a record -> its sequence number. Raises if it may not have been appended."""
+        ...
+
+    def read_since(self, positions: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
+        """(shard id, sequence number, data) of every record after `positions` (shard id -> sequence)."""
+        ...
+
+
+class KeyValueStore(Protocol):
+    """stream_state's embedded ledger store (RocksDB): reads, and atomic batches of writes."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def write(self, puts: Mapping[str, str], deletes: Iterable[str] = ()) -> None: ...
 
 
 class IdempotentRunner(Protocol):
@@ -168,17 +239,27 @@ class SeatMapAudit(Protocol):
     def remember_checked(self, performance_id: int, version: int) -> None: ...
 
 
-class SeatRepairs(RememberedBookings, Protocol):
+class SeatRepairs(SeatChanges, Protocol):
     """The owner-checked seat changes (Lua) the reconcile job repairs with."""
 
-    def confirm(
-        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
-    ) -> int: ...
-    def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int: ...
-    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool: ...
     def replace(self, performance_id: int, changes: Iterable[tuple[int, str | None, str]]) -> int:
         """(seat, raw state it should still show, new raw state) -> seats changed (compare-and-set)."""
         ...
+
+
+class HoldCompensator(Protocol):
+    """An asynchronous strategy's give_up (strategies/async_common.py): FAILED first, then the seats back."""
+
+    def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
+        """No delivery can ever succeed: mark the booking FAILED and give its seats back (idempotent)."""
+        ...
+
+
+class LedgerReleases(Protocol):
+    """stream_state: put a booking's release on the request stream, behind its request (raises if it
+    cannot), so the seat ledger lets go of seats MySQL says the booking does not hold."""
+
+    def send_ledger_release(self, booking: Booking) -> None: ...
 
 
 # --- the one seam every concurrency strategy plugs into (docs/architecture.md) ---------------------------
@@ -199,15 +280,11 @@ class BookingStrategy(Protocol):
         ...
 
 
-class AsyncBookingStrategy(BookingStrategy, Protocol):
+class AsyncBookingStrategy(BookingStrategy, HoldCompensator, Protocol):
     """A strategy that answers PENDING and finishes the booking in a consumer."""
 
     def finish(self, message: BookingRequested) -> BookingStatus:
         """Make the booking final (idempotent: a redelivered message changes nothing)."""
-        ...
-
-    def give_up(self, booking_id: str, reason: str, message: BookingRequested | None) -> BookingStatus | None:
-        """No delivery can ever succeed: mark the booking FAILED and give its seats back (idempotent)."""
         ...
 
     def resend(self, booking: Booking, performance: Performance) -> None:

@@ -52,7 +52,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from ulid import ULID
 
@@ -69,7 +69,14 @@ from chalicelib.domain.models import (
     ReconcileEntry,
 )
 from chalicelib.domain.seat_map import holder_state, shown_booking
-from chalicelib.services.ports import CatalogueStore, ReconcileStore, SeatMapAudit, SeatRepairs
+from chalicelib.services.ports import (
+    CatalogueStore,
+    HoldCompensator,
+    LedgerReleases,
+    ReconcileStore,
+    SeatMapAudit,
+    SeatRepairs,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,20 +108,6 @@ ABANDONED_TAKE_SECONDS = 120.0
 # A configured hold deadline at or below the queue's retry window is raised to the window plus this.
 HOLD_DEADLINE_MARGIN_SECONDS = 60.0
 DEFAULT_COMPENSATOR = "redis_async"
-
-
-class HoldCompensator(Protocol):
-    """An asynchronous strategy's give_up (strategies/async_common.py): FAILED first, then the seats back."""
-
-    def give_up(
-        self, booking_id: str, reason: str, message: BookingRequested | None
-    ) -> BookingStatus | None: ...
-
-
-class LedgerReleases(Protocol):
-    """stream_state: put a cancelled booking's release on the request stream (raises if it cannot)."""
-
-    def send_ledger_release(self, booking: Booking) -> None: ...
 
 
 @dataclass

@@ -14,12 +14,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from chalicelib.adapters.redis_seats import BookingRecord, RedisSeatStore
 from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.domain.seat_map import shown_booking
-from chalicelib.services.ports import BookingStore
+from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.seat_mirror import mirror
 
@@ -38,9 +38,7 @@ def pending_record(request: BookingRequest) -> BookingRecord:
     )
 
 
-def refuse_seats_shown_taken(
-    seats: RedisSeatStore, seat_state: SeatStateService, request: BookingRequest
-) -> None:
+def refuse_seats_shown_taken(seats: SeatStore, seat_state: SeatStateService, request: BookingRequest) -> None:
     """The in-line strategies' early answer: a seat the map already shows taken needs no place in line."""
     taken = seats.taken_among(request.performance_id, request.seat_ids)
     if taken is None and request.performance is not None:
@@ -51,7 +49,7 @@ def refuse_seats_shown_taken(
         raise SeatUnavailable(list(taken), holders=holders)
 
 
-def journal_in_line(bookings: BookingStore, seats: RedisSeatStore, request: BookingRequest) -> None:
+def journal_in_line(bookings: BookingStore, seats: SeatStore, request: BookingRequest) -> None:
     """The in-line strategies' journal entry: the booking in MySQL, PENDING and holding nothing (its place in
     line is the message that follows), then its record in Redis (what GET answers while MySQL is away)."""
     bookings.insert_in_line(Booking.from_request(request, BookingStatus.PENDING), request.idempotency_key)
@@ -63,7 +61,7 @@ def journal_in_line(bookings: BookingStore, seats: RedisSeatStore, request: Book
 
 def send_or_fail(
     bookings: BookingStore,
-    seats: RedisSeatStore,
+    seats: SeatStore,
     request: BookingRequest,
     send: Callable[[], object],
     channel: str,
@@ -79,7 +77,7 @@ def send_or_fail(
     return Booking.from_request(request, BookingStatus.PENDING)
 
 
-def fail_unsent(bookings: BookingStore, seats: RedisSeatStore, booking_id: str, reason: str) -> None:
+def fail_unsent(bookings: BookingStore, seats: SeatStore, booking_id: str, reason: str) -> None:
     try:
         settled = bookings.settle(booking_id, BookingStatus.FAILED, reason)
     except ServiceUnavailable as exc:
@@ -96,7 +94,7 @@ class AsyncBookingFinisher:
 
     name: str
 
-    def __init__(self, seat_store: RedisSeatStore, bookings: BookingStore) -> None:
+    def __init__(self, seat_store: SeatStore, bookings: BookingStore) -> None:
         self._seats = seat_store
         self._bookings = bookings
 

@@ -9,14 +9,14 @@ import logging
 
 import redis
 
-from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.models import Booking, BookingStatus
+from chalicelib.services.ports import SeatStore
 
 log = logging.getLogger(__name__)
 
 
-def mirror(seats: RedisSeatStore, booking: Booking) -> None:
+def mirror(seats: SeatStore, booking: Booking) -> None:
     """Make Redis say what MySQL says of `booking`: its seats booked while CONFIRMED (over whatever the map
     still shows: MySQL has just made it their holder), given back once it holds none. PENDING: nothing to do,
     its hold (or its place in line) is already there."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -28,17 +27,16 @@ from urllib.parse import urlsplit
 
 from infra.local.stage import PROJECT_DIR, stage_environment
 
-CONFIG_FILE = PROJECT_DIR / "chalicelib" / "config.py"
 ADMIN_TOKEN = "bench-admin-token"
 
 
 def settings_variables() -> set[str]:
-    """Every environment variable chalicelib/config.py reads: an inherited value of any of them (the test
-    session's, a developer's shell) must not leak into the bench's stack."""
-    return set(re.findall(r"""["']([A-Z][A-Z0-9_]+)["']""", CONFIG_FILE.read_text())) | {
-        "AWS_ENDPOINT_URL",
-        "LOCALSTACK_HOST",
-    }
+    """Every environment variable the stack's configuration comes from (Settings', and localstack-client's
+    LOCALSTACK_HOST): an inherited value of any of them (the test session's, a developer's shell) must not
+    leak into the bench's stack."""
+    from chalicelib.config import Settings
+
+    return {*Settings.env_names(), "LOCALSTACK_HOST"}
 
 
 def free_port() -> int:
@@ -112,32 +110,36 @@ class Stack:
 
     # --- environment ----------------------------------------------------------------------------------
     def _environment(self) -> dict[str, str]:
+        from chalicelib.config import Settings
+
         c = self.config
         inherited = {k: v for k, v in os.environ.items() if k not in settings_variables()}
-        env = {**inherited, **stage_environment("local")}
-        env.update(
-            {
-                "STAGE": "local",
-                "DATABASE_URL": c.database_url,
-                "REDIS_URL": c.redis_url,
-                "REDIS_KEY_PREFIX": c.key_prefix,
-                "AWS_ENDPOINT_URL": self.endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_REGION": "us-east-1",
-                "BOOKING_QUEUE_NAME": f"{c.name}-booking-events",
-                "BOOKING_DLQ_NAME": f"{c.name}-booking-events-dlq",
-                "FIFO_QUEUE_NAME": f"{c.name}-booking-requests.fifo",
-                "FIFO_DLQ_NAME": f"{c.name}-booking-requests-dlq.fifo",
-                "REQUEST_STREAM_NAME": f"{c.name}-booking-requests-stream",
-                "CHANGELOG_STREAM_NAME": f"{c.name}-booking-decisions-changelog",
-                "LEDGER_DIR": str(c.state_dir / "ledger"),
-                "ADMIN_TOKEN": ADMIN_TOKEN,
-                "PYTHONUNBUFFERED": "1",
-                **c.extra_env,
-            }
+        # The local stage, on the bench's own database, Redis keys, emulator, queues, streams and ledger.
+        own = Settings.from_env(stage_environment("local")).replace(
+            database_url=c.database_url,
+            redis_url=c.redis_url,
+            redis_key_prefix=c.key_prefix,
+            aws_endpoint_url=self.endpoint,
+            aws_region="us-east-1",
+            booking_queue_name=f"{c.name}-booking-events",
+            booking_dlq_name=f"{c.name}-booking-events-dlq",
+            fifo_queue_name=f"{c.name}-booking-requests.fifo",
+            fifo_dlq_name=f"{c.name}-booking-requests-dlq.fifo",
+            request_stream_name=f"{c.name}-booking-requests-stream",
+            changelog_stream_name=f"{c.name}-booking-decisions-changelog",
+            ledger_dir=str(c.state_dir / "ledger"),
+            admin_token=ADMIN_TOKEN,
         )
+        env = {
+            **inherited,
+            **own.as_environment(),
+            # The AWS SDK's own: the emulator takes any credentials, but boto3 insists on some.
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": own.aws_region,
+            "PYTHONUNBUFFERED": "1",
+            **c.extra_env,
+        }
         env.pop("AWS_SESSION_TOKEN", None)
         return env
 

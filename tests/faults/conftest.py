@@ -6,7 +6,6 @@ what the other tests use."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -40,8 +39,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def fault_settings(settings: Settings, own_mariadb, own_redis, tmp_path_factory, moto_endpoint) -> Settings:
     run = f"fault-{os.getpid()}"
-    return dataclasses.replace(
-        settings,
+    return settings.replace(
         database_url=own_mariadb.url("booking_fault"),
         redis_url=own_redis.url,
         redis_key_prefix="fault",

@@ -66,8 +66,7 @@ def fault_settings(fault_settings: Settings) -> Settings:
             "changelog_stream_name",
         )
     }
-    return dataclasses.replace(
-        fault_settings,
+    return fault_settings.replace(
         **chaos,
         redis_key_prefix="chaos",
         db_query_timeout_seconds=2.0,

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.config import Settings
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.strategies.partitioning import section_partition
 from tests.faults.harness import (
     ACCEPTED,
@@ -376,37 +376,13 @@ def test_a_transient_failure_in_a_fifo_group_keeps_the_line_in_order(healthy: Fa
 
 # --- 4. the consumer process SIGKILLed mid-batch -----------------------------------------------------------
 def worker_environment(settings: Settings, ledger_dir: Path) -> dict[str, str]:
-    """What the worker subprocess builds its own container from (app.py's decorators read the queue and
-    stream names from Settings at import, so they must be in the environment before it starts)."""
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "BOOKING_QUEUE_NAME": settings.booking_queue_name,
-        "BOOKING_DLQ_NAME": settings.booking_dlq_name,
-        "FIFO_QUEUE_NAME": settings.fifo_queue_name,
-        "FIFO_DLQ_NAME": settings.fifo_dlq_name,
-        "REQUEST_STREAM_NAME": settings.request_stream_name,
-        "CHANGELOG_STREAM_NAME": settings.changelog_stream_name,
-        "STREAM_SHARD_COUNT": settings.stream_shard_count,
-        "LEDGER_DIR": ledger_dir,  # the test process holds the fault ledger's RocksDB directory open
-        "MAX_RECEIVE_COUNT": settings.max_receive_count,
-        "BACKOFF_BASE_SECONDS": settings.backoff_base_seconds,
-        "BACKOFF_MAX_SECONDS": settings.backoff_max_seconds,
-        "QUEUE_VISIBILITY_TIMEOUT_SECONDS": settings.queue_visibility_timeout_seconds,
-        "REDIS_BREAKER_RESET_SECONDS": settings.redis_breaker_reset_seconds,
-        "DB_BREAKER_RESET_SECONDS": settings.db_breaker_reset_seconds,
-        "DB_CONNECT_TIMEOUT_SECONDS": settings.db_connect_timeout_seconds,
-        "DB_QUERY_TIMEOUT_SECONDS": settings.db_query_timeout_seconds,
-        "REDIS_SOCKET_TIMEOUT_SECONDS": settings.redis_socket_timeout_seconds,
-        "AWS_READ_TIMEOUT_SECONDS": settings.aws_read_timeout_seconds,
-    }
-    environment = {**os.environ, **{name: str(value) for name, value in values.items()}}
-    seen = Settings.from_env(environment)
-    differing = {
-        name for name in Settings.__dataclass_fields__ if getattr(seen, name) != getattr(settings, name)
-    }
-    assert differing == {"ledger_dir"}, f"the worker would run with other settings: {differing}"
+    """What the worker subprocess builds its own container from: every one of the fault world's settings
+    (app.py's decorators read the queue and stream names from Settings at import, so they must be in the
+    environment before it starts), but a ledger directory of its own (the test process holds the fault
+    ledger's RocksDB directory open)."""
+    worker = settings.replace(ledger_dir=str(ledger_dir))
+    environment = {**os.environ, **worker.as_environment()}
+    assert Settings.from_env(environment) == worker, "the worker would run with other settings"
     return environment
 
 

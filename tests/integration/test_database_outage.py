@@ -8,8 +8,6 @@ The outage is real: the consumer reaches MariaDB through a TCP proxy that the te
 
 from __future__ import annotations
 
-import dataclasses
-
 import boto3
 import pytest
 
@@ -24,7 +22,7 @@ from tests.support.waiting import wait_for
 def consumer_behind_proxy(settings, proxy, services):
     """A second process-like container whose MySQL connections go through the proxy; retries are recorded."""
     url = url_through(proxy, settings.database_url)
-    consumer = bootstrap.build(dataclasses.replace(settings, database_url=url, db_connect_timeout_seconds=1))
+    consumer = bootstrap.build(settings.replace(database_url=url, db_connect_timeout_seconds=1))
     delays: list[int] = []
     retry_after = consumer.booking_queue.retry_after
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 import app as app_module
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from infra import dlq as dlq_command
 from infra.dlq import DeadLetterQueue
 from infra.local.sqs_poller import SqsEventSourcePoller, pollers_for_app

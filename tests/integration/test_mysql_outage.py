@@ -5,7 +5,6 @@ ones too: an accepted booking is journaled in MySQL before its 202, so without M
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -29,8 +28,8 @@ def behind_proxy(settings, proxy, services):
     """A process-like container (its own pools and breakers) whose MySQL is reached through the proxy."""
     url = url_through(proxy, settings.database_url)
     container = bootstrap.build(
-        dataclasses.replace(
-            settings, database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=RESET_SECONDS
+        settings.replace(
+            database_url=url, db_connect_timeout_seconds=1, db_breaker_reset_seconds=RESET_SECONDS
         )
     )
     container.db.breaker.clock = FakeClock()  # the reset period passes when a test says so

@@ -6,17 +6,16 @@ Where a hole was "Redis lost a hold", see also tests/integration/test_redis_asyn
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.redis_policy import RedisMisconfigured
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.domain.errors import IdempotencyKeyReused, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 from tests.integration.conftest import url_through
@@ -94,8 +93,7 @@ def test_a_retry_after_redis_lost_everything_returns_the_first_booking(
 def behind_proxy(settings, proxy, services):
     """A container (its own pools and breakers) whose MySQL is reached through the proxy."""
     container = bootstrap.build(
-        dataclasses.replace(
-            settings,
+        settings.replace(
             database_url=url_through(proxy, settings.database_url),
             db_connect_timeout_seconds=1,
             db_breaker_reset_seconds=1,
@@ -196,7 +194,7 @@ def test_the_consumer_confirms_while_redis_is_away(services, new_performance, se
     performance = new_performance()
     pid, seat = performance["performance_id"], first_seat(performance)
     booking = services.booking_service.book(pid, {"user_id": "ann", "seat_ids": [seat]}, None)
-    no_redis = bootstrap.build(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0"))
+    no_redis = bootstrap.build(settings.replace(redis_url="redis://127.0.0.1:1/0"))
     body = BookingRequested.of(booking).to_json()
 
     answer = no_redis.booking_batch_handler(lambda_event(body, settings.max_receive_count), Context())
@@ -323,6 +321,6 @@ def test_the_service_refuses_to_start_on_a_redis_that_may_evict(settings) -> Non
     server = RedisServer(extra_args=("--maxmemory-policy", "allkeys-lru")).start()
     try:
         with pytest.raises(RedisMisconfigured, match="allkeys-lru"):
-            bootstrap.build(dataclasses.replace(settings, redis_url=server.url))
+            bootstrap.build(settings.replace(redis_url=server.url))
     finally:
         server.stop()

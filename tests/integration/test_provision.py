@@ -5,7 +5,6 @@ provisions resources of its own names through the app's own clients (chalicelib/
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -21,8 +20,7 @@ from infra.provision import DLQ_RETENTION_SECONDS, QueuePair, provision
 def world(request, settings: Settings) -> Iterator[Settings]:
     endpoint = request.getfixturevalue("moto_endpoint" if request.param == "moto" else "localstack_endpoint")
     run = f"prov-{uuid.uuid4().hex[:8]}"
-    own = dataclasses.replace(
-        settings,
+    own = settings.replace(
         aws_endpoint_url=endpoint,
         booking_queue_name=f"{run}-booking",
         booking_dlq_name=f"{run}-booking-dlq",
@@ -48,7 +46,7 @@ def _attributes(sqs, url: str) -> dict[str, str]:
 
 def test_provisioning_creates_everything_and_a_rerun_converges(world: Settings) -> None:
     first = provision(world)
-    changed = dataclasses.replace(world, max_receive_count=4, queue_visibility_timeout_seconds=45)
+    changed = world.replace(max_receive_count=4, queue_visibility_timeout_seconds=45)
     second = provision(changed)
     assert first == second, "a rerun finds the same queues and streams"
 

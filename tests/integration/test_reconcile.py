@@ -15,9 +15,9 @@ import app as app_module
 from chalicelib.adapters.mysql import CatalogueRepository
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.services.reconcile import (
     LEDGER_RELEASES_RESENT,
     SEATS_BOOKED,

@@ -10,7 +10,6 @@ import boto3
 import pytest
 
 import app as app_module
-from chalicelib.adapters.redis_seats import BookingRecord
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.domain.errors import (
     Forbidden,
@@ -23,6 +22,7 @@ from chalicelib.domain.errors import (
     ServiceUnavailable,
 )
 from chalicelib.domain.models import BookingStatus
+from chalicelib.domain.seat_holds import BookingRecord
 from chalicelib.services.booking import per_user
 from chalicelib.strategies.redis_async import RedisAsyncStrategy
 

@@ -5,7 +5,6 @@ own (tests/support/servers.py), so it can be killed and paused; MySQL and SQS ar
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -35,8 +34,7 @@ def container_on(own_redis: RedisServer, settings, fallback: str = ""):
     from chalicelib.bootstrap import build
 
     return build(
-        dataclasses.replace(
-            settings,
+        settings.replace(
             redis_url=own_redis.url,
             redis_down_fallback=fallback,
             redis_socket_timeout_seconds=SOCKET_TIMEOUT,

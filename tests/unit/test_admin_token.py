@@ -3,7 +3,6 @@ token a stage gets: only the local stage may fall back to the public one, any ot
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -15,7 +14,7 @@ from chalicelib.config import LOCAL_ADMIN_TOKEN, Settings
 
 @pytest.mark.parametrize("sent", [None, "", "test-admin-token"])
 def test_an_unset_admin_token_locks_the_admin_api(monkeypatch, sent) -> None:
-    monkeypatch.setattr(app_module, "settings", dataclasses.replace(app_module.settings, admin_token=""))
+    monkeypatch.setattr(app_module, "settings", app_module.settings.replace(admin_token=""))
     headers = {"Content-Type": "application/json"}
     if sent is not None:
         headers["X-Admin-Token"] = sent
@@ -42,6 +41,12 @@ def test_an_explicit_token_wins_in_every_stage(stage: str) -> None:
     assert Settings.from_env({"STAGE": stage, "ADMIN_TOKEN": "s3cret"}).admin_token == "s3cret"
 
 
-def test_the_dataclass_default_is_locked() -> None:
+def test_settings_built_in_code_are_locked() -> None:
     """Code that builds Settings() directly (not from the environment) gets no usable token either."""
     assert Settings().admin_token == ""
+
+
+def test_an_empty_stage_is_not_the_local_stage() -> None:
+    """An empty STAGE is kept as given (not the default), so it cannot fall back to the public token."""
+    settings = Settings.from_env({"STAGE": ""})
+    assert (settings.stage, settings.admin_token) == ("", "")

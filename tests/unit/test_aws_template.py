@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,18 +38,30 @@ class _NoManagedPolicies:
 
 
 def _package(stage: str, out: Path) -> dict:
-    """`chalice package` as `make package` runs it (the zip is cached in .chalice/deployments)."""
+    """`chalice package` as `make package` runs it, on a copy of the project without its requirements.
+
+    With them, chalice would build the dependency layer of the zip (pip download of Linux wheels from PyPI,
+    again after every code change, since its cache is keyed on the project's files): the only network use of
+    tests/unit, and nothing this module checks reads it — the template does not depend on the dependencies,
+    and its CodeUri is replaced (_deployable). requirements.txt is test_packaging.py's; `make package`
+    builds the real zip."""
+    project = out / "project"
+    shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "app.py", project / "app.py")
+    (project / ".chalice").mkdir()
+    shutil.copy2(ROOT / ".chalice" / "config.json", project / ".chalice" / "config.json")
+    (project / "requirements.txt").write_text("")
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(
-        [str(CHALICE), "package", "--stage", stage, str(out)],
-        cwd=ROOT,
+        [str(CHALICE), "package", "--stage", stage, str(out / "template")],
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads((out / "sam.json").read_text())
+    return json.loads((out / "template" / "sam.json").read_text())
 
 
 def _settings(stage: str) -> Settings:
@@ -307,9 +320,9 @@ def test_the_build_refuses_what_aws_would_get_wrong(chalice_prod: dict) -> None:
     with pytest.raises(TemplateError, match="packaged for stage 'prod'"):
         build_template(chalice_prod, _settings("localstack"), "aws")
     with pytest.raises(TemplateError, match="under 6x"):
-        build_template(chalice_prod, Settings(**{**vars(prod), "queue_visibility_timeout_seconds": 60}))
+        build_template(chalice_prod, prod.replace(queue_visibility_timeout_seconds=60))
     with pytest.raises(TemplateError, match="retry window"):
-        build_template(chalice_prod, Settings(**{**vars(prod), "pending_hold_deadline_seconds": 900}))
+        build_template(chalice_prod, prod.replace(pending_hold_deadline_seconds=900))
     plaintext = copy.deepcopy(chalice_prod)
     plaintext["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ADMIN_TOKEN"] = "hunter2"
     with pytest.raises(TemplateError, match="ADMIN_TOKEN"):

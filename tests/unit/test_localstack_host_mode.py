@@ -4,7 +4,6 @@ venv is built on, when the venv is current, what LocalStack is told; and where t
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -106,16 +105,14 @@ def test_every_localstack_finds_the_engines_installed_once(tmp_path: Path) -> No
 def test_clients_use_the_configured_endpoint_and_in_the_localstack_stage_localstack_client_finds_one(
     settings: Settings, monkeypatch
 ) -> None:
-    configured = dataclasses.replace(settings, aws_endpoint_url="http://127.0.0.1:5999")
+    configured = settings.replace(aws_endpoint_url="http://127.0.0.1:5999")
     for stage in ("local", "localstack", "prod"):
-        assert (
-            aws.endpoint_url("sqs", dataclasses.replace(configured, stage=stage)) == "http://127.0.0.1:5999"
-        )
-    assert aws.endpoint_url("sqs", dataclasses.replace(settings, aws_endpoint_url=None, stage="prod")) is None
+        assert aws.endpoint_url("sqs", configured.replace(stage=stage)) == "http://127.0.0.1:5999"
+    assert aws.endpoint_url("sqs", settings.replace(aws_endpoint_url=None, stage="prod")) is None
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("LOCALSTACK_HOST", "127.0.0.1:4777")
-    unconfigured = dataclasses.replace(settings, aws_endpoint_url=None, stage="localstack")
+    unconfigured = settings.replace(aws_endpoint_url=None, stage="localstack")
     assert aws.endpoint_url("kinesis", unconfigured) == "http://127.0.0.1:4777"
     assert aws.client("sqs", unconfigured).meta.endpoint_url == "http://127.0.0.1:4777"
 

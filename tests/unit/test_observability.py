@@ -213,7 +213,7 @@ def test_an_http_request_logs_json_with_api_gateways_request_id(monkeypatch, log
 
 
 def test_a_queue_record_logs_json_with_its_booking_id(monkeypatch, logged, emf) -> None:
-    settings = dataclasses.replace(Settings(), max_receive_count=MAX_RECEIVES)
+    settings = Settings(max_receive_count=MAX_RECEIVES)
     failing = consumer(Finishing("redis_async", RuntimeError("MySQL away")), RecordingMetrics())
     serve_with(monkeypatch, booking_batch_handler=BookingBatchHandler(failing, Queue(), settings))  # type: ignore[arg-type]
 

@@ -1,9 +1,8 @@
 """`stream_state`'s seat ledger on a real RocksDB store (rocksdict, in a temporary directory). The changelog
-here is an in-memory list with Kinesis' read contract; the integration tests run it on Kinesis (moto)."""
+here is an in-memory stream with Kinesis' read contract (tests/support/fakes.py); the integration tests run
+it on Kinesis (moto)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -16,24 +15,9 @@ from chalicelib.domain.messages import (
     parse_stream_command,
 )
 from chalicelib.strategies.stream_state import SeatLedger
+from tests.support.fakes import RecordingStream
 
 PERFORMANCE = 7
-
-
-class ListChangelog:
-    """One shard; sequence numbers are the 1-based positions, as strings."""
-
-    def __init__(self) -> None:
-        self.records: list[str] = []
-
-    def put(self, data: str, partition_key: str) -> str:
-        self.records.append(data)
-        return str(len(self.records))
-
-    def read_since(self, positions: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
-        start = int(positions.get("shard-0", "0"))
-        for index in range(start, len(self.records)):
-            yield "shard-0", str(index + 1), self.records[index]
 
 
 def request(booking_id: str, *seats: int) -> BookingRequested:
@@ -41,8 +25,8 @@ def request(booking_id: str, *seats: int) -> BookingRequested:
 
 
 @pytest.fixture()
-def changelog() -> ListChangelog:
-    return ListChangelog()
+def changelog() -> RecordingStream:
+    return RecordingStream()
 
 
 @pytest.fixture()
@@ -62,7 +46,7 @@ def open_ledger(tmp_path, changelog):
         store.close()
 
 
-def decide_and_log(ledger: SeatLedger, changelog: ListChangelog, command) -> LedgerEntry | None:
+def decide_and_log(ledger: SeatLedger, changelog: RecordingStream, command) -> LedgerEntry | None:
     """What the processor does per record: decide, then append the decision to the changelog."""
     entry = ledger.decide(command)
     if entry is not None:
@@ -80,7 +64,7 @@ def test_first_request_in_line_gets_the_seats_and_overlapping_later_ones_are_rej
     ]
     assert outcomes == ["CONFIRMED", "REJECTED", "CONFIRMED", "CONFIRMED"]
     assert [ledger.holder(PERFORMANCE, s) for s in (1, 2, 3, 4, 5)] == ["b1", "b1", "b3", "b3", "b4"]
-    rejected = LedgerEntry.from_json(changelog.records[1])
+    rejected = LedgerEntry.from_json(changelog.data()[1])
     assert rejected.reason == "seat(s) [2] were taken earlier in line"
 
 

@@ -17,10 +17,9 @@ strictly per section; correctness holds across sections.
 
 from __future__ import annotations
 
-from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.services.ports import BookingQueue, BookingStore
+from chalicelib.services.ports import BookingQueue, BookingStore, SeatStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import (
     AsyncBookingFinisher,
@@ -36,7 +35,7 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
 
     def __init__(
         self,
-        seat_store: RedisSeatStore,
+        seat_store: SeatStore,
         seat_state: SeatStateService,
         bookings: BookingStore,
         queue: BookingQueue,

@@ -27,10 +27,9 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from chalicelib.adapters.mysql import BookingRepository
-from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.strategies.seat_mirror import mirror
 
 log = logging.getLogger(__name__)
@@ -70,8 +69,8 @@ class RedisLockStrategy:
     def __init__(
         self,
         client: redis.Redis,
-        bookings: BookingRepository,
-        seat_store: RedisSeatStore,
+        bookings: BookingStore,
+        seat_store: SeatStore,
         key_prefix: str,
         lease_seconds: float = 5.0,
     ) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib.adapters.redis_seats import RedisSeatStore, ReserveResult
 from chalicelib.domain.errors import (
     CommitUncertain,
     IdempotencyKeyTaken,
@@ -33,7 +32,8 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.services.ports import BookingQueue, BookingStore
+from chalicelib.domain.seat_holds import ReserveResult
+from chalicelib.services.ports import BookingQueue, BookingStore, SeatStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record, send_or_fail
 
@@ -45,7 +45,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
 
     def __init__(
         self,
-        seat_store: RedisSeatStore,
+        seat_store: SeatStore,
         seat_state: SeatStateService,
         bookings: BookingStore,
         queue: BookingQueue,

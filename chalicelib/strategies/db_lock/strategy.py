@@ -11,17 +11,16 @@ multi-seat bookings can never deadlock. Connections come from the bounded, block
 
 from __future__ import annotations
 
-from chalicelib.adapters.mysql import BookingRepository
-from chalicelib.adapters.redis_seats import RedisSeatStore
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatsLocked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.strategies.seat_mirror import mirror
 
 
 class DbLockStrategy:
     name = "db_lock"
 
-    def __init__(self, bookings: BookingRepository, seat_store: RedisSeatStore) -> None:
+    def __init__(self, bookings: BookingStore, seat_store: SeatStore) -> None:
         self._bookings = bookings
         self._seats = seat_store
 

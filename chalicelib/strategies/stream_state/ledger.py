@@ -1,0 +1,154 @@
+"""`stream_state`'s processor state: the seat ledger (RocksDB), a cache of the changelog (see __init__)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from chalicelib.domain.messages import (
+    BookingRequested,
+    LedgerEntry,
+    LedgerOutcome,
+    SeatsReleaseRequested,
+)
+from chalicelib.services.ports import KeyValueStore, RecordStream
+
+log = logging.getLogger(__name__)
+
+POSITIONS_KEY = "changelog-positions"
+
+
+def _seat_key(performance_id: int, seat_id: int) -> str:
+    return f"seat:{performance_id}:{seat_id}"
+
+
+def _booking_key(booking_id: str) -> str:
+    return f"booking:{booking_id}"
+
+
+class SeatLedger:
+    """Seat -> holding booking, booking -> outcome, and how far the changelog has been read: the processor's
+    embedded state. Thread-safe: shard workers of one process share it (RocksDB has one opener per dir)."""
+
+    def __init__(self, open_store: Callable[[], KeyValueStore], changelog: RecordStream) -> None:
+        self._open_store = open_store
+        self._changelog = changelog
+        self._store: KeyValueStore | None = None
+        self._positions: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self.replayed_entries = 0
+
+    def catch_up(self) -> int:
+        """Apply the changelog entries this store has not seen (all of them for a new store) -> count."""
+        with self._lock:
+            store = self._opened()
+            fresh = not self._positions
+            applied = 0
+            for shard_id, sequence, data in self._changelog.read_since(self._positions):
+                self._apply(store, LedgerEntry.from_json(data), (shard_id, sequence))
+                applied += 1
+            self.replayed_entries += applied
+            if fresh and applied:
+                log.info("seat ledger: rebuilt from %d changelog entries", applied)
+            return applied
+
+    def decide(self, command: BookingRequested | SeatsReleaseRequested) -> LedgerEntry | None:
+        """Decide one command against the ledger and apply it -> the changelog entry to append (None: no
+        change to record)."""
+        with self._lock:
+            store = self._opened()
+            if isinstance(command, SeatsReleaseRequested):
+                entry = _release_entry(command)
+            else:
+                known = store.get(_booking_key(command.booking_id))
+                if known is not None:
+                    return _replayed_decision(command, json.loads(known))
+                entry = self._decide_request(store, command)
+            self._apply(store, entry, None)
+            return entry
+
+    def holder(self, performance_id: int, seat_id: int) -> str | None:
+        with self._lock:
+            return self._opened().get(_seat_key(performance_id, seat_id))
+
+    # internals ------------------------------------------------------------------------------------------
+    def _opened(self) -> KeyValueStore:
+        if self._store is None:
+            self._store = self._open_store()
+            self._positions = json.loads(self._store.get(POSITIONS_KEY) or "{}")
+        return self._store
+
+    @staticmethod
+    def _decide_request(store: KeyValueStore, request: BookingRequested) -> LedgerEntry:
+        taken = [
+            seat
+            for seat in request.seat_ids
+            if store.get(_seat_key(request.performance_id, seat)) not in (None, request.booking_id)
+        ]
+        outcome = LedgerOutcome.REJECTED if taken else LedgerOutcome.CONFIRMED
+        return LedgerEntry(
+            booking_id=request.booking_id,
+            performance_id=request.performance_id,
+            user_id=request.user_id,
+            seat_ids=request.seat_ids,
+            outcome=outcome,
+            reason=f"seat(s) {taken} were taken earlier in line" if taken else None,
+        )
+
+    def _apply(self, store: KeyValueStore, entry: LedgerEntry, position: tuple[str, str] | None) -> None:
+        """The one state transition, used live and in replay; atomic with the changelog position."""
+        puts: dict[str, str] = {}
+        deletes: list[str] = []
+        if entry.outcome == LedgerOutcome.CONFIRMED:
+            puts.update({_seat_key(entry.performance_id, s): entry.booking_id for s in entry.seat_ids})
+        elif entry.outcome == LedgerOutcome.RELEASED:
+            deletes = [
+                _seat_key(entry.performance_id, s)
+                for s in entry.seat_ids
+                if store.get(_seat_key(entry.performance_id, s)) == entry.booking_id
+            ]
+            # The real holders MySQL named, unless the ledger has already released one of them (its cancel was
+            # applied first): writing it back would leave a seat refused for a booking that holds nothing.
+            puts.update(
+                {
+                    _seat_key(entry.performance_id, seat): holder
+                    for seat, holder in entry.holders
+                    if not _released(store, holder)
+                }
+            )
+        puts[_booking_key(entry.booking_id)] = json.dumps({"outcome": entry.outcome, "reason": entry.reason})
+        if position is not None:
+            self._positions[position[0]] = position[1]
+            puts[POSITIONS_KEY] = json.dumps(self._positions)
+        store.write(puts, [key for key in deletes if key not in puts])
+
+
+def _released(store: KeyValueStore, booking_id: str) -> bool:
+    known = store.get(_booking_key(booking_id))
+    return known is not None and json.loads(known)["outcome"] == LedgerOutcome.RELEASED
+
+
+def _release_entry(command: SeatsReleaseRequested) -> LedgerEntry:
+    return LedgerEntry(
+        booking_id=command.booking_id,
+        performance_id=command.performance_id,
+        user_id=command.user_id,
+        seat_ids=command.seat_ids,
+        outcome=LedgerOutcome.RELEASED,
+        holders=command.holders,
+    )
+
+
+def _replayed_decision(request: BookingRequested, known: dict) -> LedgerEntry | None:
+    if known["outcome"] == LedgerOutcome.RELEASED:
+        return None  # decided and released since: the persister has both already
+    return LedgerEntry(
+        booking_id=request.booking_id,
+        performance_id=request.performance_id,
+        user_id=request.user_id,
+        seat_ids=request.seat_ids,
+        outcome=known["outcome"],
+        reason=known.get("reason"),
+    )

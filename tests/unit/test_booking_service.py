@@ -1,0 +1,177 @@
+"""The booking use cases (services/booking.py) with no server: validation, idempotency replay, dispatch to
+the performance's strategy, reads while MySQL is away, cancel. MySQL is in memory, Redis is fakeredis."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import (
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NotCancellable,
+    NotFound,
+    SeatUnavailable,
+    ServiceUnavailable,
+)
+from chalicelib.domain.models import BookingStatus
+from chalicelib.services.booking import BookingService
+from tests.support.offline import Offline
+
+SYNCHRONOUS = ("db_lock", "redis_lock")
+ASYNCHRONOUS = ("redis_async", "fifo_partition", "stream_state")
+
+
+def body(*seats: int, user: str = "ann") -> dict:
+    return {"user_id": user, "seat_ids": list(seats)}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "status"),
+    [
+        *((s, BookingStatus.CONFIRMED) for s in SYNCHRONOUS),
+        *((s, BookingStatus.PENDING) for s in ASYNCHRONOUS),
+    ],
+)
+def test_the_performances_strategy_decides_and_mysql_has_the_booking(
+    system: Offline, strategy: str, status: BookingStatus
+) -> None:
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    booking = system.booking_service.book(performance.performance_id, body(seat), None)
+    assert (booking.strategy, booking.status, booking.seat_ids) == (strategy, status, (seat,))
+    assert system.bookings.get(booking.booking_id) == booking  # journaled before the answer
+
+
+def test_an_invalid_body_is_refused_before_any_strategy_runs(system: Offline) -> None:
+    performance = system.new_performance()
+    with pytest.raises(InvalidRequest):
+        system.booking_service.book(performance.performance_id, {"user_id": "ann", "seat_ids": []}, None)
+    with pytest.raises(InvalidRequest):
+        system.booking_service.book(performance.performance_id, body(1), "key with spaces\n")
+    assert system.booking_queue.messages == []
+
+
+def test_an_unknown_performance_or_seat_is_not_found(system: Offline) -> None:
+    performance = system.new_performance()
+    with pytest.raises(NotFound):
+        system.booking_service.book(10_000, body(performance.seat_ids[0]), None)
+    with pytest.raises(NotFound) as unknown:
+        system.booking_service.book(performance.performance_id, body(99_999), None)
+    assert unknown.value.extra == {"seat_ids": [99_999]}
+
+
+def test_a_seat_of_another_performance_is_an_invalid_request(system: Offline) -> None:
+    mine, other = system.new_performance(), system.new_performance()
+    with pytest.raises(InvalidRequest) as foreign:
+        system.booking_service.book(mine.performance_id, body(other.seat_ids[0]), None)
+    assert foreign.value.extra["seat_ids"] == [other.seat_ids[0]]
+
+
+def test_a_repeated_idempotency_key_replays_the_first_answer(system: Offline) -> None:
+    performance = system.new_performance()
+    seat = performance.seat_ids[0]
+    first = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    again = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    assert again == first
+    assert len(system.booking_queue.messages) == 1  # replayed from the idempotency record: nothing sent
+    with pytest.raises(IdempotencyKeyReused):
+        system.booking_service.book(performance.performance_id, body(seat + 1), "key-1")
+
+
+def test_a_refusal_is_replayed_for_the_same_key(system: Offline) -> None:
+    performance = system.new_performance("db_lock")
+    seat = performance.seat_ids[0]
+    system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
+    for _ in range(2):
+        with pytest.raises(SeatUnavailable) as refused:
+            system.booking_service.book(performance.performance_id, body(seat), "key-1")
+        assert refused.value.seat_ids == [seat]
+
+
+def test_once_the_idempotency_record_is_lost_mysql_answers_with_the_first_booking(system: Offline) -> None:
+    """Redis lost the record (and the seat map): the key kept with the booking in MySQL finds it, and the
+    still-PENDING booking is sent on again (its first send may never have left)."""
+    performance = system.new_performance()
+    seat = performance.seat_ids[0]
+    first = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    system.redis.flushall()
+    again = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    assert again.booking_id == first.booking_id
+    assert system.booking_queue.bodies() == [system.booking_queue.bodies()[0]] * 2
+    assert system.deliver(system.booking_queue) is BookingStatus.CONFIRMED
+    assert system.deliver(system.booking_queue, index=0) is BookingStatus.CONFIRMED  # once, however many
+
+
+def test_a_retry_whose_seat_map_shows_its_first_attempt_gets_that_booking_back(system: Offline) -> None:
+    performance = system.new_performance()
+    seat = performance.seat_ids[0]
+    first = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    for key in system.redis.scan_iter(match="t:idem*"):
+        system.redis.delete(key)  # only the idempotency record is gone: the map still shows the hold
+    again = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    assert again.booking_id == first.booking_id
+
+
+def test_get_answers_from_redis_while_mysql_is_away(system: Offline) -> None:
+    performance = system.new_performance()
+    booking = system.booking_service.book(performance.performance_id, body(performance.seat_ids[0]), None)
+    system.bookings.outage.down()
+    assert system.booking_service.get(booking.booking_id) == booking
+    with pytest.raises(ServiceUnavailable):
+        system.booking_service.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")  # neither knows it: cannot say "not found"
+    system.bookings.outage.up()
+    with pytest.raises(NotFound):
+        system.booking_service.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    with pytest.raises(NotFound):
+        system.booking_service.get("not a booking id")
+
+
+@pytest.mark.parametrize("strategy", SYNCHRONOUS + ASYNCHRONOUS)
+def test_cancel_frees_the_seats_in_mysql_and_on_the_map(system: Offline, strategy: str) -> None:
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    booking = system.booking_service.book(performance.performance_id, body(seat), None)
+    with pytest.raises(Forbidden):
+        system.booking_service.cancel(booking.booking_id, "bob")
+    cancelled = system.booking_service.cancel(booking.booking_id, "ann")
+    assert cancelled.status is BookingStatus.CANCELLED
+    assert system.bookings.holders_of([seat]) == {}
+    assert system.seat_states(performance)[seat] == "0"
+    with pytest.raises(NotCancellable):
+        system.booking_service.cancel(booking.booking_id, "ann")
+
+
+def test_a_cancel_with_a_key_is_replayed(system: Offline) -> None:
+    performance = system.new_performance("db_lock")
+    booking = system.booking_service.book(performance.performance_id, body(performance.seat_ids[0]), None)
+    first = system.booking_service.cancel(booking.booking_id, "ann", "cancel-1")
+    assert system.booking_service.cancel(booking.booking_id, "ann", "cancel-1") == first
+    with pytest.raises(InvalidRequest):
+        system.booking_service.cancel(booking.booking_id, None)
+
+
+def test_with_redis_down_the_fallback_strategy_books_in_mysql(system: Offline) -> None:
+    fallback = system.strategies["db_lock"]
+    service = BookingService(
+        system.catalogue,
+        system.strategies,
+        system.bookings,
+        system.seat_store,
+        system.idempotency,
+        max_seats_per_booking=10,
+        metrics=system.metrics,
+        redis_down_fallback=fallback,
+    )
+    performance = system.new_performance("redis_lock")
+    system.redis_down()
+    booking = service.book(performance.performance_id, body(performance.seat_ids[0]), None)
+    assert (booking.status, booking.strategy) == (BookingStatus.CONFIRMED, "db_lock")
+    with pytest.raises(ServiceUnavailable):  # without a fallback, Redis down is a 503
+        system.booking_service.book(performance.performance_id, body(performance.seat_ids[1]), None)
+    # Counted under the strategy that decided: the fallback's booking as db_lock; the 503 under redis_lock.
+    assert system.metrics.counted == [
+        ("BookingAccepted", "db_lock"),
+        ("BookingConfirmed", "db_lock"),
+        ("BookingServiceUnavailable", "redis_lock"),
+    ]

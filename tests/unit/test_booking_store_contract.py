@@ -1,0 +1,19 @@
+"""The in-memory booking store (tests/support/fakes.py) against the BookingStore contract; MariaDB's
+repository runs the same tests in tests/integration/test_booking_store_contract.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.booking_store_contract import BookingStoreContract
+from tests.support.fakes import InMemoryBookings
+
+
+class TestInMemoryBookings(BookingStoreContract):
+    @pytest.fixture()
+    def store(self) -> InMemoryBookings:
+        return InMemoryBookings()
+
+    @pytest.fixture()
+    def seats(self) -> tuple[int, tuple[int, ...]]:
+        return 1, (11, 12, 13, 14)
