@@ -30,8 +30,9 @@ from chalicelib.config import Settings
 SERVICE = "seat-booking"
 NAMESPACE = "SeatBooking"
 STRATEGY_DIMENSION = "strategy"
-CORRELATION_ID = "correlation_id"
 PACKAGE_LOGGER = "chalicelib"
+
+log = logging.getLogger(__name__)
 
 # "name": the logger that wrote the line, i.e. its module (Powertools fills record attributes given so).
 logger = Logger(service=SERVICE, name="%(name)s")
@@ -56,9 +57,11 @@ def configure_logging(level: str) -> None:
     # A handler the host put on the root logger (Lambda's runtime, the local worker's basicConfig) would
     # write each line a second time, as text: it leaves "chalicelib" to ours, as Powertools does for the
     # service's own logger. The records still propagate, so pytest's caplog sees them.
-    for handler in logging.root.handlers:
-        if type(handler).__module__ != "_pytest.logging" and not _suppresses(handler, PACKAGE_LOGGER):
-            handler.addFilter(SuppressFilter(PACKAGE_LOGGER))
+    for host_handler in logging.root.handlers:
+        if type(host_handler).__module__ != "_pytest.logging" and not _suppresses(
+            host_handler, PACKAGE_LOGGER
+        ):
+            host_handler.addFilter(SuppressFilter(PACKAGE_LOGGER))
 
 
 def _suppresses(handler: logging.Handler, name: str) -> bool:
@@ -140,13 +143,17 @@ class EmfMetrics:
             counts, self._counts = self._counts, Counter()
             self._flushed_at = self._clock()
             for strategy, metrics in _by_strategy(counts).items():
-                self._write(self._emf_line(strategy, metrics))
+                try:
+                    self._write(self._emf_line(strategy, metrics))
+                except Exception:
+                    # Flushed as a request ends: counting must never fail what it counts (a booking made).
+                    log.exception("the metrics of %s are lost: %s", strategy, metrics)
 
     def _emf_line(self, strategy: str, metrics: dict[str, int]) -> str:
-        self._emf.add_dimension(name=STRATEGY_DIMENSION, value=strategy)
-        for metric, value in metrics.items():
-            self._emf.add_metric(name=metric, unit=MetricUnit.Count, value=value)
         try:
+            self._emf.add_dimension(name=STRATEGY_DIMENSION, value=strategy)
+            for metric, value in metrics.items():
+                self._emf.add_metric(name=metric, unit=MetricUnit.Count, value=value)
             return json.dumps(self._emf.serialize_metric_set(), separators=(",", ":"))
         finally:
             self._emf.clear_metrics()

@@ -405,3 +405,18 @@ def test_a_long_running_process_batches_its_counts_between_flushes() -> None:
     clock.advance(1)
     metrics.flush()
     assert counts_of([json.loads(line) for line in written]) == {("BookingAccepted", "redis_async"): 2}
+
+
+def test_metrics_that_cannot_be_written_never_fail_the_request_that_counted_them(logged) -> None:
+    def broken_stdout(line: str) -> None:
+        raise OSError("stdout closed")
+
+    metrics = EmfMetrics(write=broken_stdout)
+    metrics.count(BookingMetric.ACCEPTED, "redis_async")
+
+    metrics.flush()
+
+    [line] = logged()
+    assert line["level"] == "ERROR"
+    assert "the metrics of redis_async are lost" in line["message"]
+    assert "OSError: stdout closed" in line["exception"]
