@@ -1,7 +1,7 @@
 """The HTTP contract (docs/api.md) end to end: the production serving mode (Chalice behind granian) and
-the worker run as separate processes (tests/support/app_stack.py), exactly as `make run` starts them, against the
-test MariaDB, Redis and moto. Every JSON answer is also validated against the OpenAPI document the app
-serves."""
+the worker run as separate processes (tests/support/app_stack.py), exactly as `make run` starts them,
+against the test MariaDB, Redis and each emulator. Every JSON answer is also validated against the OpenAPI
+document the app serves."""
 
 from __future__ import annotations
 
