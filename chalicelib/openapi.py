@@ -1,235 +1,86 @@
-"""The OpenAPI 3.0 document of the HTTP contract (docs/api.md), built from the code's own constants so
-it cannot drift: limits from domain.validation, strategies from config, error codes from domain.errors.
-tests/unit/test_openapi.py checks it against the app's routes, and the e2e tests validate every live answer
-against the schemas here."""
+"""The OpenAPI 3.0 document of the HTTP contract (docs/api.md). Its schemas are generated from the models of
+the code (request bodies: chalicelib.domain.validation; answers: chalicelib.responses), so they cannot drift;
+the paths below add what only prose can say. tests/unit/test_openapi.py checks it
+against the app's routes, and the e2e tests validate every live answer against the schemas here."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from chalicelib.domain import errors
-from chalicelib.domain.models import STRATEGY_NAMES, BookingStatus, SeatStatus
-from chalicelib.domain.validation import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    MAX_NAME_LENGTH,
-    MAX_PERFORMANCES,
-    MAX_ROWS,
-    MAX_SEATS_PER_ROW,
-    MAX_SECTIONS,
-    MAX_USER_ID_LENGTH,
-)
-from chalicelib.services.catalogue import MAX_PAGE_SIZE
+from pydantic.json_schema import models_json_schema
 
-# Codes raised by the domain, plus those the HTTP edge itself produces.
-EDGE_ERROR_CODES = ("METHOD_NOT_ALLOWED", "UNSUPPORTED_MEDIA_TYPE", "PAYLOAD_TOO_LARGE", "INTERNAL_ERROR")
-ERROR_CODES = tuple(
-    sorted(
-        {
-            cls.code
-            for cls in vars(errors).values()
-            if isinstance(cls, type) and issubclass(cls, errors.BookingError)
-        }
-        | set(EDGE_ERROR_CODES)
-    )
-)
+from chalicelib import responses
+from chalicelib.domain.validation import MAX_IDEMPOTENCY_KEY_LENGTH, CreateEvent, booking_request_model
+from chalicelib.services.catalogue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
+ERROR_CODES = responses.ERROR_CODES
+REF = "#/components/schemas/{model}"
 ID = {"type": "integer", "minimum": 1}
 
 
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def obj(properties: dict, required: list[str] | None = None, additional: bool = False) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        "additionalProperties": additional,
-    }
-
-
 def schemas(max_seats: int) -> dict:
-    text = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
-    booking = obj(
-        {
-            "booking_id": {"type": "string", "minLength": 1},
-            "performance_id": ID,
-            "user_id": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_LENGTH},
-            "seat_ids": {"type": "array", "items": ID, "minItems": 1, "maxItems": max_seats},
-            "status": {"type": "string", "enum": [s.value for s in BookingStatus]},
-            "strategy": {"type": "string", "enum": list(STRATEGY_NAMES)},
-            "reason": {
-                "type": "string",
-                "nullable": True,
-                "description": "why a booking is REJECTED, FAILED or CANCELLED",
-            },
-        }
+    models = (
+        responses.Error,
+        responses.Health,
+        responses.Pong,
+        CreateEvent,
+        responses.Event,
+        responses.EventList,
+        responses.SeatMap,
+        booking_request_model(max_seats),
+        responses.booking_model(max_seats),
     )
-    return {
-        "Error": obj(
-            {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string", "enum": list(ERROR_CODES)},
-                        "message": {"type": "string"},
-                        "seat_ids": {
-                            "type": "array",
-                            "items": {"type": "integer"},
-                            "description": "SEAT_UNAVAILABLE: the seats already taken",
-                        },
-                        "field": {"type": "string", "description": "INVALID_REQUEST: the offending field"},
-                    },
-                    "required": ["code", "message"],
-                    "additionalProperties": True,
-                }
-            }
-        ),
-        "Health": obj(
-            {
-                "status": {"type": "string", "enum": ["ok", "degraded"]},
-                "checks": obj(
-                    {
-                        name: {"type": "string", "description": "ok, or why not"}
-                        for name in ("db", "redis", "queue")
-                    }
-                ),
-            }
-        ),
-        "CreateEvent": obj(
-            {
-                "name": text,
-                "venue": text,
-                "performances": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_PERFORMANCES,
-                    "items": obj(
-                        {
-                            "starts_at": {
-                                "type": "string",
-                                "format": "date-time",
-                                "description": "ISO 8601 with a UTC offset",
-                            },
-                            "strategy": {
-                                "type": "string",
-                                "enum": list(STRATEGY_NAMES),
-                                "description": "default: the deployment's DEFAULT_STRATEGY",
-                            },
-                        },
-                        required=["starts_at"],
-                    ),
-                },
-                "sections": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_SECTIONS,
-                    "items": obj(
-                        {
-                            "name": text,
-                            "price": {"type": "integer", "minimum": 0},
-                            "rows": {"type": "integer", "minimum": 1, "maximum": MAX_ROWS},
-                            "seats_per_row": {"type": "integer", "minimum": 1, "maximum": MAX_SEATS_PER_ROW},
-                        }
-                    ),
-                },
-            }
-        ),
-        "Section": obj(
-            {
-                "section_id": ID,
-                "name": {"type": "string"},
-                "price": {"type": "integer"},
-                "seat_count": {"type": "integer"},
-                "first_seat_id": ID,
-                "last_seat_id": ID,
-            }
-        ),
-        "Performance": obj(
-            {
-                "performance_id": ID,
-                "starts_at": {"type": "string"},
-                "strategy": {"type": "string", "enum": list(STRATEGY_NAMES)},
-                "sections": {"type": "array", "items": ref("Section")},
-            }
-        ),
-        "Event": obj(
-            {
-                "event_id": ID,
-                "name": {"type": "string"},
-                "venue": {"type": "string"},
-                "performances": {"type": "array", "items": ref("Performance")},
-            }
-        ),
-        "EventList": obj(
-            {
-                "events": {
-                    "type": "array",
-                    "items": obj({"event_id": ID, "name": {"type": "string"}, "venue": {"type": "string"}}),
-                },
-                "next_cursor": {
-                    "type": "string",
-                    "nullable": True,
-                    "description": "pass as ?cursor= for the next page",
-                },
-            }
-        ),
-        "SeatMap": obj(
-            {
-                "performance_id": ID,
-                "strategy": {"type": "string", "enum": list(STRATEGY_NAMES)},
-                "version": {
-                    "type": "integer",
-                    "description": "grows with every seat change of the performance",
-                },
-                "sections": {
-                    "type": "array",
-                    "items": obj(
-                        {
-                            "section_id": ID,
-                            "name": {"type": "string"},
-                            "price": {"type": "integer"},
-                            "available": {"type": "integer", "minimum": 0},
-                            "seats": {
-                                "type": "array",
-                                "items": obj(
-                                    {
-                                        "seat_id": ID,
-                                        "row": {"type": "integer"},
-                                        "number": {"type": "integer"},
-                                        "status": {"type": "string", "enum": [s.value for s in SeatStatus]},
-                                    }
-                                ),
-                            },
-                        }
-                    ),
-                },
-            }
-        ),
-        "BookingRequest": obj(
-            {
-                "user_id": {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_LENGTH},
-                "seat_ids": {
-                    "type": "array",
-                    "items": ID,
-                    "minItems": 1,
-                    "maxItems": max_seats,
-                    "uniqueItems": True,
-                },
-            }
-        ),
-        "Booking": booking,
+    _, document = models_json_schema([(model, "validation") for model in models], ref_template=REF)
+    return {name: as_openapi_30(schema) for name, schema in document["$defs"].items()}
+
+
+def as_openapi_30(node: Any) -> Any:
+    """pydantic's JSON Schema -> OpenAPI 3.0's dialect (3.0 because the packaged Swagger UI, 4.x, does not
+    render 3.1 documents): `nullable` instead of a type list, `enum` for `const`; no titles (the field names
+    say it), no defaults (a default strategy is the deployment's, not the document's)."""
+    if isinstance(node, list):
+        return [as_openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {
+        key: {name: as_openapi_30(schema) for name, schema in value.items()}
+        if key == "properties"
+        else as_openapi_30(value)
+        for key, value in node.items()
+        if key not in ("title", "default")
     }
+    if "const" in converted:
+        converted["enum"] = [converted.pop("const")]
+    options = converted.get("anyOf", [])
+    if len(options) == 2 and {"type": "null"} in options:
+        del converted["anyOf"]
+        converted = {**next(o for o in options if o != {"type": "null"}), **converted, "nullable": True}
+    return converted
+
+
+def ref(name: str) -> dict:
+    return {"$ref": REF.format(model=name)}
 
 
 def json_content(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+def answer(description: str, schema: dict | None = None, **extra: Any) -> dict:
+    return {"description": description, **(json_content(schema) if schema else {}), **extra}
+
+
+def body(name: str) -> dict:
+    return {"required": True, **json_content(ref(name))}
+
+
 def error(description: str) -> dict:
-    return {"description": description, **json_content(ref("Error"))}
+    return answer(description, ref("Error"))
+
+
+def html(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def header(name: str, description: str, required: bool = False, **schema: Any) -> dict:
@@ -242,8 +93,19 @@ def header(name: str, description: str, required: bool = False, **schema: Any) -
     }
 
 
-def path_id(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": ID}
+def in_path(name: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def get(summary: str, responses_: dict, *parameters: dict, **extra: Any) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            **({"parameters": list(parameters)} if parameters else {}),
+            **extra,
+            "responses": responses_,
+        }
+    }
 
 
 IDEMPOTENCY_KEY = header(
@@ -259,46 +121,38 @@ IDEMPOTENCY_KEY = header(
     pattern="^[ -~]+$",
 )
 UNAVAILABLE = error("SERVICE_UNAVAILABLE: a dependency is down; nothing was changed")
-PONG = obj({"status": {"type": "string", "enum": ["ok"]}})
+NOT_FOUND = error("NOT_FOUND")
 # Refused before the body is parsed (413: MAX_BODY_BYTES; 415: a Content-Type other than JSON).
 BODY_REFUSED = {
     "413": error("PAYLOAD_TOO_LARGE: the body is over the size limit"),
     "415": error("UNSUPPORTED_MEDIA_TYPE: the body is not application/json"),
 }
-
-
 SEAT_MAP_VALIDATORS = {
     "ETag": {"schema": {"type": "string"}, "description": 'W/"<performance_id>-<version>"'},
     "Cache-Control": {"schema": {"type": "string"}, "description": "no-cache: revalidate before reuse"},
 }
+ASSET = {"200": {"description": "the asset"}, "404": NOT_FOUND}
 
 
 def paths() -> dict:
-    booking_answer = json_content(ref("Booking"))
+    booking = ref("Booking")
     return {
-        "/health": {
-            "get": {
-                "summary": "Is every dependency answering?",
-                "responses": {
-                    "200": {"description": "all ok", **json_content(ref("Health"))},
-                    "503": {"description": "degraded", **json_content(ref("Health"))},
-                },
-            }
-        },
-        "/ping": {
-            "get": {
-                "summary": "Liveness, touching no dependency (the benchmark's do-nothing endpoint)",
-                "responses": {"200": {"description": "the process answers", **json_content(PONG)}},
-            }
-        },
+        "/health": get(
+            "Is every dependency answering?",
+            {"200": answer("all ok", ref("Health")), "503": answer("degraded", ref("Health"))},
+        ),
+        "/ping": get(
+            "Liveness, touching no dependency (the benchmark's do-nothing endpoint)",
+            {"200": answer("the process answers", ref("Pong"))},
+        ),
         "/admin/events": {
             "post": {
                 "summary": "Create an event with its performances and seats (admin)",
                 "security": [{"adminToken": []}],
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": {"required": True, **json_content(ref("CreateEvent"))},
+                "requestBody": body("CreateEvent"),
                 "responses": {
-                    "201": {"description": "created", **json_content(ref("Event"))},
+                    "201": answer("created", ref("Event")),
                     "400": error("INVALID_REQUEST"),
                     "401": error("UNAUTHORIZED: missing or wrong X-Admin-Token"),
                     "409": error("IDEMPOTENCY_IN_PROGRESS"),
@@ -308,76 +162,60 @@ def paths() -> dict:
                 },
             }
         },
-        "/events": {
-            "get": {
-                "summary": "List events, oldest first, a page at a time",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
-                    },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {"description": "a page", **json_content(ref("EventList"))},
-                    "400": error("INVALID_REQUEST: bad limit or cursor"),
-                    "503": UNAVAILABLE,
+        "/events": get(
+            "List events, oldest first, a page at a time",
+            {
+                "200": answer("a page", ref("EventList")),
+                "400": error("INVALID_REQUEST: bad limit or cursor"),
+                "503": UNAVAILABLE,
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_PAGE_SIZE,
+                    "default": DEFAULT_PAGE_SIZE,
                 },
-            }
-        },
-        "/events/{event_id}": {
-            "get": {
-                "summary": "One event with its performances and sections",
-                "parameters": [path_id("event_id")],
-                "responses": {
-                    "200": {"description": "the event", **json_content(ref("Event"))},
-                    "404": error("NOT_FOUND"),
-                    "503": UNAVAILABLE,
-                },
-            }
-        },
-        "/performances/{performance_id}/seats": {
-            "get": {
-                "summary": "The seat map of a performance",
-                "description": "Conditional: the answer carries a weak ETag naming the map's version; a "
-                "request whose If-None-Match names the current one is answered 304 with an empty body.",
-                "parameters": [
-                    path_id("performance_id"),
-                    header("If-None-Match", "the ETag of the map the client has (or *)"),
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the seat map",
-                        **json_content(ref("SeatMap")),
-                        "headers": SEAT_MAP_VALIDATORS,
-                    },
-                    "304": {
-                        "description": "not modified since the ETag in If-None-Match; empty body",
-                        "headers": SEAT_MAP_VALIDATORS,
-                    },
-                    "404": error("NOT_FOUND"),
-                    "503": UNAVAILABLE,
-                },
-            }
-        },
+            },
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        ),
+        "/events/{event_id}": get(
+            "One event with its performances and sections",
+            {"200": answer("the event", ref("Event")), "404": NOT_FOUND, "503": UNAVAILABLE},
+            in_path("event_id", ID),
+        ),
+        "/performances/{performance_id}/seats": get(
+            "The seat map of a performance",
+            {
+                "200": answer("the seat map", ref("SeatMap"), headers=SEAT_MAP_VALIDATORS),
+                "304": answer(
+                    "not modified since the ETag in If-None-Match; empty body", headers=SEAT_MAP_VALIDATORS
+                ),
+                "404": NOT_FOUND,
+                "503": UNAVAILABLE,
+            },
+            in_path("performance_id", ID),
+            header("If-None-Match", "the ETag of the map the client has (or *)"),
+            description="Conditional: the answer carries a weak ETag naming the map's version; a request "
+            "whose If-None-Match names the current one is answered 304 with an empty body.",
+        ),
         "/performances/{performance_id}/bookings": {
             "post": {
                 "summary": "Book seats, all or nothing",
-                "parameters": [path_id("performance_id"), IDEMPOTENCY_KEY],
-                "requestBody": {"required": True, **json_content(ref("BookingRequest"))},
+                "parameters": [in_path("performance_id", ID), IDEMPOTENCY_KEY],
+                "requestBody": body("BookingRequest"),
                 "responses": {
-                    "201": {"description": "CONFIRMED (db_lock, redis_lock)", **booking_answer},
-                    "202": {
-                        "description": "PENDING, journaled in MySQL before this answer; poll Location."
-                        " redis_async: the seats are held for this booking alone, which ends CONFIRMED (or"
-                        " FAILED if it cannot be confirmed, seats released). fifo_partition, stream_state:"
-                        " a place in line; the booking ends CONFIRMED or REJECTED.",
-                        **booking_answer,
-                        "headers": {
-                            "Location": {"schema": {"type": "string"}, "description": "/bookings/{id}"}
-                        },
-                    },
+                    "201": answer("CONFIRMED (db_lock, redis_lock)", booking),
+                    "202": answer(
+                        "PENDING, journaled in MySQL before this answer; poll Location. redis_async: the "
+                        "seats are held for this booking alone, which ends CONFIRMED (or FAILED if it cannot "
+                        "be confirmed, seats released). fifo_partition, stream_state: a place in line; the "
+                        "booking ends CONFIRMED or REJECTED.",
+                        booking,
+                        headers={"Location": {"schema": {"type": "string"}, "description": "/bookings/{id}"}},
+                    ),
                     "400": error(
                         "INVALID_REQUEST: malformed, duplicates, too many seats, another performance's seat"
                     ),
@@ -393,83 +231,40 @@ def paths() -> dict:
             }
         },
         "/bookings/{booking_id}": {
-            "get": {
-                "summary": "A booking and its status",
-                "parameters": [
-                    {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": {"description": "the booking", **booking_answer},
-                    "404": error("NOT_FOUND"),
-                    "503": UNAVAILABLE,
-                },
-            },
+            **get(
+                "A booking and its status",
+                {"200": answer("the booking", booking), "404": NOT_FOUND, "503": UNAVAILABLE},
+                in_path("booking_id"),
+            ),
             "delete": {
                 "summary": "Cancel a booking (its owner only); its seats become AVAILABLE",
                 "parameters": [
-                    {"name": "booking_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    in_path("booking_id"),
                     header("X-User-Id", "must equal the booking's user_id", required=True),
                     IDEMPOTENCY_KEY,
                 ],
                 "responses": {
-                    "200": {"description": "CANCELLED", **booking_answer},
+                    "200": answer("CANCELLED", booking),
                     "400": error("INVALID_REQUEST: X-User-Id missing"),
                     "403": error("FORBIDDEN: not the owner"),
-                    "404": error("NOT_FOUND"),
+                    "404": NOT_FOUND,
                     "409": error("NOT_CANCELLABLE: already final"),
                     "422": error("IDEMPOTENCY_KEY_REUSED"),
                     "503": UNAVAILABLE,
                 },
             },
         },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.0", **json_content({"type": "object"})}},
-            }
-        },
-        "/docs": {
-            "get": {
-                "summary": "Swagger UI (assets served by the app; works offline)",
-                "responses": {
-                    "200": {
-                        "description": "HTML page",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/": {
-            "get": {
-                "summary": "The live seat-map page (events, performances, seat map, booking)",
-                "parameters": [header("If-None-Match", "the page's ETag the client has")],
-                "responses": {
-                    "200": {
-                        "description": "HTML page",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    },
-                    "304": {"description": "not modified; empty body"},
-                },
-            }
-        },
-        "/assets/{name}": {
-            "get": {
-                "summary": "An asset of the seat-map page (immutable: named by digest in the page)",
-                "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {"200": {"description": "the asset"}, "404": error("NOT_FOUND")},
-            }
-        },
-        "/docs/assets/{name}": {
-            "get": {
-                "summary": "A Swagger UI asset",
-                "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {"200": {"description": "the asset"}, "404": error("NOT_FOUND")},
-            }
-        },
+        "/openapi.json": get("This document", {"200": answer("OpenAPI 3.0", {"type": "object"})}),
+        "/docs": get("Swagger UI (assets served by the app; works offline)", {"200": html("HTML page")}),
+        "/": get(
+            "The live seat-map page (events, performances, seat map, booking)",
+            {"200": html("HTML page"), "304": {"description": "not modified; empty body"}},
+            header("If-None-Match", "the page's ETag the client has"),
+        ),
+        "/assets/{name}": get(
+            "An asset of the seat-map page (immutable: named by digest in the page)", ASSET, in_path("name")
+        ),
+        "/docs/assets/{name}": get("A Swagger UI asset", ASSET, in_path("name")),
     }
 
 
@@ -500,8 +295,7 @@ ROUTES: frozenset[tuple[str, str]] = frozenset(
 
 
 def as_json_schema(node: Any) -> Any:
-    """OpenAPI 3.0's `nullable: true` -> JSON Schema's type list (3.0 because the packaged Swagger UI, 4.x,
-    does not render 3.1 documents)."""
+    """OpenAPI 3.0's `nullable: true` -> JSON Schema's type list (for validating real answers)."""
     if isinstance(node, list):
         return [as_json_schema(item) for item in node]
     if not isinstance(node, dict):

@@ -62,6 +62,16 @@ os.environ.update(
 
 from chalicelib.config import Settings  # noqa: E402  (after the environment is set)
 from infra.migrate import drop_database  # noqa: E402
+from tests.support.app_stack import (  # noqa: E402, F401  (session fixtures: the e2e and browser stack)
+    app_environment,
+    app_settings,
+    base_url,
+    emulator,
+    http,
+    localstack_app_environment,
+    worker,
+    worker_state,
+)
 from tests.support.factories import event_body  # noqa: E402
 from tests.support.localstack import localstack_endpoint  # noqa: E402, F401  (session fixture)
 

@@ -1,15 +1,28 @@
-"""Messages the asynchronous strategies put on queues and streams."""
+"""Messages the asynchronous strategies put on queues and streams.
+
+Each message is a frozen dataclass (the domain's value) whose annotations are also its wire schema: pydantic
+decodes and checks a body against them (a TypeAdapter per class). The wire format is the one these messages
+always had, byte for byte: a JSON object, its "type" first, compact, non-ASCII escaped."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import MISSING, dataclass, fields
+from functools import cache
+from typing import Annotated, ClassVar, TypeVar
+
+from pydantic import Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 
 MESSAGE_TYPE = "booking.requested"
 MAX_BOOKING_ID_LENGTH = 40
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+Text = Annotated[StrictStr, Field(min_length=1)]
+BookingId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_BOOKING_ID_LENGTH)]
+SeatIds = Annotated[tuple[PositiveInt, ...], Field(min_length=1)]
+Holders = tuple[tuple[PositiveInt, Text], ...]  # (seat, the booking id holding it)
 
 
 class InvalidMessage(ValueError):
@@ -20,13 +33,85 @@ class InvalidMessage(ValueError):
         self.booking_id = booking_id
 
 
+class Message:
+    """What every message does: its JSON body (`to_json`), and a checked message from one (`_decode`)."""
+
+    TYPE: ClassVar[str]
+
+    def to_json(self) -> str:
+        fields = _adapter(type(self)).dump_python(self, mode="json")
+        return json.dumps({"type": self.TYPE, **fields}, separators=(",", ":"))
+
+    @classmethod
+    def _decode(cls: type[M], data: dict, malformed: str) -> M:
+        """The message in `data` (a JSON object); InvalidMessage("<malformed>: <why>") naming the booking
+        id where it is usable, so a consumer can still fail that booking."""
+        try:
+            return _adapter(cls).validate_python(data)
+        except ValidationError:
+            reason = _why(cls, data)
+            raise InvalidMessage(f"{malformed}: {reason}", booking_id=_usable_booking_id(data)) from None
+
+
+M = TypeVar("M", bound=Message)
+
+
+@cache
+def _adapter(cls: type[Message]) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def _why(cls: type[Message], data: dict) -> str:
+    """Why `data` is no `cls`, in the words these refusals always had (a poison message's reason is kept with
+    its booking): the first bad field, a missing one read as null."""
+    nulls = {f.name: None for f in fields(cls) if f.default is MISSING}  # type: ignore[arg-type]
+    try:
+        _adapter(cls).validate_python({**nulls, **data})
+    except ValidationError as invalid:
+        error = invalid.errors(include_url=False)[0]
+    if error["loc"][0] == "holders":
+        return "holders must be a list of [seat, booking] pairs"
+    for prefix, expected in EXPECTED.items():
+        if error["type"].startswith(prefix):
+            return f"expected {expected}, got {error['input']!r}"
+    return f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+
+
+EXPECTED = {
+    "int": "a positive integer",
+    "greater_than_equal": "a positive integer",
+    "string": "a non-empty string",
+    "tuple": "a non-empty list",
+    "too_short": "a non-empty list",
+}
+
+
+def _usable_booking_id(data: dict) -> str | None:
+    booking_id = data.get("booking_id")
+    return (
+        booking_id if isinstance(booking_id, str) and 0 < len(booking_id) <= MAX_BOOKING_ID_LENGTH else None
+    )
+
+
+def _object(body: str) -> dict:
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidMessage("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("body is not a JSON object")
+    return data
+
+
 @dataclass(frozen=True)
-class BookingRequested:
-    booking_id: str
-    performance_id: int
-    user_id: str
-    seat_ids: tuple[int, ...]
-    strategy: str
+class BookingRequested(Message):
+    TYPE = MESSAGE_TYPE
+
+    booking_id: BookingId
+    performance_id: PositiveInt
+    user_id: Text
+    seat_ids: SeatIds
+    strategy: Text
 
     @classmethod
     def of(cls, request: BookingRequest | Booking) -> BookingRequested:
@@ -37,58 +122,15 @@ class BookingRequested:
     def as_booking(self, status: BookingStatus, reason: str | None = None) -> Booking:
         return Booking.from_request(self, status, reason)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "type": MESSAGE_TYPE,
-                "booking_id": self.booking_id,
-                "performance_id": self.performance_id,
-                "user_id": self.user_id,
-                "seat_ids": list(self.seat_ids),
-                "strategy": self.strategy,
-            },
-            separators=(",", ":"),
-        )
-
     @classmethod
     def from_json(cls, body: str) -> BookingRequested:
-        try:
-            data = json.loads(body)
-        except (TypeError, ValueError):
-            raise InvalidMessage("body is not JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidMessage("body is not a JSON object")
-        booking_id = data.get("booking_id")
-        if not isinstance(booking_id, str) or not 0 < len(booking_id) <= MAX_BOOKING_ID_LENGTH:
+        return cls.from_object(_object(body))
+
+    @classmethod
+    def from_object(cls, data: dict) -> BookingRequested:
+        if _usable_booking_id(data) is None:
             raise InvalidMessage("no usable booking_id")
-        try:
-            return cls(
-                booking_id=booking_id,
-                performance_id=_positive_int(data.get("performance_id")),
-                user_id=_text(data.get("user_id")),
-                seat_ids=tuple(_positive_int(s) for s in _list(data.get("seat_ids"))),
-                strategy=_text(data.get("strategy")),
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidMessage(f"malformed field: {exc}", booking_id=booking_id) from None
-
-
-def _positive_int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def _list(value: Any) -> list:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"expected a non-empty list, got {value!r}")
-    return value
+        return cls._decode(data, "malformed field")
 
 
 # --- stream_state: commands on the request stream and entries of the decision changelog -------------------
@@ -106,105 +148,45 @@ class LedgerOutcome:
 
 
 @dataclass(frozen=True)
-class SeatsReleaseRequested:
+class SeatsReleaseRequested(Message):
     """Give a booking's seats back in the ledger (a cancel, or MySQL's guard refusing a decision).
 
     `holders` (seat -> booking id) tells the ledger who really holds seats when MySQL knows better."""
 
-    booking_id: str
-    performance_id: int
-    user_id: str
-    seat_ids: tuple[int, ...]
-    holders: tuple[tuple[int, str], ...] = ()
+    TYPE = RELEASE_TYPE
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "type": RELEASE_TYPE,
-                "booking_id": self.booking_id,
-                "performance_id": self.performance_id,
-                "user_id": self.user_id,
-                "seat_ids": list(self.seat_ids),
-                "holders": [list(pair) for pair in self.holders],
-            },
-            separators=(",", ":"),
-        )
+    booking_id: Text
+    performance_id: PositiveInt
+    user_id: Text
+    seat_ids: SeatIds
+    holders: Holders = ()
 
 
 @dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(Message):
     """One changelog entry: the ledger's state change for a booking, replayable in order."""
 
-    booking_id: str
-    performance_id: int
-    user_id: str
-    seat_ids: tuple[int, ...]
-    outcome: str
-    reason: str | None = None
-    holders: tuple[tuple[int, str], ...] = ()
+    TYPE = DECISION_TYPE
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "type": DECISION_TYPE,
-                "booking_id": self.booking_id,
-                "performance_id": self.performance_id,
-                "user_id": self.user_id,
-                "seat_ids": list(self.seat_ids),
-                "outcome": self.outcome,
-                "reason": self.reason,
-                "holders": [list(pair) for pair in self.holders],
-            },
-            separators=(",", ":"),
-        )
+    booking_id: Text
+    performance_id: PositiveInt
+    user_id: Text
+    seat_ids: SeatIds
+    outcome: str
+    reason: StrictStr | None = None
+    holders: Holders = ()
 
     @classmethod
     def from_json(cls, body: str) -> LedgerEntry:
         data = _object(body)
         if data.get("type") != DECISION_TYPE or data.get("outcome") not in LedgerOutcome.ALL:
-            raise InvalidMessage("not a ledger entry", booking_id=data.get("booking_id"))
-        try:
-            return cls(
-                booking_id=_text(data.get("booking_id")),
-                performance_id=_positive_int(data.get("performance_id")),
-                user_id=_text(data.get("user_id")),
-                seat_ids=tuple(_positive_int(s) for s in _list(data.get("seat_ids"))),
-                outcome=data["outcome"],
-                reason=data.get("reason"),
-                holders=_holders(data.get("holders", [])),
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidMessage(f"malformed ledger entry: {exc}") from None
+            raise InvalidMessage("not a ledger entry", booking_id=_usable_booking_id(data))
+        return cls._decode(data, "malformed ledger entry")
 
 
 def parse_stream_command(body: str) -> BookingRequested | SeatsReleaseRequested:
     """A record of the `stream_state` request stream -> its command; InvalidMessage if it is none."""
     data = _object(body)
     if data.get("type") != RELEASE_TYPE:
-        return BookingRequested.from_json(body)
-    try:
-        return SeatsReleaseRequested(
-            booking_id=_text(data.get("booking_id")),
-            performance_id=_positive_int(data.get("performance_id")),
-            user_id=_text(data.get("user_id")),
-            seat_ids=tuple(_positive_int(s) for s in _list(data.get("seat_ids"))),
-            holders=_holders(data.get("holders", [])),
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessage(f"malformed release: {exc}", booking_id=data.get("booking_id")) from None
-
-
-def _object(body: str) -> dict:
-    try:
-        data = json.loads(body)
-    except (TypeError, ValueError):
-        raise InvalidMessage("body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidMessage("body is not a JSON object")
-    return data
-
-
-def _holders(value: Any) -> tuple[tuple[int, str], ...]:
-    if not isinstance(value, list):
-        raise ValueError("holders must be a list of [seat, booking] pairs")
-    return tuple((_positive_int(seat), _text(booking)) for seat, booking in value)
+        return BookingRequested.from_object(data)
+    return SeatsReleaseRequested._decode(data, "malformed release")

@@ -1,11 +1,31 @@
-"""Input rules of the contract, checked before anything is touched: bad input changes nothing."""
+"""Input rules of the contract, checked before anything is touched: bad input changes nothing.
 
-from __future__ import annotations
+The request bodies are pydantic models: their types and limits are the rules, and their JSON schemas are the
+OpenAPI document's (chalicelib/openapi.py). A refused body is one INVALID_REQUEST, worded as docs/api.md has
+always worded it: the first offending field in reading order (an object's unknown fields before its fields).
+"""
 
+# No `from __future__ import annotations`: pydantic reads these annotations at class creation, and the models
+# built in `booking_request_model` name a local (the seat limit).
 import json
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from chalicelib.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.domain.models import STRATEGY_NAMES, EventSpec, PerformanceSpec, SectionSpec
@@ -37,51 +57,6 @@ def parse_json_body(raw: bytes | str | None) -> Any:
         raise InvalidRequest("the request body is not valid JSON") from None
 
 
-def _require_object(body: Any, what: str) -> dict:
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"{what} must be a JSON object")
-    return body
-
-
-def _reject_unknown_fields(body: dict, allowed: set[str], what: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"{what} has unknown field(s): {', '.join(unknown)}", fields=unknown)
-
-
-def _has_control_characters(text: str) -> bool:
-    # Category C* = control, format, surrogate, private use, unassigned: never part of a name.
-    return any(unicodedata.category(ch).startswith("C") for ch in text)
-
-
-def _text(body: dict, name: str, max_length: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"'{name}' must be a non-empty string", field=name)
-    if len(value) > max_length:
-        raise InvalidRequest(f"'{name}' must be at most {max_length} characters", field=name)
-    if _has_control_characters(value):
-        raise InvalidRequest(f"'{name}' must not contain control characters", field=name)
-    return value
-
-
-def _positive_int(body: dict, name: str, maximum: int, minimum: int = 1) -> int:
-    value = body.get(name)
-    # bool is an int in Python; JSON true is not a number.
-    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-        raise InvalidRequest(f"'{name}' must be an integer from {minimum} to {maximum}", field=name)
-    return value
-
-
-def _list(body: dict, name: str, max_items: int) -> list:
-    value = body.get(name)
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest(f"'{name}' must be a non-empty list", field=name)
-    if len(value) > max_items:
-        raise InvalidRequest(f"'{name}' may hold at most {max_items} items", field=name)
-    return value
-
-
 def parse_path_id(raw: str, what: str) -> int:
     """Ids in paths are positive integers; anything else cannot name an existing thing."""
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
@@ -109,63 +84,6 @@ def parse_starts_at(raw: Any) -> datetime:
     return value
 
 
-def parse_event_spec(body: Any, default_strategy: str) -> EventSpec:
-    body = _require_object(body, "the request body")
-    _reject_unknown_fields(body, {"name", "venue", "performances", "sections"}, "the event")
-    name = _text(body, "name", MAX_NAME_LENGTH)
-    venue = _text(body, "venue", MAX_NAME_LENGTH)
-    performances = tuple(
-        _parse_performance(item, default_strategy) for item in _list(body, "performances", MAX_PERFORMANCES)
-    )
-    sections = tuple(_parse_section(item) for item in _list(body, "sections", MAX_SECTIONS))
-    names = [section.name for section in sections]
-    if len(set(names)) != len(names):
-        raise InvalidRequest("section names must be distinct", field="sections")
-    total = sum(section.seat_count for section in sections)
-    if total > MAX_SEATS_PER_PERFORMANCE:
-        raise InvalidRequest(
-            f"a performance may have at most {MAX_SEATS_PER_PERFORMANCE} seats, not {total}", field="sections"
-        )
-    return EventSpec(name=name, venue=venue, performances=performances, sections=sections)
-
-
-def _parse_performance(item: Any, default_strategy: str) -> PerformanceSpec:
-    item = _require_object(item, "each performance")
-    _reject_unknown_fields(item, {"starts_at", "strategy"}, "a performance")
-    strategy = item.get("strategy", default_strategy)
-    if strategy not in STRATEGY_NAMES:
-        raise InvalidRequest(f"'strategy' must be one of {', '.join(STRATEGY_NAMES)}", field="strategy")
-    return PerformanceSpec(starts_at=parse_starts_at(item.get("starts_at")), strategy=strategy)
-
-
-def _parse_section(item: Any) -> SectionSpec:
-    item = _require_object(item, "each section")
-    _reject_unknown_fields(item, {"name", "price", "rows", "seats_per_row"}, "a section")
-    return SectionSpec(
-        name=_text(item, "name", MAX_NAME_LENGTH),
-        price=_positive_int(item, "price", MAX_PRICE, minimum=0),
-        rows=_positive_int(item, "rows", MAX_ROWS),
-        seats_per_row=_positive_int(item, "seats_per_row", MAX_SEATS_PER_ROW),
-    )
-
-
-def parse_booking_body(body: Any, max_seats: int) -> tuple[str, tuple[int, ...]]:
-    """-> (user_id, seat ids sorted ascending). Sorting fixes the order every strategy takes seats in."""
-    body = _require_object(body, "the request body")
-    _reject_unknown_fields(body, {"user_id", "seat_ids"}, "the booking")
-    user_id = _text(body, "user_id", MAX_USER_ID_LENGTH)
-    seat_ids = body.get("seat_ids")
-    if not isinstance(seat_ids, list) or not seat_ids:
-        raise InvalidRequest("'seat_ids' must be a non-empty list of seat ids", field="seat_ids")
-    if len(seat_ids) > max_seats:
-        raise InvalidRequest(f"at most {max_seats} seats per booking", field="seat_ids")
-    if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in seat_ids):
-        raise InvalidRequest("'seat_ids' must hold positive integers", field="seat_ids")
-    if len(set(seat_ids)) != len(seat_ids):
-        raise InvalidRequest("'seat_ids' must be distinct", field="seat_ids")
-    return user_id, tuple(sorted(seat_ids))
-
-
 def parse_idempotency_key(raw: str | None) -> str | None:
     if raw is None:
         return None
@@ -175,3 +93,234 @@ def parse_idempotency_key(raw: str | None) -> str | None:
             field="Idempotency-Key",
         )
     return raw
+
+
+# --- the field types of request bodies, each with the contract's wording of its refusal --------------------
+@dataclass(frozen=True, eq=False)
+class Wording:
+    """How the contract words a refused field: `otherwise`, or the message for a pydantic error type; `items`
+    for a refused item of a list of values. `{field}` is the field's name, the error's context the rest."""
+
+    otherwise: str
+    by_error: Mapping[str, str] = field(default_factory=dict)
+    items: str | None = None
+
+    def message(self, name: str, error: ErrorDetails, in_item: bool) -> str:
+        template = self.items if in_item and self.items else self.by_error.get(error["type"], self.otherwise)
+        return template.format(field=name, message=error["msg"], **error.get("ctx", {}))
+
+
+def _not_blank(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise PydanticCustomError("blank", "blank")
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    # Category C* = control, format, surrogate, private use, unassigned: never part of a name.
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise PydanticCustomError("control_characters", "control characters")
+    return value
+
+
+def _distinct(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise PydanticCustomError("not_distinct", "not distinct")
+    return values
+
+
+def _text(max_length: int) -> Any:
+    return Annotated[
+        str,
+        # Before the validators, so that the length is str's own check (string_too_long), not a generic one.
+        Field(min_length=1, max_length=max_length),
+        BeforeValidator(_not_blank),  # runs first: a blank value is refused before its length is looked at
+        AfterValidator(_no_control_characters),
+        Wording(
+            "'{field}' must be a non-empty string",
+            {
+                "string_too_long": "'{field}' must be at most {max_length} characters",
+                "control_characters": "'{field}' must not contain control characters",
+                # a lone surrogate ("\ud800" in JSON), which pydantic refuses before our check: category Cs
+                "string_unicode": "'{field}' must not contain control characters",
+            },
+        ),
+    ]
+
+
+def _count(minimum: int, maximum: int) -> Any:
+    return Annotated[
+        int,
+        Field(ge=minimum, le=maximum),
+        Wording(f"'{{field}}' must be an integer from {minimum} to {maximum}"),
+    ]
+
+
+def _list_of(item: Any, max_items: int, *rules: Any, **wording: str) -> Any:
+    return Annotated[
+        list[item],
+        Field(min_length=1, max_length=max_items),
+        *rules,
+        Wording(
+            "'{field}' must be a non-empty list",
+            {"too_long": "'{field}' may hold at most {max_length} items", **wording},
+        ),
+    ]
+
+
+def _starts_at(raw: Any) -> datetime:
+    try:
+        return parse_starts_at(raw)
+    except InvalidRequest as refused:
+        raise PydanticCustomError("starts_at", refused.message) from None
+
+
+Name = _text(MAX_NAME_LENGTH)
+UserId = _text(MAX_USER_ID_LENGTH)
+SeatId = Annotated[int, Field(ge=1)]
+StrategyName = Literal[STRATEGY_NAMES]
+StartsAt = Annotated[
+    datetime,
+    PlainValidator(_starts_at),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": "ISO 8601 with a UTC offset"}),
+    Wording("'starts_at' must be an ISO 8601 date-time string", {"starts_at": "{message}"}),
+]
+
+
+class Body(BaseModel):
+    """A JSON object of the contract: unknown fields and other JSON types are refused, never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Its names in refusals: "<noun> has unknown field(s)", "<each> must be a JSON object" (in a list).
+    noun: ClassVar[str]
+    each: ClassVar[str] = "the request body"
+
+
+class NewPerformance(Body):
+    noun, each = "a performance", "each performance"
+    # strategy before starts_at: the order in which a refused performance's fields are reported.
+    strategy: Annotated[
+        StrategyName,
+        Field(description="default: the deployment's DEFAULT_STRATEGY"),
+        Wording(f"'strategy' must be one of {', '.join(STRATEGY_NAMES)}"),
+    ] = None  # left out: the default strategy; an explicit null is refused
+    starts_at: StartsAt
+
+
+class NewSection(Body):
+    noun, each = "a section", "each section"
+    name: Name
+    price: _count(0, MAX_PRICE)
+    rows: _count(1, MAX_ROWS)
+    seats_per_row: _count(1, MAX_SEATS_PER_ROW)
+
+
+def _fits_one_performance(sections: list[NewSection]) -> list[NewSection]:
+    if len({section.name for section in sections}) != len(sections):
+        raise PydanticCustomError("not_distinct", "not distinct")
+    total = sum(section.rows * section.seats_per_row for section in sections)
+    if total > MAX_SEATS_PER_PERFORMANCE:
+        raise PydanticCustomError("too_many_seats", "too many seats", {"total": total})
+    return sections
+
+
+class CreateEvent(Body):
+    noun = "the event"
+    name: Name
+    venue: Name
+    performances: _list_of(NewPerformance, MAX_PERFORMANCES)
+    sections: _list_of(
+        NewSection,
+        MAX_SECTIONS,
+        AfterValidator(_fits_one_performance),
+        not_distinct="section names must be distinct",
+        too_many_seats=f"a performance may have at most {MAX_SEATS_PER_PERFORMANCE} seats, not {{total}}",
+    )
+
+
+@cache
+def booking_request_model(max_seats: int) -> type[Body]:
+    """The booking body for a deployment's MAX_SEATS_PER_BOOKING (its schema shows the limit too)."""
+
+    class BookingRequest(Body):
+        noun = "the booking"
+        user_id: UserId
+        seat_ids: Annotated[
+            list[SeatId],
+            Field(min_length=1, max_length=max_seats, json_schema_extra={"uniqueItems": True}),
+            AfterValidator(_distinct),
+            Wording(
+                "'seat_ids' must be a non-empty list of seat ids",
+                {
+                    "too_long": "at most {max_length} seats per booking",
+                    "not_distinct": "'seat_ids' must be distinct",
+                },
+                items="'seat_ids' must hold positive integers",
+            ),
+        ]
+
+    return BookingRequest
+
+
+def _validated(model: type[Body], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as invalid:
+        raise _refusal(model, invalid.errors(include_url=False, include_input=False)) from None
+
+
+def _refusal(model: type[Body], errors: list[ErrorDetails]) -> InvalidRequest:
+    """The contract's one error for a refused body: its first problem in reading order."""
+    first = errors[0]
+    # pydantic reports an object's unknown fields after its fields; the contract names them first.
+    for depth in range(len(first["loc"])):
+        parent = first["loc"][:depth]
+        unknown = sorted(
+            str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent
+        )
+        if unknown:
+            noun = _located(model, parent)[0].noun
+            return InvalidRequest(f"{noun} has unknown field(s): {', '.join(unknown)}", fields=unknown)
+    at, name, in_item = _located(model, first["loc"])
+    if name is None:  # the object itself
+        return InvalidRequest(f"{at.each} must be a JSON object")
+    wording = next(m for m in at.model_fields[name].metadata if isinstance(m, Wording))
+    return InvalidRequest(wording.message(name, first, in_item), field=name)
+
+
+def _located(model: type[Body], loc: tuple[int | str, ...]) -> tuple[type[Body], str | None, bool]:
+    """Where an error is: (the object, the field's name or None for the object itself, in a list item)."""
+    at, name, in_item = model, None, False
+    for part in loc:
+        if isinstance(part, str):
+            name = part
+            continue
+        item = get_args(at.model_fields[name].annotation)[0]  # an index: into a list of these
+        if isinstance(item, type) and issubclass(item, Body):
+            at, name = item, None
+        else:
+            in_item = True
+    return at, name, in_item
+
+
+# --- the use cases' parsers --------------------------------------------------------------------------------
+def parse_event_spec(body: Any, default_strategy: str) -> EventSpec:
+    event = _validated(CreateEvent, body)
+    return EventSpec(
+        name=event.name,
+        venue=event.venue,
+        performances=tuple(
+            PerformanceSpec(starts_at=p.starts_at, strategy=p.strategy or default_strategy)
+            for p in event.performances
+        ),
+        sections=tuple(
+            SectionSpec(name=s.name, price=s.price, rows=s.rows, seats_per_row=s.seats_per_row)
+            for s in event.sections
+        ),
+    )
+
+
+def parse_booking_body(body: Any, max_seats: int) -> tuple[str, tuple[int, ...]]:
+    """-> (user_id, seat ids sorted ascending). Sorting fixes the order every strategy takes seats in."""
+    booking = _validated(booking_request_model(max_seats), body)
+    return booking.user_id, tuple(sorted(booking.seat_ids))

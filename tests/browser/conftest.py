@@ -1,5 +1,5 @@
 """The browser tests: Debian's Chromium driven by Playwright for Python (no browser download), against the
-end-to-end server of tests/e2e/conftest.py (the HTTP server and the worker as processes, real MariaDB and
+end-to-end stack of tests/support/app_stack.py (the HTTP server and the worker as processes, real MariaDB and
 Redis) on moto server only: the page exercises the HTTP API, which the e2e suite already runs on both
 emulators.
 
@@ -15,14 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import app_environment, app_settings, base_url, http, worker, worker_state  # noqa: F401
-
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def emulator() -> str:
-    return "moto"
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +36,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture()
-def page(browser, base_url: str) -> Iterator[object]:  # noqa: F811
+def page(browser, base_url: str) -> Iterator[object]:
     context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -15,10 +15,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.app_stack import ON_MOTO
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, wait_for_final
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# The page exercises the HTTP API, which tests/e2e/test_http.py runs on both emulators.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, ON_MOTO]
 SEATS = "/performances/{performance_id}/seats"
 
 

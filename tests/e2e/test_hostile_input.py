@@ -27,10 +27,12 @@ import redis
 
 from chalicelib.config import Settings
 from chalicelib.domain.validation import MAX_BODY_BYTES
+from tests.support.app_stack import ON_MOTO
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, create_performance, wait_for_final
 
-pytestmark = pytest.mark.e2e
+# Refused before anything is sent to a queue or stream: one emulator proves it (the shared moto stack).
+pytestmark = [pytest.mark.e2e, ON_MOTO]
 
 TOKEN = os.environ["ADMIN_TOKEN"]
 ADMIN_EVENTS, EVENTS, EVENT = "/admin/events", "/events", "/events/{event_id}"

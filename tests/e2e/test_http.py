@@ -1,7 +1,7 @@
 """The HTTP contract (docs/api.md) end to end: the production serving mode (Chalice behind granian) and
-the worker run as separate processes (tests/e2e/conftest.py), exactly as `make run` starts them, against the
-test MariaDB, Redis and moto. Every JSON answer is also validated against the OpenAPI document the app
-serves."""
+the worker run as separate processes (tests/support/app_stack.py), exactly as `make run` starts them,
+against the test MariaDB, Redis and each emulator. Every JSON answer is also validated against the OpenAPI
+document the app serves."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.support.app_stack import ON_BOTH_EMULATORS
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, create_performance, error_code, wait_for_final
 from tests.support.processes import Worker
 
-pytestmark = pytest.mark.e2e
+# Bookings flow through the emulator's queues and streams, where moto and LocalStack differ: both.
+pytestmark = [pytest.mark.e2e, ON_BOTH_EMULATORS]
 
 
 def test_health_reports_every_dependency(http: httpx.Client) -> None:

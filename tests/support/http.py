@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests that talk to the real HTTP server (tests/e2e/conftest.py starts it)."""
+"""Helpers of the end-to-end tests that talk to the real HTTP server (tests/support/app_stack.py)."""
 
 from __future__ import annotations
 

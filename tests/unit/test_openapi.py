@@ -9,7 +9,9 @@ from openapi_spec_validator import validate
 
 import app as app_module
 from chalicelib import openapi, swagger_ui
-from chalicelib.domain.errors import BookingError
+from chalicelib.domain.errors import BookingError, InvalidRequest
+from chalicelib.domain.validation import parse_booking_body, parse_event_spec
+from tests.unit.test_validation import GOOD_EVENT
 
 BOOKING = {
     "booking_id": "01JD0000000000000000000000",
@@ -144,3 +146,41 @@ def test_swagger_page_and_assets_are_local() -> None:
     assert css_type.startswith("text/css") and ".swagger-ui" in css
     assert js_type.startswith("application/javascript") and len(js) > 100_000
     assert png_type == "image/png" and png.startswith(b"\x89PNG")
+
+
+def _request_schema(name: str, max_seats: int = 4) -> dict:
+    document = openapi.build_openapi_document(max_seats)
+    return openapi.as_json_schema({**openapi.ref(name), "components": document["components"]})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user_id": "ann", "seat_ids": [3, 1]},
+        {"user_id": "ann", "seat_ids": [1], "extra": 1},
+        {"user_id": "ann", "seat_ids": [0]},
+        {"user_id": "ann", "seat_ids": [1, 1]},
+        {"user_id": "ann", "seat_ids": [1, 2, 3, 4, 5]},
+        {"user_id": "a" * 65, "seat_ids": [1]},
+        {"user_id": "ann", "seat_ids": [True]},
+        {"seat_ids": [1]},
+    ],
+)
+def test_the_documented_booking_body_is_the_one_the_service_accepts(body: dict) -> None:
+    # The schema is generated from the model the service parses with: both say yes or both say no.
+    try:
+        parse_booking_body(body, 4)
+        accepted = True
+    except InvalidRequest:
+        accepted = False
+    assert jsonschema.Draft202012Validator(_request_schema("BookingRequest")).is_valid(body) == accepted
+
+
+def test_the_documented_event_body_is_the_one_the_service_accepts() -> None:
+    schema = _request_schema("CreateEvent")
+    jsonschema.validate(GOOD_EVENT, schema)
+    for change in ({"sections": [{**GOOD_EVENT["sections"][0], "price": 10**13}]}, {"performances": []}):
+        with pytest.raises(InvalidRequest):
+            parse_event_spec({**GOOD_EVENT, **change}, "db_lock")
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**GOOD_EVENT, **change}, schema)

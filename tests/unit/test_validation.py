@@ -123,3 +123,108 @@ def test_path_ids_that_cannot_exist_are_not_found(raw: str) -> None:
 
 def test_path_id_parses() -> None:
     assert parse_path_id("42", "performance") == 42
+
+
+# --- the contract's exact wording of each refusal (clients read `message`, `field` and `fields`) ----------
+BOOKING = {"user_id": "ann", "seat_ids": [1]}
+SECTION = GOOD_EVENT["sections"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "extra"),
+    [
+        ([1], "the request body must be a JSON object", {}),
+        ({**BOOKING, "b": 1, "a": 2}, "the booking has unknown field(s): a, b", {"fields": ["a", "b"]}),
+        ({"seat_ids": [1]}, "'user_id' must be a non-empty string", {"field": "user_id"}),
+        ({**BOOKING, "user_id": " \t"}, "'user_id' must be a non-empty string", {"field": "user_id"}),
+        ({**BOOKING, "user_id": "u" * 65}, "'user_id' must be at most 64 characters", {"field": "user_id"}),
+        (
+            {**BOOKING, "user_id": "a\x07"},
+            "'user_id' must not contain control characters",
+            {"field": "user_id"},
+        ),
+        (
+            {**BOOKING, "user_id": "a\ud800"},
+            "'user_id' must not contain control characters",
+            {"field": "user_id"},
+        ),
+        ({"user_id": "u"}, "'seat_ids' must be a non-empty list of seat ids", {"field": "seat_ids"}),
+        (
+            {**BOOKING, "seat_ids": []},
+            "'seat_ids' must be a non-empty list of seat ids",
+            {"field": "seat_ids"},
+        ),
+        ({**BOOKING, "seat_ids": [1, 2, 3, 4, "x"]}, "at most 4 seats per booking", {"field": "seat_ids"}),
+        ({**BOOKING, "seat_ids": [2, 1.0]}, "'seat_ids' must hold positive integers", {"field": "seat_ids"}),
+        ({**BOOKING, "seat_ids": [2, 2]}, "'seat_ids' must be distinct", {"field": "seat_ids"}),
+        # the first problem in reading order: unknown fields, then user_id, then seat_ids
+        ({"user_id": "", "seat_ids": [0], "x": 1}, "the booking has unknown field(s): x", {"fields": ["x"]}),
+        ({"user_id": "", "seat_ids": [0]}, "'user_id' must be a non-empty string", {"field": "user_id"}),
+    ],
+)
+def test_booking_refusals_keep_their_wording(body: object, message: str, extra: dict) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_booking_body(body, 4)
+    assert (info.value.message, info.value.extra) == (message, extra)
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "extra"),
+    [
+        ({"performances": [1]}, "each performance must be a JSON object", {}),
+        ({"sections": [SECTION, "A"]}, "each section must be a JSON object", {}),
+        (
+            {"performances": [{"starts_at": "x", "strategy": "magic", "z": 1}]},
+            "a performance has unknown field(s): z",
+            {"fields": ["z"]},
+        ),
+        (
+            {"performances": [{"starts_at": "x", "strategy": None}]},
+            "'strategy' must be one of db_lock, redis_lock, redis_async, fifo_partition, stream_state",
+            {"field": "strategy"},
+        ),
+        (
+            {"performances": [{"starts_at": "2026-12-24T19:30:00"}]},
+            "'starts_at' must carry a UTC offset, e.g. +09:00 or Z",
+            {"field": "starts_at"},
+        ),
+        ({"performances": [{}]}, "'starts_at' must be an ISO 8601 date-time string", {"field": "starts_at"}),
+        (
+            {"performances": [{"starts_at": "2026-12-24T19:30:00Z"}] * 51},
+            "'performances' may hold at most 50 items",
+            {"field": "performances"},
+        ),
+        ({"sections": "all"}, "'sections' must be a non-empty list", {"field": "sections"}),
+        (
+            {"sections": [{**SECTION, "price": 10**12 + 1}]},
+            "'price' must be an integer from 0 to 1000000000000",
+            {"field": "price"},
+        ),
+        (
+            {"sections": [{**SECTION, "rows": "2"}]},
+            "'rows' must be an integer from 1 to 500",
+            {"field": "rows"},
+        ),
+        ({"sections": [SECTION, SECTION]}, "section names must be distinct", {"field": "sections"}),
+        (
+            {"sections": [{**SECTION, "name": f"S{i}", "rows": 500, "seats_per_row": 500} for i in range(2)]},
+            "a performance may have at most 50000 seats, not 500000",
+            {"field": "sections"},
+        ),
+        (
+            {"name": "x" * 201, "colour": "red"},
+            "the event has unknown field(s): colour",
+            {"fields": ["colour"]},
+        ),
+    ],
+)
+def test_event_refusals_keep_their_wording(change: dict, message: str, extra: dict) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_event_spec({**GOOD_EVENT, **change}, "db_lock")
+    assert (info.value.message, info.value.extra) == (message, extra)
+
+
+def test_the_seat_limit_is_the_deployments() -> None:
+    assert parse_booking_body({"user_id": "u", "seat_ids": [6, 5, 4, 3, 2, 1]}, 6)[1] == (1, 2, 3, 4, 5, 6)
+    with pytest.raises(InvalidRequest, match="at most 2 seats per booking"):
+        parse_booking_body({"user_id": "u", "seat_ids": [1, 2, 3]}, 2)

@@ -1,8 +1,15 @@
-"""The end-to-end server: the production serving mode (Chalice behind granian) and the worker as separate
-processes, exactly as `make run` starts them, against the test MariaDB and Redis and each of the two AWS
-emulators in turn: moto server (the session's) and LocalStack in host mode (the session's own instance,
-tests/support/localstack.py; marked `localstack`, skipped where it cannot run). One pair per test module and
-emulator (module scope), shared by every test of that module."""
+"""The application stack of the end-to-end and browser tests: the production serving mode (Chalice behind
+granian) and the worker as separate processes, exactly as `make run` starts them, against the test MariaDB
+and Redis and an AWS emulator: moto server (the session's) or LocalStack in host mode (the session's own
+instance, tests/support/localstack.py; skipped where it cannot run).
+
+One stack per emulator for the whole session, shared by every module that asks for it (tests/conftest.py
+imports these fixtures): starting a server and a worker per module cost a few seconds each. A module chooses
+its emulator with a mark:
+
+    pytestmark = ON_BOTH_EMULATORS  # booking flows through queues and streams, where the emulators differ
+    pytestmark = ON_MOTO            # what never reaches an emulator (validation, the page) needs only one
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,10 @@ from tests.support.localstack import localstack_environment
 from tests.support.processes import Worker, free_port, stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
-EMULATORS = ["moto", pytest.param("localstack", marks=pytest.mark.localstack)]
+ON_BOTH_EMULATORS = pytest.mark.parametrize(
+    "emulator", ["moto", pytest.param("localstack", marks=pytest.mark.localstack)], indirect=True
+)
+ON_MOTO = pytest.mark.parametrize("emulator", ["moto"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +55,14 @@ def localstack_app_environment(localstack_endpoint: str, redis_client) -> Iterat
         redis_client.delete(key)
 
 
-@pytest.fixture(scope="module", params=EMULATORS)
+@pytest.fixture(scope="session")
 def emulator(request) -> str:
+    """Which emulator the stack runs against: a module picks with ON_BOTH_EMULATORS or ON_MOTO (indirect
+    parametrisation, so every module asking for moto shares the one moto stack)."""
     return request.param
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_environment(emulator: str, request) -> dict[str, str]:
     """The environment of the app's processes: the test session's, pointed at this module's emulator."""
     if emulator == "localstack":
@@ -58,15 +70,15 @@ def app_environment(emulator: str, request) -> dict[str, str]:
     return dict(os.environ)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_settings(app_environment: dict[str, str]) -> Settings:
     """The settings the app's processes run with (their Redis key prefix, their emulator)."""
     return Settings.from_env(app_environment)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worker(services, worker_state: Path, emulator: str, app_environment: dict[str, str]) -> Iterator[Worker]:
-    """The module's worker process (every event source and schedule, as threads of one process)."""
+    """The stack's worker process (every event source and schedule, as threads of one process)."""
     # Each emulator has its own streams: the worker's positions in one mean nothing in the other.
     state = worker_state / emulator
     state.mkdir(exist_ok=True)
@@ -91,7 +103,7 @@ def worker(services, worker_state: Path, emulator: str, app_environment: dict[st
         stop(process)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
     port = free_port()
     server = subprocess.Popen(
@@ -116,7 +128,7 @@ def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
         stop(server)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def http(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=10) as client:
         yield client

@@ -1,0 +1,134 @@
+"""The response bodies of the HTTP contract (docs/api.md) as pydantic models: the OpenAPI document's schemas.
+
+The services build these bodies as plain dicts (the seat map is the hottest read there is); these models only
+describe them, and the e2e tests validate every live answer against the schemas generated from them."""
+
+from functools import cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain import errors
+from chalicelib.domain.models import BookingStatus, SeatStatus
+from chalicelib.domain.validation import MAX_USER_ID_LENGTH, StrategyName
+
+# Codes raised by the domain, plus those the HTTP edge itself produces.
+EDGE_ERROR_CODES = ("METHOD_NOT_ALLOWED", "UNSUPPORTED_MEDIA_TYPE", "PAYLOAD_TOO_LARGE", "INTERNAL_ERROR")
+ERROR_CODES = tuple(
+    sorted(
+        {
+            cls.code
+            for cls in vars(errors).values()
+            if isinstance(cls, type) and issubclass(cls, errors.BookingError)
+        }
+        | set(EDGE_ERROR_CODES)
+    )
+)
+
+Id = Annotated[int, Field(ge=1)]
+
+
+class Answer(BaseModel):
+    """A JSON object the service answers with: exactly these fields, all of them present."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # more detail may come (docs/api.md: `...extra`)
+
+    code: Literal[ERROR_CODES]
+    message: str
+    seat_ids: list[int] = Field(None, description="SEAT_UNAVAILABLE: the seats already taken")
+    field: str = Field(None, description="INVALID_REQUEST: the offending field")
+
+
+class Error(Answer):
+    error: ErrorDetail
+
+
+class HealthChecks(Answer):
+    db: str = Field(description="ok, or why not")
+    redis: str = Field(description="ok, or why not")
+    queue: str = Field(description="ok, or why not")
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    checks: HealthChecks
+
+
+class Pong(Answer):
+    status: Literal["ok"]
+
+
+class Section(Answer):
+    section_id: Id
+    name: str
+    price: int
+    seat_count: int
+    first_seat_id: Id
+    last_seat_id: Id
+
+
+class Performance(Answer):
+    performance_id: Id
+    starts_at: str
+    strategy: StrategyName
+    sections: list[Section]
+
+
+class Event(Answer):
+    event_id: Id
+    name: str
+    venue: str
+    performances: list[Performance]
+
+
+class EventSummary(Answer):
+    event_id: Id
+    name: str
+    venue: str
+
+
+class EventList(Answer):
+    events: list[EventSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+class Seat(Answer):
+    seat_id: Id
+    row: int
+    number: int
+    status: Literal[tuple(SeatStatus)]
+
+
+class SeatMapSection(Answer):
+    section_id: Id
+    name: str
+    price: int
+    available: int = Field(ge=0)
+    seats: list[Seat]
+
+
+class SeatMap(Answer):
+    performance_id: Id
+    strategy: StrategyName
+    version: int = Field(description="grows with every seat change of the performance")
+    sections: list[SeatMapSection]
+
+
+@cache
+def booking_model(max_seats: int) -> type[Answer]:
+    """A booking as answered, for a deployment's MAX_SEATS_PER_BOOKING."""
+
+    class Booking(Answer):
+        booking_id: str = Field(min_length=1)
+        performance_id: Id
+        user_id: str = Field(min_length=1, max_length=MAX_USER_ID_LENGTH)
+        seat_ids: list[Id] = Field(min_length=1, max_length=max_seats)
+        status: Literal[tuple(BookingStatus)]
+        strategy: StrategyName
+        reason: str | None = Field(description="why a booking is REJECTED, FAILED or CANCELLED")
+
+    return Booking
