@@ -81,8 +81,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The suite in two lanes at once, one per core (tests/lanes.py); each lane is a pytest session of its own.
 test: install services lint localstack-venv
-	$(PY) -m pytest -q -p no:cacheprovider --durations=30
+	$(PY) -m tests.lanes
 
 # Only the fault tests (MariaDB/Redis of their own killed, stopped and restarted under load; a few minutes).
 test-faults: install services

@@ -311,9 +311,11 @@ class Bench:
     def _bootstrap_this_process(self) -> None:
         """The catalogue's Bloom filter built (as `make run` does), and a reconciler for the dry-run audit."""
         try:
-            from chalicelib.bootstrap import container
+            from chalicelib.bootstrap import build
 
-            services = container()
+            # Built from the stack's settings, not chalicelib.config.settings: that one was read from this
+            # process's environment when chalicelib.config was first imported, before the stack existed.
+            services = build(self.stack.settings())
             services.catalogue.build_id_filter()
             self._reconciler = services.reconciler
         except Exception as exc:  # the audit still runs its own comparisons

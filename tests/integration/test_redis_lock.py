@@ -21,8 +21,8 @@ from chalicelib.adapters.mysql import BookingRepository
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
 from chalicelib.services.booking import new_booking_id
-from chalicelib.strategies import redis_lock
 from chalicelib.strategies.redis_lock import LeaseWatchdog, RedisLockStrategy
+from chalicelib.strategies.redis_lock import strategy as redis_lock
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
