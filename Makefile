@@ -11,18 +11,23 @@ STAMP     := $(VENV)/.installed-all-$(DIGEST)
 REQUIREMENTS = $(PY) -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 	  print("\n".join(p["dependencies"] + [d for e in sys.argv[1:] for d in p["optional-dependencies"][e]]))'
 
+# Packages go in with uv: measured here, a fresh venv of everything took pip 96 s (89 s with a warm cache) and
+# uv 5 s (3 s warm). pip stays in the venv for `chalice package`, which calls it (chalice 1.34: pip<26.3).
+UV := $(VENV)/bin/uv pip install -q --python $(PY)
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q "pip>=23,<26.3"  # chalice 1.34 declares pip<26.3
+	@$(PY) -m pip install -q "uv==0.13.9"
+	@$(UV) "pip>=23,<26.3"
 
 $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
 	@$(REQUIREMENTS) local > $(VENV)/requirements-run.lock
-	$(PY) -m pip install -q -r $(VENV)/requirements-run.lock
+	$(UV) -r $(VENV)/requirements-run.lock
 	@rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	@$(REQUIREMENTS) local test bench > $(VENV)/requirements.lock
-	$(PY) -m pip install -q -r $(VENV)/requirements.lock
+	$(UV) -r $(VENV)/requirements.lock
 	@rm -f $(VENV)/.installed-* && touch $(STAMP) $(RUN_STAMP)
 
 install-run: $(RUN_STAMP)

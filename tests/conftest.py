@@ -83,12 +83,11 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    from infra.local.emulator import start_moto_server, stop_moto_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
-    server.start()
+    server, _ = start_moto_server("127.0.0.1", MOTO_PORT)  # the one `make run` uses, Kinesis puts serialised
     yield os.environ["AWS_ENDPOINT_URL"]
-    server.stop()
+    stop_moto_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,33 @@ import argparse
 import logging
 import signal
 import threading
+from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+
+def serialise_kinesis_puts() -> None:
+    """Make moto's Kinesis keep every record it acknowledges.
+
+    moto's `Shard.put_record` reads the shard's last sequence number and stores the record under the next one
+    with no lock (its own comment: "this function is not safe for concurrency"). Its server is threaded, so
+    two puts at once can get the same number: the second record replaces the first, and both callers are told
+    theirs was stored. Real Kinesis never loses an acknowledged record; a stream_state race of 500 threads on
+    a loaded machine lost one request here (its booking journaled PENDING, never decided). One lock around
+    the put makes moto do what Kinesis promises; reads are untouched."""
+    from moto.kinesis import models
+
+    if getattr(models.Shard.put_record, "serialised", False):
+        return
+    unsafe_put = models.Shard.put_record
+    lock = threading.Lock()
+
+    def put_record(self: Any, *args: Any, **kwargs: Any) -> str:
+        with lock:
+            return unsafe_put(self, *args, **kwargs)
+
+    put_record.serialised = True  # type: ignore[attr-defined]
+    models.Shard.put_record = put_record
 
 
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
@@ -19,6 +44,7 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
 
     Port 0 goes to the OS as is and the bound port is read back afterwards: picking a "free" port first and
     binding it later would race with every other process doing the same (parallel test runs)."""
+    serialise_kinesis_puts()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()  # returns once the socket is bound
     bound_host, bound_port = server.get_host_and_port()
