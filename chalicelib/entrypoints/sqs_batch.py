@@ -24,12 +24,9 @@ from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
 from chalicelib.domain.messages import BookingRequested, InvalidMessage
 from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure
+from chalicelib.strategies.fifo_partition.line import BatchLine, WaitingInLine
 
 log = logging.getLogger(__name__)
-
-
-class WaitingInLine(Exception):
-    """A FIFO message not processed because an earlier one of its group failed in the same batch."""
 
 
 class BookingBatchHandler:
@@ -47,25 +44,20 @@ class BookingBatchHandler:
         # raise_on_entire_batch_failure=False: every failure is already reported per message (and its
         # visibility set); raising would make Lambda retry the whole batch, successes included.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        blocked: set[str] = set()  # FIFO groups with a message failed in this batch
+        line = BatchLine(self._settings.max_receive_count)  # FIFO: fifo_partition's in-group order
         skipped: list[SQSRecord] = []
 
         def handle(record: SQSRecord) -> str:
             group = record.attributes.message_group_id
-            last_delivery = (
-                int(record.attributes.approximate_receive_count or 1) >= self._settings.max_receive_count
-            )
-            if group is not None and group in blocked and not last_delivery:
-                # A FIFO group is decided in arrival order: nothing behind a failed message is decided
-                # before it. Reported failed, unprocessed. (Each skip still counts as a receive: a message
-                # at its last one is processed, or it would reach the DLQ with nobody compensating it.)
-                skipped.append(record)
-                raise WaitingInLine(f"behind a failed message of group {group}")
+            try:
+                line.check(group, int(record.attributes.approximate_receive_count or 1))
+            except WaitingInLine:
+                skipped.append(record)  # reported failed, unprocessed
+                raise
             try:
                 return self._handle(record)
             except Exception:
-                if group is not None:
-                    blocked.add(group)
+                line.failed(group)
                 raise
 
         response = process_partial_response(

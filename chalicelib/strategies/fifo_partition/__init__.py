@@ -2,9 +2,9 @@
 consumer at a time decides them in order.
 
 Where each part lives: strategy.py (the request path, and `finish`: the decision in line, made by
-BookingStore.decide_in_line in MySQL). The consumer's retry and give-up policy is shared with redis_async
-(services/booking_events.py); the in-group order within one Lambda batch (nothing behind a failed message
-of its group is decided before it) is entrypoints/sqs_batch.py's, since only the batch handler sees a batch.
+BookingStore.decide_in_line in MySQL); line.py (the in-group order within one Lambda batch: nothing behind a
+failed message of its group is decided before it; the SQS batch handler asks it). The consumer's retry and
+give-up policy is shared with redis_async (services/booking_events.py).
 """
 
 from chalicelib.strategies.fifo_partition.strategy import FifoPartitionStrategy
