@@ -86,7 +86,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The suite in two lanes at once, one per core (tests/lanes.py); each lane is a pytest session of its own.
+# The suite in three lanes at once (tests/lanes.py); each lane is a pytest session with a world of its own.
 test: install services lint localstack-venv
 	$(PY) -m tests.lanes
 

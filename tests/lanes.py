@@ -1,10 +1,11 @@
-"""`make test`'s pytest: the suite in two lanes at once, one per core of the 2-core machines it runs on.
+"""`make test`'s pytest: the suite in three lanes at once on the 2-core machines it runs on.
 
 Why lanes and not pytest-xdist: every test session already has a world of its own (its database, Redis key
 prefix, moto server, LocalStack, ports: tests/conftest.py), so two sessions side by side never meet; a
 session per lane starts each emulator once, where xdist would start the session fixtures in every worker. The
 fault lane spends most of its time waiting for outages to end and consumers to catch up, which is when the
-other lane's CPU-heavy races run.
+other lanes' CPU-heavy races run: two fault lanes (one per fault file, each with its own MariaDB and Redis
+servers) and one of everything else keep both cores busy.
 
     python -m tests.lanes [pytest options]      # e.g. -x, -k name; every lane gets them
 
@@ -23,10 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Balanced by the measured durations of each directory (`--durations` in each lane's log): the fault
-# scenarios and the benchmark's smoke run on one side, the races, end-to-end and browser tests on the other.
+# Balanced by measured durations (each lane prints its slowest 15): in two lanes, faults + bench + unit took
+# 409 s and integration + e2e + browser 352 s; the fault scenarios alone ~250 s, the chaos runs ~150 s.
 LANES = {
-    "faults": ["tests/faults", "tests/bench", "tests/unit"],
+    "faults": ["tests/faults/test_fault_scenarios.py"],
+    "chaos": ["tests/faults/test_chaos.py", "tests/bench", "tests/unit"],
     "servers": ["tests/integration", "tests/e2e", "tests/browser"],
 }
 

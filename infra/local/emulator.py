@@ -36,6 +36,7 @@ def serialise_kinesis_puts() -> None:
             return unsafe_put(self, *args, **kwargs)
 
     put_record.serialised = True  # type: ignore[attr-defined]
+    put_record.unsafe = unsafe_put  # type: ignore[attr-defined]  (what tests/unit/test_moto_kinesis.py shows)
     models.Shard.put_record = put_record
 
 
