@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Chalice, Rate, Response
 from chalice.app import Request
 
-from chalicelib import conditional, openapi, swagger_ui, web
+from chalicelib import conditional, openapi, prepared, swagger_ui, web
 from chalicelib.adapters import observability
 from chalicelib.adapters.observability import correlated
 from chalicelib.bootstrap import container
@@ -20,6 +20,7 @@ from chalicelib.domain.models import BookingStatus
 from chalicelib.domain.validation import parse_json_body, parse_path_id
 from chalicelib.services.catalogue import event_to_dict
 from chalicelib.services.health import check_health
+from chalicelib.services.seat_map_views import parse_view
 
 # Chalice's own log handler would write text: Powertools' Logger, of the same name, writes JSON instead.
 app = Chalice(app_name=observability.SERVICE, configure_logs=False)
@@ -208,10 +209,22 @@ def get_event(event_id: str) -> Response:
 @app.route("/performances/{performance_id}/seats", methods=["GET"])
 @json_errors
 def seat_map(performance_id: str) -> Response:
+    """The view's bytes as rendered once for the map's version: nothing built or serialised here."""
+    view = parse_view(_query("view"))
     services = container()
     performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
-    body = services.seat_state.seat_map(performance)
-    return _conditional(body, conditional.seat_map_etag(body), JSON)
+    encoded = services.seat_state.encoded_map(performance)
+    gzipped = prepared.accepts_gzip(_header("Accept-Encoding"))
+    coding = prepared.GZIP if gzipped else None
+    etag = conditional.seat_map_etag(performance.performance_id, encoded.version, view, coding)
+    headers = {"ETag": etag, "Cache-Control": conditional.SEAT_MAP_CACHE_CONTROL, "Vary": prepared.VARY}
+    if conditional.is_not_modified(_header("If-None-Match"), etag):
+        return Response(body="", status_code=304, headers=headers)
+    answer = encoded.views[view]
+    if gzipped:
+        headers = {**headers, **JSON, "Content-Encoding": prepared.GZIP}
+        return prepared.PreparedResponse(answer.gzip_base64, headers, base64_encoded=True)
+    return prepared.PreparedResponse(answer.text, {**headers, **JSON})
 
 
 # --- bookings ---------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Layout (one hash tag per performance, so a performance's keys would share a clus
     bk:{p<id>}:seats    HASH seat id -> "0" free | "H:<booking>" held (PENDING) | "B:<booking>" booked
     bk:{p<id>}:version  change counter, bumped by every script that changes a seat
     bk:booking:<id>     HASH the accepted booking (fields of BookingRecord), with a TTL
+    bk:{p<id>}:rendered:<version>  HASH view -> the map's bytes as rendered for that version (gzip in
+                        base64), with a short TTL: rendered by one process, read by the others
 
 The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
 non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
@@ -76,6 +78,11 @@ class RedisSeatStore:
 
     def version_key(self, performance_id: int) -> str:
         return f"{self._prefix}:{{p{performance_id}}}:version"
+
+    def rendered_key(self, performance_id: int, version: int) -> str:
+        # The version in the name: a key never changes meaning, so no reader can pair a version with other
+        # bytes, and an old version's bytes are never read again (they lapse with their TTL).
+        return f"{self._prefix}:{{p{performance_id}}}:rendered:{version}"
 
     def record_key(self, booking_id: str) -> str:
         return f"{self._prefix}:booking:{booking_id}"
@@ -166,6 +173,18 @@ class RedisSeatStore:
 
     def version(self, performance_id: int) -> int:
         return int(self._client.get(self.version_key(performance_id)) or 0)
+
+    def rendered_views(self, performance_id: int, version: int) -> dict[str, str] | None:
+        return self._client.hgetall(self.rendered_key(performance_id, version)) or None
+
+    def keep_rendered_views(
+        self, performance_id: int, version: int, views: Mapping[str, str], ttl_seconds: int
+    ) -> None:
+        key = self.rendered_key(performance_id, version)
+        keep = self._client.pipeline(transaction=True)  # never a key without its TTL (noeviction Redis)
+        keep.hset(key, mapping=dict(views))
+        keep.expire(key, ttl_seconds)
+        keep.execute()
 
     def reserve(self, record: BookingRecord) -> ReserveOutcome:
         self.heal_missed()

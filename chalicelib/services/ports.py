@@ -128,6 +128,17 @@ class SeatStore(SeatChanges, Protocol):
 
     def version(self, performance_id: int) -> int: ...
 
+    def rendered_views(self, performance_id: int, version: int) -> dict[str, str] | None:
+        """The views of the map's `version` as a process stored them (view name -> its encoded bytes as text);
+        None if none did, or they expired."""
+        ...
+
+    def keep_rendered_views(
+        self, performance_id: int, version: int, views: Mapping[str, str], ttl_seconds: int
+    ) -> None:
+        """Share the views of the map's `version` with every process for `ttl_seconds`."""
+        ...
+
     def repair_holders(
         self,
         performance_id: int,

@@ -7,31 +7,46 @@ so a cold burst of reads costs MySQL one query instead of one per request.
 Rendered maps are kept per process under the map's version (every seat change bumps it): while the version
 is unchanged, a read costs one small Redis round trip instead of the whole hash and the rendering. A map
 checked less than `map_cache_seconds` ago is answered without asking Redis at all (0 by default: never).
+A map is kept as the bytes every view is sent as (seat_map_views.py), made by the first process to read its
+version and stored in Redis under that version for the others, so a version is rendered and compressed once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.models import Performance, SeatStatus
 from chalicelib.services.ports import BookingStore, FillLock, SeatStore
+from chalicelib.services.seat_map_views import EncodedSeatMap
+
+log = logging.getLogger(__name__)
 
 # A waiter re-reads Redis at least this often while another caller fills the map.
 FILL_RECHECK_SECONDS = 0.05
-# Rendered maps kept per process, the least recently read dropped first (a 2,000-seat map is ~0.4 MB).
+# Rendered maps kept per process, the least recently read dropped first (a 5,000-seat map's views, text and
+# gzip, are ~0.35 MB).
 RENDERED_MAPS = 32
+# How long the readers of a version wait for the process rendering it (a 5,000-seat map takes ~50-100 ms).
+RENDER_WAIT_SECONDS = 0.5
+# A version's rendered bytes stay in Redis this long: every process reads a new version within moments, and a
+# short life bounds what a rush of versions keeps in a Redis that may not evict (~40 KB each at 5,000 seats).
+RENDERED_SHARE_SECONDS = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class RenderedMap:
-    version: int
+    encoded: EncodedSeatMap  # every view of one version, ready to send
     checked_at: float  # when Redis last confirmed this version (clock of the service)
-    body: dict
+
+    @property
+    def version(self) -> int:
+        return self.encoded.version
 
 
 class SeatStateService:
@@ -102,20 +117,60 @@ class SeatStateService:
         return True
 
     def seat_map(self, performance: Performance) -> dict:
-        """The performance's seat map as the contract shows it. The answer is shared: do not change it."""
+        """The performance's full seat map as data (HTTP answers send `encoded_map`'s bytes instead)."""
+        return self.encoded_map(performance).as_dict()
+
+    def encoded_map(self, performance: Performance) -> EncodedSeatMap:
+        """Every view of the performance's current seat map, as the bytes to send. Shared: do not change it.
+
+        Kept per process under its version; a version this process has not rendered is taken from the copy
+        the first process to render it stored in Redis, and rendered (once across processes: single flight)
+        only if there is none."""
         performance_id = performance.performance_id
         rendered = self._rendered_map(performance_id)
         now = self._clock()
-        if rendered is not None:
-            if now - rendered.checked_at < self._map_cache_seconds:
-                return rendered.body
-            if self._seats.loaded_version(performance_id) == rendered.version:
-                self._keep(performance_id, dataclasses.replace(rendered, checked_at=now))
-                return rendered.body
+        if rendered is not None and now - rendered.checked_at < self._map_cache_seconds:
+            return rendered.encoded
+        version = self._seats.loaded_version(performance_id)
+        if rendered is not None and version == rendered.version:
+            self._keep(performance_id, dataclasses.replace(rendered, checked_at=now))
+            return rendered.encoded
+        encoded = (self._shared(performance_id, version) if version is not None else None) or self._render(
+            performance, version
+        )
+        self._keep(performance_id, RenderedMap(encoded, now))
+        return encoded
+
+    def _shared(self, performance_id: int, version: int) -> EncodedSeatMap | None:
+        stored = self._seats.rendered_views(performance_id, version)
+        return EncodedSeatMap.of_stored(version, stored) if stored else None
+
+    def _render(self, performance: Performance, version: int | None) -> EncodedSeatMap:
+        """Render the map and share its bytes. One renderer per version across processes: the others wait
+        for its bytes a little (RENDER_WAIT_SECONDS), then render it themselves rather than wait longer."""
+        performance_id = performance.performance_id
+        if version is None:  # not loaded: nothing to wait for, the fill below is single flight already
+            return self._render_and_share(performance)
+        with self._fill_lock.hold(
+            f"rendered:{performance_id}:{version}", self._fill_lock_seconds, RENDER_WAIT_SECONDS
+        ) as held:
+            shared = self._shared(performance_id, version)
+            if shared is not None:
+                return shared
+            if not held:
+                log.warning(
+                    "seat map %s v%s: its renderer is slow; rendering it here", performance_id, version
+                )
+            return self._render_and_share(performance)
+
+    def _render_and_share(self, performance: Performance) -> EncodedSeatMap:
+        # The version read with the statuses (maybe newer than the one asked for) names what was rendered.
         version, statuses = self._versioned_statuses(performance)
-        body = render_seat_map(performance, version, statuses)
-        self._keep(performance_id, RenderedMap(version, now, body))
-        return body
+        encoded = EncodedSeatMap.render(performance, version, statuses)
+        self._seats.keep_rendered_views(
+            performance.performance_id, version, encoded.to_store(), RENDERED_SHARE_SECONDS
+        )
+        return encoded
 
     def _versioned_statuses(self, performance: Performance) -> tuple[int, dict[int, SeatStatus]]:
         version, statuses = self._seats.versioned_statuses(performance.performance_id)
@@ -140,30 +195,3 @@ class SeatStateService:
             self._rendered.move_to_end(performance_id)
             while len(self._rendered) > RENDERED_MAPS:
                 self._rendered.popitem(last=False)
-
-
-def render_seat_map(performance: Performance, version: int, statuses: Mapping[int, SeatStatus]) -> dict:
-    sections = []
-    for section in performance.sections:
-        seats = []
-        available = 0
-        for seat_id in range(section.first_seat_id, section.last_seat_id + 1):
-            status = statuses.get(seat_id, SeatStatus.AVAILABLE)
-            available += status is SeatStatus.AVAILABLE
-            row, number = section.position_of(seat_id)
-            seats.append({"seat_id": seat_id, "row": row, "number": number, "status": status.value})
-        sections.append(
-            {
-                "section_id": section.section_id,
-                "name": section.name,
-                "price": section.price,
-                "available": available,
-                "seats": seats,
-            }
-        )
-    return {
-        "performance_id": performance.performance_id,
-        "strategy": performance.strategy,
-        "version": version,
-        "sections": sections,
-    }

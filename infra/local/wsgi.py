@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import importlib
 import json
 import os
@@ -79,8 +80,16 @@ def _response_body(response: dict) -> bytes:
     if body is None:
         return b""
     if response.get("isBase64Encoded"):
-        return base64.b64decode(body)
+        return _decoded(body)
     return body.encode() if isinstance(body, str) else body
+
+
+@functools.lru_cache(maxsize=64)
+def _decoded(body: str) -> bytes:
+    """A base64 body as bytes, remembered: the seat map's gzip is one string per map version, shared by every
+    request for it (chalicelib/prepared.py), so it is decoded once, not per request (a string keeps its hash,
+    and the same object compares equal at once)."""
+    return base64.b64decode(body)
 
 
 class _PerThread:

@@ -6,11 +6,25 @@ import pytest
 
 from chalicelib.conditional import is_not_modified, seat_map_etag
 
-ETAG = seat_map_etag({"performance_id": 7, "version": 1_700_000_000_042})
+ETAG = seat_map_etag(7, 1_700_000_000_042)
 
 
 def test_the_etag_names_the_performance_and_the_maps_version() -> None:
     assert ETAG == 'W/"7-1700000000042"'
+
+
+def test_each_representation_of_a_version_has_its_own_etag() -> None:
+    tags = {
+        seat_map_etag(7, 1_700_000_000_042, view, coding)
+        for view in ("full", "compact")
+        for coding in (None, "gzip")
+    }
+    assert tags == {
+        ETAG,
+        'W/"7-1700000000042-gzip"',
+        'W/"7-1700000000042-compact"',
+        'W/"7-1700000000042-compact-gzip"',
+    }
 
 
 @pytest.mark.parametrize(
