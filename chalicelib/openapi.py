@@ -11,8 +11,10 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib import responses
+from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL, SEAT_MAP_SHARED_SECONDS
 from chalicelib.domain.validation import MAX_IDEMPOTENCY_KEY_LENGTH, CreateEvent, booking_request_model
 from chalicelib.services.catalogue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from chalicelib.services.seat_map_views import FULL, VIEWS
 
 ERROR_CODES = responses.ERROR_CODES
 REF = "#/components/schemas/{model}"
@@ -28,6 +30,7 @@ def schemas(max_seats: int) -> dict:
         responses.Event,
         responses.EventList,
         responses.SeatMap,
+        responses.CompactSeatMap,
         booking_request_model(max_seats),
         responses.booking_model(max_seats),
     )
@@ -128,8 +131,25 @@ BODY_REFUSED = {
     "415": error("UNSUPPORTED_MEDIA_TYPE: the body is not application/json"),
 }
 SEAT_MAP_VALIDATORS = {
-    "ETag": {"schema": {"type": "string"}, "description": 'W/"<performance_id>-<version>"'},
-    "Cache-Control": {"schema": {"type": "string"}, "description": "no-cache: revalidate before reuse"},
+    "ETag": {
+        "schema": {"type": "string"},
+        "description": 'W/"<performance_id>-<version>", then "-compact" for the compact view and "-gzip" '
+        "when gzipped: one tag per representation",
+    },
+    "Cache-Control": {
+        "schema": {"type": "string"},
+        "description": f"{SEAT_MAP_CACHE_CONTROL}: a shared cache (CDN) may answer it for about a second, a "
+        f"browser revalidates (If-None-Match). Staleness bound: {SEAT_MAP_SHARED_SECONDS} s behind a shared "
+        "cache, plus SEAT_MAP_CACHE_SECONDS (default 0) at the origin",
+    },
+    "Vary": {"schema": {"type": "string", "enum": ["Accept-Encoding"]}, "description": "Accept-Encoding"},
+}
+SEAT_MAP_HEADERS = {
+    **SEAT_MAP_VALIDATORS,
+    "Content-Encoding": {
+        "schema": {"type": "string", "enum": ["gzip"]},
+        "description": "gzip when the request's Accept-Encoding takes it (absent otherwise)",
+    },
 }
 ASSET = {"200": {"description": "the asset"}, "404": NOT_FOUND}
 
@@ -189,17 +209,32 @@ def paths() -> dict:
         "/performances/{performance_id}/seats": get(
             "The seat map of a performance",
             {
-                "200": answer("the seat map", ref("SeatMap"), headers=SEAT_MAP_VALIDATORS),
+                "200": answer(
+                    "the seat map: the full view (a record per seat) or the compact view (a letter per seat)",
+                    {"oneOf": [ref("SeatMap"), ref("CompactSeatMap")]},
+                    headers=SEAT_MAP_HEADERS,
+                ),
                 "304": answer(
                     "not modified since the ETag in If-None-Match; empty body", headers=SEAT_MAP_VALIDATORS
                 ),
+                "400": error("INVALID_REQUEST: an unknown view"),
                 "404": NOT_FOUND,
                 "503": UNAVAILABLE,
             },
             in_path("performance_id", ID),
+            {
+                "name": "view",
+                "in": "query",
+                "description": "full: a record per seat; compact: per section its shape and one letter per "
+                "seat (A available, H held, B booked)",
+                "schema": {"type": "string", "enum": list(VIEWS), "default": FULL},
+            },
             header("If-None-Match", "the ETag of the map the client has (or *)"),
-            description="Conditional: the answer carries a weak ETag naming the map's version; a request "
-            "whose If-None-Match names the current one is answered 304 with an empty body.",
+            header("Accept-Encoding", "gzip (with q > 0, identity not weighted higher) gets the map gzipped"),
+            description="Conditional: the answer carries a weak ETag naming the map's version and its "
+            "representation; a request whose If-None-Match names the current one is answered 304 with an "
+            "empty body. Every view carries the map's version. Cacheable by a shared cache for about a "
+            "second (Cache-Control).",
         ),
         "/performances/{performance_id}/bookings": {
             "post": {

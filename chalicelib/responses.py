@@ -118,6 +118,29 @@ class SeatMap(Answer):
     sections: list[SeatMapSection]
 
 
+class CompactSeatMapSection(Answer):
+    section_id: Id
+    name: str
+    price: int
+    rows: int = Field(ge=1)
+    seats_per_row: int = Field(ge=1)
+    first_seat_id: Id
+    status: str = Field(
+        pattern="^[AHB]*$",
+        description="one letter per seat in seat-id order (row by row, from first_seat_id): "
+        "A available, H held, B booked",
+    )
+
+
+class CompactSeatMap(Answer):
+    """The seat map's `?view=compact`: a 5,000-seat map in a few KB."""
+
+    performance_id: Id
+    strategy: StrategyName
+    version: int = Field(description="grows with every seat change of the performance")
+    sections: list[CompactSeatMapSection]
+
+
 @cache
 def booking_model(max_seats: int) -> type[Answer]:
     """A booking as answered, for a deployment's MAX_SEATS_PER_BOOKING."""

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL
 from tests.support.app_stack import ON_MOTO
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, wait_for_final
@@ -100,10 +101,12 @@ def test_the_page_and_its_assets_are_served_with_cache_headers(http: httpx.Clien
 def test_the_seat_map_answers_304_until_a_seat_changes(http: httpx.Client) -> None:
     performance = create_event(http)["performances"][0]
     pid, path = performance["performance_id"], f"/performances/{performance['performance_id']}/seats"
-    first = http.get(path)
+    first = http.get(path)  # httpx asks for gzip (Accept-Encoding: gzip, deflate): the gzip representation
     etag = first.headers["etag"]
-    assert first.status_code == 200 and etag == f'W/"{pid}-{conforms(first, SEATS, "get")["version"]}"'
-    assert first.headers["cache-control"] == "no-cache"
+    version = conforms(first, SEATS, "get")["version"]
+    assert first.status_code == 200 and etag == f'W/"{pid}-{version}-gzip"'
+    assert first.headers["content-encoding"] == "gzip" and first.headers["vary"] == "Accept-Encoding"
+    assert first.headers["cache-control"] == SEAT_MAP_CACHE_CONTROL
 
     for if_none_match in (etag, etag.removeprefix("W/"), f'"other", {etag}', "*"):
         unchanged = http.get(path, headers={"If-None-Match": if_none_match})

@@ -13,6 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL
 from tests.support.app_stack import ON_BOTH_EMULATORS
 from tests.support.factories import event_body
 from tests.support.http import ADMIN, conforms, create_performance, error_code, wait_for_final
@@ -183,6 +184,41 @@ def test_bad_booking_requests_get_the_contract_error_and_change_nothing(
     expected = "INVALID_REQUEST" if status == 400 else "NOT_FOUND"
     assert error_code(response, "/performances/{performance_id}/bookings", "post") == expected
     assert http.get(f"/performances/{pid}/seats").json()["sections"][0]["available"] == 10
+
+
+def test_the_seat_map_over_the_real_server_gzip_compact_and_cache_headers(http: httpx.Client) -> None:
+    """Issue 15: the prepared bytes through granian and the WSGI adapter (base64 gzip decoded on the way)."""
+    performance = create_performance(http, strategy="db_lock")
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    assert (
+        http.post(f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [seat]}).status_code
+        == 201
+    )
+    path, schema_path = f"/performances/{pid}/seats", "/performances/{performance_id}/seats"
+
+    plain = http.get(path, headers={"Accept-Encoding": "identity"})
+    gzipped = http.get(path, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers and gzipped.headers["content-encoding"] == "gzip"
+    assert conforms(gzipped, schema_path, "get") == conforms(plain, schema_path, "get")  # httpx gunzips
+    assert int(gzipped.headers["content-length"]) < int(plain.headers["content-length"]) == len(plain.content)
+    for answer in (plain, gzipped):
+        assert answer.headers["vary"] == "Accept-Encoding"
+        assert answer.headers["cache-control"] == SEAT_MAP_CACHE_CONTROL
+    assert gzipped.headers["etag"] == plain.headers["etag"].removesuffix('"') + '-gzip"'
+
+    compact = http.get(path, params={"view": "compact"}, headers={"Accept-Encoding": "gzip"})
+    body = conforms(compact, schema_path, "get")
+    assert body["version"] == plain.json()["version"]
+    assert body["sections"][0]["status"] == "B" + "A" * 9
+    again = http.get(
+        path,
+        params={"view": "compact"},
+        headers={"Accept-Encoding": "gzip", "If-None-Match": compact.headers["etag"]},
+    )
+    assert again.status_code == 304 and again.content == b""
+
+    refused = http.get(path, params={"view": "everything"})
+    assert refused.status_code == 400 and error_code(refused, schema_path, "get") == "INVALID_REQUEST"
 
 
 def test_unknown_things_are_404(http: httpx.Client) -> None:

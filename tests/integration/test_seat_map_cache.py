@@ -143,6 +143,49 @@ def test_cold_reads_from_two_processes_cost_mysql_one_fill(services, new_perform
     assert all(seat_map == expected for _, maps in outcomes for seat_map in maps)
 
 
+def _new_version_reads_in_a_process(performance_id: int, readers: int, start, answers) -> None:
+    """One process of its own reading a map version it has never seen: how often it read the seats (and so
+    rendered the map) itself."""
+    from chalicelib.bootstrap import build
+    from chalicelib.config import Settings
+
+    services = build(Settings.from_env())
+    renders: list = []
+    services.seat_store.versioned_statuses = counting(
+        services.seat_store.versioned_statuses, renders, QUERY_SECONDS
+    )
+    performance = services.catalogue.performance(performance_id)
+    start.wait()
+    results = read_concurrently(lambda: services.seat_state.seat_map(performance), readers)
+    answers.put((len(renders), [statuses_of(r) if isinstance(r, dict) else repr(r) for r in results]))
+
+
+def test_a_new_version_is_rendered_once_across_two_processes(services, new_performance) -> None:
+    """Issue 15: the first reader of a version renders it and stores its bytes in Redis; every other reader,
+    in any process, waits for them (single flight) instead of reading the seats and rendering again."""
+    performance, expected = booked_db_lock_performance(services, new_performance)
+    services.seat_state.seat_map(performance)  # the map is loaded: what follows is a new version, not a fill
+    seat = performance.sections[0].first_seat_id + 3
+    services.booking_service.book(performance.performance_id, {"user_id": "cat", "seat_ids": [seat]}, None)
+    expected = {**expected, seat: "BOOKED"}  # a version nobody has rendered yet
+    spawn = multiprocessing.get_context("spawn")
+    start, answers = spawn.Barrier(2), spawn.Queue()
+    processes = [
+        spawn.Process(
+            target=_new_version_reads_in_a_process, args=(performance.performance_id, 25, start, answers)
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [answers.get(timeout=90) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+
+    assert sum(renders for renders, _ in outcomes) == 1, f"renders per process: {[r for r, _ in outcomes]}"
+    assert all(seat_map == expected for _, maps in outcomes for seat_map in maps)
+
+
 def test_an_unchanged_map_is_not_read_again_and_a_change_shows_at_once(
     services, new_performance, monkeypatch
 ) -> None:

@@ -110,6 +110,43 @@ def test_every_domain_error_code_is_documented() -> None:
             },
         ),
         (
+            "/performances/{performance_id}/seats",
+            "get",
+            200,
+            {
+                "performance_id": 1,
+                "strategy": "db_lock",
+                "version": 3,
+                "sections": [
+                    {
+                        "section_id": 1,
+                        "name": "VIP",
+                        "price": 10,
+                        "rows": 1,
+                        "seats_per_row": 3,
+                        "first_seat_id": 1,
+                        "status": "AHB",
+                    }
+                ],
+            },
+            {
+                "performance_id": 1,
+                "strategy": "db_lock",
+                "version": 3,
+                "sections": [
+                    {
+                        "section_id": 1,
+                        "name": "VIP",
+                        "price": 10,
+                        "rows": 1,
+                        "seats_per_row": 3,
+                        "first_seat_id": 1,
+                        "status": "AHX",
+                    }
+                ],
+            },
+        ),
+        (
             "/health",
             "get",
             503,
