@@ -146,21 +146,22 @@ class SeatStateService:
         return EncodedSeatMap.of_stored(version, stored) if stored else None
 
     def _render(self, performance: Performance, version: int | None) -> EncodedSeatMap:
-        """Render the map and share its bytes. One renderer per version across processes: the others wait
-        for its bytes a little (RENDER_WAIT_SECONDS), then render it themselves rather than wait longer."""
+        """Render the map and share its bytes. One renderer per performance at a time across processes: the
+        others wait for it a little (RENDER_WAIT_SECONDS; then they render themselves rather than wait
+        longer) and take the bytes of the version that is current by then, which the renderer may have made
+        (during a rush it renders the newest version, not necessarily the one a waiter first met)."""
         performance_id = performance.performance_id
         if version is None:  # not loaded: nothing to wait for, the fill below is single flight already
             return self._render_and_share(performance)
         with self._fill_lock.hold(
-            f"rendered:{performance_id}:{version}", self._fill_lock_seconds, RENDER_WAIT_SECONDS
+            f"rendered:{performance_id}", self._fill_lock_seconds, RENDER_WAIT_SECONDS
         ) as held:
-            shared = self._shared(performance_id, version)
+            current = self._seats.loaded_version(performance_id)
+            shared = self._shared(performance_id, current) if current is not None else None
             if shared is not None:
                 return shared
             if not held:
-                log.warning(
-                    "seat map %s v%s: its renderer is slow; rendering it here", performance_id, version
-                )
+                log.warning("seat map %s: its renderer is slow; rendering it here too", performance_id)
             return self._render_and_share(performance)
 
     def _render_and_share(self, performance: Performance) -> EncodedSeatMap:

@@ -120,6 +120,31 @@ def test_a_second_process_sends_the_bytes_the_first_rendered_without_reading_the
     assert second.views == first.views
 
 
+def test_a_reader_that_met_an_older_version_takes_the_newer_bytes_another_process_rendered(
+    system: Offline,
+) -> None:
+    """During a rush the renderer renders the newest version: a reader that met an earlier one (never
+    rendered) takes the current version's bytes once it has the render lock, instead of rendering."""
+    performance = system.new_performance("db_lock")
+    pid, seat = performance.performance_id, performance.sections[0].first_seat_id
+    met = system.seat_store.version(pid)
+    book(system, performance, seat)
+    newest = system.seat_state.encoded_map(performance)  # another process renders the newer version
+    assert newest.version > met
+
+    other_process = SeatStateService(system.seat_store, system.bookings, RedisFillLock(system.redis, PREFIX))
+    seen = iter([met])  # its version check happened just before the booking
+    real_version = system.seat_store.loaded_version
+    system.seat_store.loaded_version = lambda p: next(seen, None) or real_version(p)  # type: ignore[method-assign]
+    seat_reads: list[int] = []
+    real_read = system.seat_store.versioned_statuses
+    system.seat_store.versioned_statuses = lambda p: seat_reads.append(p) or real_read(p)  # type: ignore[method-assign]
+
+    taken = other_process.encoded_map(performance)
+    assert seat_reads == []
+    assert taken.version == newest.version and taken.as_dict(COMPACT)["sections"][0]["status"][0] == "B"
+
+
 def test_a_change_is_a_new_version_rendered_anew(system: Offline) -> None:
     performance = system.new_performance("db_lock")
     before = system.seat_state.encoded_map(performance)
