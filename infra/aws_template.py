@@ -487,6 +487,15 @@ class _Builder:
             }
 
     # --- functions ------------------------------------------------------------------------------------------
+    def pass_prepared_bytes(self) -> None:
+        """API Gateway turns a Lambda answer's base64 body back into bytes only where the request's Accept
+        header matches one of the API's binary media types, and the seat map's gzip (chalicelib/prepared.py)
+        goes to any client that accepts gzip: so every type is binary to the API. Nothing else changes for
+        text: an answer not marked base64 (every JSON answer: Chalice's own binary_types stay as they are) is
+        passed on as it is, and a request body arrives base64-encoded, which Chalice's Request decodes."""
+        api = self.template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+        api["x-amazon-apigateway-binary-media-types"] = ["*/*"]
+
     def patch_events(self) -> None:
         enable_partial_batch_responses(self.template)
         for name, spec in FUNCTIONS.items():
@@ -689,6 +698,7 @@ def build_template(
         builder.add_queues_and_streams()
         builder.add_vpc_endpoints()
     builder.add_persister_failure_queue()
+    builder.pass_prepared_bytes()
     builder.patch_events()
     builder.patch_functions(env_overrides or {})
     builder.add_roles()

@@ -231,6 +231,13 @@ def test_a_stuck_consumer_or_a_dead_letter_raises_an_alarm(aws_cfn: dict) -> Non
     }
 
 
+def test_the_api_passes_the_seat_maps_prepared_gzip_on_as_bytes(aws_cfn: dict) -> None:
+    """chalicelib/prepared.py answers base64 with isBase64Encoded; API Gateway decodes that only for the
+    binary media types the request's Accept matches: every type, since any client may take the gzip."""
+    (api,) = _of_type(aws_cfn, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["Body"]["x-amazon-apigateway-binary-media-types"] == ["*/*"]
+
+
 def test_the_redis_parameter_group_never_evicts(aws_cfn: dict) -> None:
     (name, group), *others = _of_type(aws_cfn, "AWS::ElastiCache::ParameterGroup").items()
     assert others == []
