@@ -57,9 +57,10 @@ def test_synchronous_strategies_answer_503_fast_while_mysql_is_down(
     )
 
     assert all(isinstance(o, ServiceUnavailable) for o in outcomes), {type(o).__name__ for o in outcomes}
-    # ~2 s when the box is quiet; the bound only tells "answered" from "waited out MySQL's
-    # timeouts" (10 s query timeout per request, 100 requests on a pool of 32), with room for a loaded box.
-    assert seconds < 8, seconds
+    # ~2 s when the box is quiet. The bound tells "answered" from "waited out MySQL": any request that
+    # waited for its query to time out took the whole query timeout, so the burst would take at least that
+    # (it was 8 s, an arbitrary margin, until a box loaded by three test lanes and two profilers took 9.5 s).
+    assert seconds < behind_proxy.settings.db_query_timeout_seconds, seconds
     assert behind_proxy.db.breaker.state != "closed"
     started = time.perf_counter()
     with pytest.raises(ServiceUnavailable):
