@@ -23,7 +23,7 @@ from chalicelib.adapters.observability import correlated
 from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
 from chalicelib.domain.messages import BookingRequested, InvalidMessage
-from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure
+from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure, read
 from chalicelib.strategies.fifo_partition.line import BatchLine, WaitingInLine
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,14 @@ class BookingBatchHandler:
         return response
 
     def _handle(self, record: SQSRecord) -> str:
-        with correlated(_booking_id_of(record.body)):
-            return self._settle(record)
+        read_as = read(record.body)  # once: its booking id is the log lines' correlation id
+        with correlated(read_as.booking_id):
+            return self._settle(record, read_as)
 
-    def _settle(self, record: SQSRecord) -> str:
+    def _settle(self, record: SQSRecord, read_as: BookingRequested | InvalidMessage) -> str:
         receive_count = int(record.attributes.approximate_receive_count or 1)
         try:
-            return self._consumer.handle(record.body, receive_count, record.message_id).value
+            return self._consumer.settle(record.body, read_as, receive_count, record.message_id).value
         except PermanentFailure:
             self._make_visible_after(record, 0)
             raise
@@ -89,11 +90,3 @@ class BookingBatchHandler:
             self._queue.retry_after(record.receipt_handle, seconds)
         except Exception as exc:  # the queue's own visibility timeout then paces the retry
             log.warning("could not set visibility %d s on message %s: %s", seconds, record.message_id, exc)
-
-
-def _booking_id_of(body: str) -> str | None:
-    """The booking a message is about, as far as it can be read: its log lines' correlation id."""
-    try:
-        return BookingRequested.from_json(body).booking_id
-    except InvalidMessage as exc:
-        return exc.booking_id

@@ -29,6 +29,14 @@ class PermanentFailure(Exception):
     """This message can never succeed; it has been compensated and should reach the DLQ."""
 
 
+def read(body: str) -> BookingRequested | InvalidMessage:
+    """A message body as the consumer reads it: the message, or why it is poison."""
+    try:
+        return BookingRequested.from_json(body)
+    except InvalidMessage as exc:
+        return exc
+
+
 class BookingEventConsumer:
     def __init__(
         self,
@@ -43,8 +51,17 @@ class BookingEventConsumer:
         self._metrics = metrics
 
     def handle(self, body: str, receive_count: int, message_id: str) -> BookingStatus:
+        return self.settle(body, read(body), receive_count, message_id)
+
+    def settle(
+        self, body: str, read_as: BookingRequested | InvalidMessage, receive_count: int, message_id: str
+    ) -> BookingStatus:
+        """`handle` for a body already read (`read`): the batch handler reads it first, for its log lines'
+        correlation id, and the message is not parsed a second time here."""
         try:
-            message = BookingRequested.from_json(body)
+            if isinstance(read_as, InvalidMessage):
+                raise read_as
+            message = read_as
             strategy = self._strategy(message)
         except InvalidMessage as exc:
             self._give_up_on_poison(body, message_id, exc)
