@@ -454,24 +454,32 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
     # A booking every 0.1 s, on a schedule (a pool, so a slow answer does not delay the next booking).
     stop = threading.Event()
     landed: list[float] = []
+    refused: list[str] = []
 
-    def book_one(seat: int) -> None:
-        response = httpx.post(
-            f"{http.base_url}performances/{pid}/bookings",
-            json={"user_id": "rush", "seat_ids": [seat]},
-            timeout=10,
-        )
+    def book_one(client: httpx.Client, seat: int) -> None:
+        try:
+            response = client.post(
+                f"/performances/{pid}/bookings", json={"user_id": "rush", "seat_ids": [seat]}
+            )
+        except httpx.HTTPError as error:
+            refused.append(repr(error))
+            return
         if response.status_code in (201, 202):
             landed.append(time.monotonic())
+        else:
+            refused.append(f"{response.status_code} {response.text}")
 
     def rush() -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with (
+            httpx.Client(base_url=str(http.base_url), timeout=10) as client,
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
             start = time.monotonic()
             for i, seat in enumerate(seats[::7]):
                 if stop.is_set():
                     return
                 time.sleep(max(0.0, start + i * 0.1 - time.monotonic()))
-                pool.submit(book_one, seat)
+                pool.submit(book_one, client, seat)
 
     rusher = threading.Thread(target=rush)
     bytes_before = stats(page)["bytes"]
@@ -512,7 +520,7 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
     assert 0.5 <= cost["idle"]["requests_per_s"] <= 1.5
     assert cost["idle"]["bytes_per_s"] < 2_000
     # The claim: bookings landing every 0.1 s (8 a second at least, measured) cost the tab at most 5 KB/s.
-    assert cost["bookings_per_s"] >= 8, cost
+    assert cost["bookings_per_s"] >= 8 and not refused, (cost, refused[:5])
     assert 200 in cost["changing"]["statuses"] and 410 not in cost["changing"]["statuses"], cost
     assert cost["changing"]["requests_per_s"] <= 1.5
     assert cost["changing"]["bytes_per_s"] <= 5_000, cost
