@@ -174,6 +174,8 @@ function showPerformance(performanceId) {
   map.performanceId = performanceId;
   map.version = null;
   map.shape = null;
+  stats.lastMessage = "";
+  rereadReason = "";
   selected.clear();
   focusIndex = -1;
   attempt = null;
@@ -238,27 +240,26 @@ async function refresh(generation) {
   countBytes(response);
   if (response.status === 304) {
     stats.notModified++;
-    stats.lastMessage = "";
   } else if (response.status === 200 && Array.isArray(body?.changes) && since !== null) {
     stats.deltas++;
-    stats.lastMessage = "";
     if (!applyChanges(body)) {
       // A seat the page does not know: its map is not this one any more; read it whole.
-      map.version = null;
-      stats.lastMessage = "the changes named an unknown seat: map read again";
-      pollNow();
+      rereadBecause(`the changes since version ${since} named a seat this map does not have`);
     }
   } else if (response.status === 200 && Array.isArray(body?.sections)) {
     stats.maps++;
-    // A whole map answering a `since=` poll: a server without deltas (it ignores since).
-    if (since !== null) stats.fullAnswers++;
-    stats.lastMessage = since === null ? "" : "the server answered the whole map, not the changes";
+    if (since !== null) {
+      // A whole map answering a `since=` poll: a server without deltas (it ignores since).
+      stats.fullAnswers++;
+      stats.lastMessage = "the server answered the whole map, not the changes";
+    } else if (rereadReason) {
+      stats.lastMessage = `${rereadReason}: map read again at version ${body.version}`;
+      rereadReason = "";
+    }
     applyMap(body);
   } else if (response.status === 410 && body?.error?.code === "VERSION_GONE") {
     stats.gone++;
-    stats.lastMessage = `version ${since} is gone (410): map read again`;
-    map.version = null; // the seats stay drawn until the new map replaces them
-    pollNow();
+    rereadBecause(`version ${since} is gone (410)`);
   } else {
     stats.errors++;
     ui.live.textContent = `The seat map could not be read: ${errorMessage(body, response)}`;
@@ -269,6 +270,15 @@ async function refresh(generation) {
     return;
   }
   showLive();
+}
+
+// The map is read whole again at once (the seats stay drawn until it replaces them); the live line says why.
+let rereadReason = "";
+function rereadBecause(reason) {
+  rereadReason = reason;
+  stats.lastMessage = `${reason}: reading the map again`;
+  map.version = null;
+  pollNow();
 }
 
 // The bytes of a seat-map answer: the browser's own count (Resource Timing) when it reports one, which comes
