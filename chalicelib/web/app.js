@@ -260,6 +260,9 @@ async function refresh(generation) {
   } else if (response.status === 410 && body?.error?.code === "VERSION_GONE") {
     stats.gone++;
     rereadBecause(`version ${since} is gone (410)`);
+  } else if (response.status === 400 && body?.error?.field === "since" && since !== null) {
+    stats.errors++;
+    rereadBecause(`version ${since} was refused (400)`); // a version the page could not have been sent
   } else {
     stats.errors++;
     ui.live.textContent = `The seat map could not be read: ${errorMessage(body, response)}`;
@@ -315,8 +318,9 @@ function showLive() {
   const drawn = stats.drawnSeats
     ? ` · drawn ${stats.drawnSeats.toLocaleString()} seats in ${Math.round(stats.drawMs)} ms` : "";
   const note = stats.lastMessage ? ` · ${stats.lastMessage}` : "";
-  ui.live.textContent = `Live: checked ${time} · version ${map.version} · ${stats.requests} checks: ` +
-    `${stats.notModified} unchanged (304), ${stats.deltas} with changes, ${stats.maps} whole maps` +
+  const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+  ui.live.textContent = `Live: checked ${time} · version ${map.version} · ${plural(stats.requests, "check")}: ` +
+    `${stats.notModified} unchanged (304), ${stats.deltas} with changes, ${plural(stats.maps, "whole map")}` +
     `${stats.gone ? `, ${stats.gone} gone (410)` : ""} · ${(stats.bytesPerSecond / 1000).toFixed(2)} KB/s ` +
     `received (last 10 s)${drawn} · last change drawn in ${stats.lastDrawMs.toFixed(1)} ms${note}`;
 }
