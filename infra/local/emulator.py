@@ -91,6 +91,35 @@ def serialise_sqs_receives() -> None:
     models.SQSBackend.receive_message = receive_message
 
 
+def serialise_sqs_deletes() -> None:
+    """Make moto's SQS keep deleted a message whose deletion it has acknowledged.
+
+    moto's `Queue.delete_message` copies the queue's message list without the deleted message, then puts the
+    copy in place of the list, with no lock. Two deletes at once (two poller workers settling their batches)
+    can copy the same list: the one that puts its copy in place last puts back what the other deleted, and
+    that message, in flight, comes again when its visibility timeout runs out, though its DeleteMessage was
+    answered with success. (A message sent between a copy and its putting in place is lost the same way.)
+    Real SQS does neither; a run of the two-worker drain test was left with ten messages on the queue, a
+    whole batch, after every message had been handled once and every DeleteMessageBatch had succeeded.
+
+    Holding the queue's own lock (moto's `_messages_lock`, which a send appends under and a receive holds
+    once serialise_sqs_receives has run) across the delete makes sends, receives and deletes of a queue take
+    turns. A delete does not wait for anything, so it holds the lock only briefly."""
+    from moto.sqs import models
+
+    if getattr(models.Queue.delete_message, "serialised", False):
+        return
+    unsafe_delete = models.Queue.delete_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            unsafe_delete(self, receipt_handle)
+
+    delete_message.serialised = True  # type: ignore[attr-defined]
+    delete_message.unsafe = unsafe_delete  # type: ignore[attr-defined]  (what tests/unit/test_moto_sqs.py shows)
+    models.Queue.delete_message = delete_message
+
+
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start moto's server; port 0 takes a free port. Returns the server and its endpoint URL.
 
@@ -98,6 +127,7 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     binding it later would race with every other process doing the same (parallel test runs)."""
     serialise_kinesis_puts()
     serialise_sqs_receives()
+    serialise_sqs_deletes()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()  # returns once the socket is bound
     bound_host, bound_port = server.get_host_and_port()

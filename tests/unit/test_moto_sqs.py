@@ -1,8 +1,9 @@
-"""moto's SQS hands a message to one receiver at a time once infra.local.emulator has serialised its receives
-(the emulator `make run` and the tests use): two receives that meet between moto's check that a message is
-visible and its marking it received are forced here, deterministically, by holding each at that mark until
-the other arrives. And a long poll still waits outside the lock: it gets what is sent meanwhile, and other
-receives of its queue go on while it waits."""
+"""moto's SQS hands a message to one receiver at a time, and keeps deleted what it deleted, once
+infra.local.emulator has serialised its receives and deletes (the emulator `make run` and the tests use).
+Two receives that meet between moto's check that a message is visible and its marking it received, and two
+deletes that meet while each copies the queue's message list, are forced here, deterministically, by holding
+each at that point until the other arrives. And a long poll still waits outside the lock: it gets what is
+sent meanwhile, and other receives of its queue go on while it waits."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from moto.sqs import models
 
-from infra.local.emulator import serialise_sqs_receives
+from infra.local.emulator import serialise_sqs_deletes, serialise_sqs_receives
 
 QUEUE = "seat-bookings"
 VISIBILITY_TIMEOUT = 30
@@ -100,12 +101,75 @@ def test_serialised_moto_hands_each_message_to_one_receive(receives_that_meet, r
     assert backend.get_queue(QUEUE).messages == [], "both in flight"
 
 
-def test_serialising_again_changes_nothing(restore_moto_receive) -> None:
+@pytest.fixture()
+def restore_moto_delete(monkeypatch) -> None:
+    monkeypatch.setattr(models.Queue, "delete_message", models.Queue.delete_message)
+
+
+class DeletesThatMeet(set):
+    """A queue's deleted receipt handles. moto adds to them while it copies the message list, having come to
+    the message it deletes: each delete waits there until a second has come to its message too (or 1 s has
+    passed: with deletes serialised, the second can only copy the list once the first has put its copy in)."""
+
+    def __init__(self, handles: set[str]) -> None:
+        super().__init__(handles)
+        self.meeting = threading.Barrier(2, timeout=1.0)
+
+    def update(self, *handles: Any) -> None:
+        super().update(*handles)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.meeting.wait()  # in the middle of moto's copy of the list, before it replaces the list
+
+
+def two_deletes_at_once(backend: models.SQSBackend) -> list[str]:
+    """Receives both messages, then deletes them, each in a thread of its own; returns the bodies left."""
+    received = backend.receive_message(QUEUE, 10, 0, VISIBILITY_TIMEOUT)
+    queue = backend.get_queue(QUEUE)
+    queue.deleted_messages = DeletesThatMeet(queue.deleted_messages)
+    deleted: list[str] = []
+
+    def delete(message: models.Message) -> None:
+        backend.delete_message(QUEUE, message.receipt_handle)
+        deleted.append(message.body)
+
+    deletes = [threading.Thread(target=delete, args=(message,)) for message in received]
+    for thread in deletes:
+        thread.start()
+    for thread in deletes:
+        thread.join(timeout=10)
+    assert sorted(deleted) == ["first", "second"], "both deletes succeed"
+    return [message.body for message in queue._messages]
+
+
+def test_unserialised_moto_puts_back_one_of_two_deletes_that_meet(restore_moto_delete, monkeypatch) -> None:
+    """The fault itself: both deletes succeed, and one of the two messages is on the queue again (in flight:
+    it would come again when its visibility timeout ran out)."""
+    delete_message = models.Queue.delete_message
+    monkeypatch.setattr(models.Queue, "delete_message", getattr(delete_message, "unsafe", delete_message))
+    backend = backend_with_messages("first", "second")
+
+    left = two_deletes_at_once(backend)
+
+    assert len(left) == 1
+
+
+def test_serialised_moto_keeps_both_deletes(restore_moto_delete) -> None:
+    serialise_sqs_deletes()
+    backend = backend_with_messages("first", "second")
+
+    assert two_deletes_at_once(backend) == []
+    assert backend.get_queue(QUEUE).deleted_messages.meeting.broken, "the second waited for the first"
+
+
+def test_serialising_again_changes_nothing(restore_moto_receive, restore_moto_delete) -> None:
     serialise_sqs_receives()
-    serialised = models.SQSBackend.receive_message
+    serialise_sqs_deletes()
+    receive, delete = models.SQSBackend.receive_message, models.Queue.delete_message
     serialise_sqs_receives()
-    assert models.SQSBackend.receive_message is serialised
-    assert serialised.unsafe.__qualname__ == "SQSBackend.receive_message", "moto's own, wrapped once"
+    serialise_sqs_deletes()
+    assert (models.SQSBackend.receive_message, models.Queue.delete_message) == (receive, delete)
+    assert receive.unsafe.__qualname__ == "SQSBackend.receive_message", "moto's own, wrapped once"
+    assert delete.unsafe.__qualname__ == "Queue.delete_message", "moto's own, wrapped once"
 
 
 class LongPoll(threading.Thread):
