@@ -40,12 +40,94 @@ def serialise_kinesis_puts() -> None:
     models.Shard.put_record = put_record
 
 
+def serialise_sqs_receives() -> None:
+    """Make moto's SQS hand a message to one receiver at a time, as SQS does within a visibility timeout.
+
+    moto's `SQSBackend.receive_message` picks a message that is visible (`message.visible`) and only later
+    marks it received (`mark_received` hides it for the visibility timeout), with no lock. Its server is
+    threaded, so two ReceiveMessage calls at once can both pick the same message before either has marked
+    it: both callers get it, each with a receipt handle of its own. Real SQS does not deliver a message again
+    within its visibility timeout; two poller workers draining one queue here had a message handled twice
+    (and, with the receives that took it twice, another one not handled yet when fifty records had arrived).
+
+    Holding the queue's own lock (moto's `_messages_lock`, which a send appends under) across moto's
+    pick-and-mark makes it atomic. A receive may long-poll (WaitTimeSeconds, up to 20 s), and a lock held
+    through that wait would hold up every other receive and send of the queue, so the lock is held only for
+    a try, moto's own receive with no wait, and the waiting between tries is done here, outside the lock, as
+    moto does it: on that lock's condition, which a send wakes, at most a second at a time (nothing wakes it
+    when a message's visibility timeout or delay runs out), until a try gets messages or the wait is over.
+    What a receive does (visibility timeout, FIFO message groups, moves to the dead-letter queue) is still
+    moto's own, under the lock. One difference, in SQS's direction: moto reads which FIFO groups are in
+    flight once per call, a long poll here once per try, so a group whose message is deleted during the
+    wait can be delivered before the wait is over."""
+    from moto.sqs import models
+
+    if getattr(models.SQSBackend.receive_message, "serialised", False):
+        return
+    unsafe_receive = models.SQSBackend.receive_message
+
+    def receive_message(
+        self: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> list[Any]:
+        queue = self.get_queue(queue_name)  # an unknown queue fails as in moto's receive
+        polling_end = models.unix_time() + wait_seconds_timeout
+        while True:
+            with queue._messages_lock:
+                messages = unsafe_receive(
+                    self, queue_name, count, 0, visibility_timeout, message_attribute_names
+                )
+            remaining = polling_end - models.unix_time()
+            if messages or remaining <= 0:
+                return messages
+            queue.wait_for_messages(min(1, remaining))  # type: ignore[arg-type]  (moto's hint says int)
+
+    receive_message.serialised = True  # type: ignore[attr-defined]
+    receive_message.unsafe = unsafe_receive  # type: ignore[attr-defined]  (what tests/unit/test_moto_sqs.py shows)
+    models.SQSBackend.receive_message = receive_message
+
+
+def serialise_sqs_deletes() -> None:
+    """Make moto's SQS keep deleted a message whose deletion it has acknowledged.
+
+    moto's `Queue.delete_message` copies the queue's message list without the deleted message, then puts the
+    copy in place of the list, with no lock. Two deletes at once (two poller workers settling their batches)
+    can copy the same list: the one that puts its copy in place last puts back what the other deleted, and
+    that message, in flight, comes again when its visibility timeout runs out, though its DeleteMessage was
+    answered with success. (A message sent between a copy and its putting in place is lost the same way.)
+    Real SQS does neither; a run of the two-worker drain test was left with ten messages on the queue, a
+    whole batch, after every message had been handled once and every DeleteMessageBatch had succeeded.
+
+    Holding the queue's own lock (moto's `_messages_lock`, which a send appends under and a receive holds
+    once serialise_sqs_receives has run) across the delete makes sends, receives and deletes of a queue take
+    turns. A delete does not wait for anything, so it holds the lock only briefly."""
+    from moto.sqs import models
+
+    if getattr(models.Queue.delete_message, "serialised", False):
+        return
+    unsafe_delete = models.Queue.delete_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            unsafe_delete(self, receipt_handle)
+
+    delete_message.serialised = True  # type: ignore[attr-defined]
+    delete_message.unsafe = unsafe_delete  # type: ignore[attr-defined]  (what tests/unit/test_moto_sqs.py shows)
+    models.Queue.delete_message = delete_message
+
+
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start moto's server; port 0 takes a free port. Returns the server and its endpoint URL.
 
     Port 0 goes to the OS as is and the bound port is read back afterwards: picking a "free" port first and
     binding it later would race with every other process doing the same (parallel test runs)."""
     serialise_kinesis_puts()
+    serialise_sqs_receives()
+    serialise_sqs_deletes()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()  # returns once the socket is bound
     bound_host, bound_port = server.get_host_and_port()
