@@ -3,6 +3,7 @@
     python -m loadtests.bench                    the full bench (10,000-request bursts, 20 s mixed runs)
     python -m loadtests.bench --smoke            300 requests per strategy and scenario, 3 s mixed runs
     python -m loadtests.bench --strategies redis_async,db_lock --scenarios baseline,hot-seat --requests 2000
+    python -m loadtests.bench --scenarios baseline,read-full,read-compact,crowd --viewers 500
     python -m loadtests.bench --profile-run redis_async:hot-seat --profile-run db_lock:hot-seat
     python -m loadtests.bench report DIR         re-render DIR/report.md and the charts from DIR/results.json
     python -m loadtests.bench readme [DIR]       the comparison table of docs/benchmark.md from DIR (default:
@@ -60,6 +61,15 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("--mixed-concurrency", type=int, help="virtual users of the mixed runs")
     parser.add_argument("--generators", type=int, help="load generator processes (default 1)")
     parser.add_argument(
+        "--viewers", type=int, help="crowd: people following the seat map during the burst (default 2,000)"
+    )
+    parser.add_argument(
+        "--viewer-generators", type=int, help="crowd: processes the viewers are spread over (default 1)"
+    )
+    parser.add_argument(
+        "--viewer-interval", type=float, help="crowd: seconds from a viewer's answer to its next poll (1)"
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=int(os.environ.get("BENCH_WEB_WORKERS", os.cpu_count() or 2)),
@@ -112,6 +122,9 @@ def run_command(argv: list[str]) -> int:
         "mixed_seconds": args.mixed_seconds,
         "mixed_concurrency": args.mixed_concurrency,
         "generators": args.generators,
+        "viewers": args.viewers,
+        "viewer_generators": args.viewer_generators,
+        "viewer_interval": args.viewer_interval,
     }
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     if args.no_profile:
@@ -122,8 +135,14 @@ def run_command(argv: list[str]) -> int:
         if wanted == "auto":
             continue
         strategy, _, scenario = wanted.rpartition(":")
-        if scenario not in sc.SCENARIOS or (strategy and strategy not in sc.STRATEGIES):
-            raise SystemExit(f"--profile-run {wanted!r}: STRATEGY:SCENARIO, or 'baseline'")
+        if (
+            scenario not in sc.SCENARIOS
+            or (strategy and strategy not in sc.STRATEGIES)
+            or (scenario in sc.ONCE) != (not strategy)
+        ):
+            raise SystemExit(
+                f"--profile-run {wanted!r}: STRATEGY:SCENARIO, or one of {', '.join(sc.ONCE)} alone"
+            )
     plan = Plan(
         profile=profile,
         strategies=_csv(args.strategies, sc.STRATEGIES, "strategy"),
@@ -170,10 +189,17 @@ def run_command(argv: list[str]) -> int:
     if failed:
         print("\n[bench] " + "!" * 70, file=sys.stderr)
         for run in failed:
+            viewers = run.get("viewers")
             print(
                 f"[bench] INVARIANT FAILED: {run['scenario']} {run['strategy']}: double_bookings="
                 f"{run['double_bookings']} lost_bookings={run['lost_bookings']} drift={run['drift']} "
-                f"answered={run['answered']}/{run['requests']}",
+                f"answered={run['answered']}/{run['requests']}"
+                + (
+                    f" viewers: unanswered reads={viewers['unanswered']}, maps equal to the server's="
+                    f"{viewers['converged']}/{viewers['viewers']}"
+                    if viewers
+                    else ""
+                ),
                 file=sys.stderr,
             )
         print("[bench] " + "!" * 70, file=sys.stderr)
