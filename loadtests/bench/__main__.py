@@ -10,9 +10,9 @@
                                                  the latest full results folder in loadtests/results/)
 
 Results: loadtests/results/<UTC timestamp>/ (results.json, report.md, latency.png, throughput.png,
-confirm.png; raw/: logs of the server and the worker, py-spy's stacks, ignored by git); a smoke run writes
-to a temporary folder unless --out says where. Exit status 1 if any invariant failed (after everything is
-written), 2 on a bench error.
+confirm.png, reads.png; raw/: logs of the server and the worker, py-spy's stacks, ignored by git); a smoke
+run writes to a temporary folder unless --out says where. Exit status 1 if any invariant failed (after
+everything is written), 2 on a bench error.
 """
 
 from __future__ import annotations
