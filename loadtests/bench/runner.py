@@ -286,6 +286,7 @@ class Bench:
         self._auditor = None
         self._reconciler = None
         self._read_layout = None  # the read bursts' performance, made once
+        self._warm: set[str] = set()  # strategies that have served a run (or a warm-up) in this bench
 
     # --- output ---------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -479,7 +480,11 @@ class Bench:
             # The view rendered and gzipped before the burst, as any read of an unchanged map finds it.
             _http_get(f"{stack.base_url}/performances/{layout.performance_id}/seats{query}", sc.GZIP_HEADERS)
         elif scenario != sc.BASELINE:
+            if scenario == sc.CROWD_SOLO and strategy not in self._warm:
+                self._warm_up(strategy)  # else the twin without viewers, run first, would pay the cold start
             layout = self._new_performance(scenario, strategy)
+        if strategy:
+            self._warm.add(strategy)
         tag = f"{scenario}-{strategy or 'noop'}-{int(time.time() * 1000) % 10**8}"
         specs = self._specs(scenario, layout, tag)
         viewer_specs = self._viewer_specs(layout) if scenario == sc.CROWD else []
@@ -610,6 +615,27 @@ class Bench:
         return sc.layout_from_seat_map(
             _http_json("GET", f"{stack.base_url}/performances/{performance_id}/seats")
         )
+
+    def _warm_up(self, strategy: str) -> None:
+        """A strategy's first requests in a bench open its connections (MySQL, Redis, the AWS clients) in
+        every server thread: a small hot-section burst on a performance of its own, drained, not reported."""
+        self._tick(f"{strategy}: warming up")
+        profile = self.plan.profile
+        layout = self._new_performance(sc.HOT_SEAT, strategy)  # one section, 10 x 20 seats
+        count = min(profile.requests, 300)
+        requests = sc.burst_requests(sc.HOT_SECTION, layout, count, f"warm-{strategy}", self.plan.seed)
+        spec = {
+            "base_url": self.stack.base_url,
+            "timeout": profile.request_timeout,
+            "kind": "burst",
+            "concurrency": min(profile.concurrency, count),
+            "requests": requests,
+        }
+        from loadtests.bench.profiling import CpuMeter
+
+        outputs, _, _ = self._generate([spec], CpuMeter({}))
+        accepted = {booking_id for booking_id, _, _ in self._accepted(outputs)}
+        self._auditor.wait_drained(layout.performance_id, accepted, profile.drain_timeout)
 
     def _read_strategy(self) -> str:
         return self.plan.strategies[0] if self.plan.strategies else "redis_async"
