@@ -20,7 +20,7 @@ from chalicelib.domain.models import BookingStatus
 from chalicelib.domain.validation import parse_json_body, parse_path_id
 from chalicelib.services.catalogue import event_to_dict
 from chalicelib.services.health import check_health
-from chalicelib.services.seat_map_views import parse_view
+from chalicelib.services.seat_map_views import FULL, EncodedView, parse_since, parse_view
 
 # Chalice's own log handler would write text: Powertools' Logger, of the same name, writes JSON instead.
 app = Chalice(app_name=observability.SERVICE, configure_logs=False)
@@ -209,18 +209,40 @@ def get_event(event_id: str) -> Response:
 @app.route("/performances/{performance_id}/seats", methods=["GET"])
 @json_errors
 def seat_map(performance_id: str) -> Response:
-    """The view's bytes as rendered once for the map's version: nothing built or serialised here."""
-    view = parse_view(_query("view"))
+    """The view's bytes as rendered once for the map's version, or with `since` what changed after it:
+    nothing built or serialised here."""
+    view, since = parse_view(_query("view")), parse_since(_query("since"))
     services = container()
     performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
+    accepts_gzip = prepared.accepts_gzip(_header("Accept-Encoding"))
+    if since is not None:
+        changes = services.seat_state.changes_since(performance, since)
+        return _seat_map_answer(
+            performance.performance_id, changes.version, changes.view, accepts_gzip, since=since
+        )
     encoded = services.seat_state.encoded_map(performance)
-    gzipped = prepared.accepts_gzip(_header("Accept-Encoding"))
+    return _seat_map_answer(
+        performance.performance_id, encoded.version, encoded.views[view], accepts_gzip, view=view
+    )
+
+
+def _seat_map_answer(
+    performance_id: int,
+    version: int,
+    answer: EncodedView | None,
+    accepts_gzip: bool,
+    *,
+    view: str = FULL,
+    since: int | None = None,
+) -> Response:
+    """A prepared map answer (a view, or a delta; None: nothing changed since `since` -> 304) in the coding
+    the client takes, with its representation's ETag; 304 where If-None-Match names it."""
+    gzipped = accepts_gzip and answer is not None and answer.gzip_base64 is not None
     coding = prepared.GZIP if gzipped else None
-    etag = conditional.seat_map_etag(performance.performance_id, encoded.version, view, coding)
+    etag = conditional.seat_map_etag(performance_id, version, view, coding, since=since)
     headers = {"ETag": etag, "Cache-Control": conditional.SEAT_MAP_CACHE_CONTROL, "Vary": prepared.VARY}
-    if conditional.is_not_modified(_header("If-None-Match"), etag):
+    if answer is None or conditional.is_not_modified(_header("If-None-Match"), etag):
         return Response(body="", status_code=304, headers=headers)
-    answer = encoded.views[view]
     if gzipped:
         headers = {**headers, **JSON, "Content-Encoding": prepared.GZIP}
         return prepared.PreparedResponse(answer.gzip_base64, headers, base64_encoded=True)

@@ -103,6 +103,7 @@ def build(settings: Settings) -> Container:
         fill_lock_seconds=settings.seat_fill_lock_seconds,
         fill_wait_seconds=settings.seat_fill_wait_seconds,
         map_cache_seconds=settings.seat_map_cache_seconds,
+        render_seconds=settings.seat_map_render_seconds,
     )
     idempotency = PowertoolsIdempotency(
         redis_client, settings.idempotency_ttl_seconds, f"{settings.redis_key_prefix}:idem"

@@ -17,12 +17,19 @@ SEAT_MAP_CACHE_CONTROL = (
 )
 
 
-def seat_map_etag(performance_id: int, version: int, view: str = "full", coding: str | None = None) -> str:
+def seat_map_etag(
+    performance_id: int,
+    version: int,
+    view: str = "full",
+    coding: str | None = None,
+    since: int | None = None,
+) -> str:
     """Weak, because it names the map's content, not its bytes: the seat map's version grows with every seat
     change of the performance and never repeats (redis_seats.py), so one version is one content. Each
-    representation (view, content coding) has its own tag, so a cache never answers one with another's; the
-    full, uncompressed map keeps the tag it always had."""
-    suffix = "".join(f"-{part}" for part in (view if view != "full" else None, coding) if part)
+    representation (view, content coding; a delta: the version it starts from) has its own tag, so a cache
+    never answers one with another's; the full, uncompressed map keeps the tag it always had."""
+    shown_view = f"since-{since}" if since is not None else (view if view != "full" else None)
+    suffix = "".join(f"-{part}" for part in (shown_view, coding) if part)
     return f'W/"{performance_id}-{version}{suffix}"'
 
 

@@ -100,10 +100,14 @@ class Settings(BaseSettings):
     # Seat map: a missing seat hash is filled from MySQL by one request at a time across processes (a lock
     # per performance, held at most seat_fill_lock_seconds); the others wait up to seat_fill_wait_seconds
     # for it and then answer 503. A rendered map younger than seat_map_cache_seconds is served without
-    # asking Redis (0: every answer is checked against the map's change counter, so never stale).
+    # asking Redis (0: every answer is checked against the map's change counter). A performance's map is
+    # rendered at most once per seat_map_render_seconds across processes (the version rendered last is
+    # served meanwhile), so a rush of changes cannot make every read a render; the map lags Redis by at most
+    # the sum of the two (0 and 0: never). Deltas (?since=) are always exact.
     seat_fill_lock_seconds: Float = 5.0
     seat_fill_wait_seconds: Float = 3.0
     seat_map_cache_seconds: Float = 0.0
+    seat_map_render_seconds: Float = 0.25
     # The Bloom filter of catalogue ids (events, performances, seats) that answers 404 for unknown ids
     # without MySQL: sized for this many ids at this false-positive rate.
     bloom_expected_ids: Int = 2_000_000

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from chalicelib import responses
 from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL, SEAT_MAP_SHARED_SECONDS
+from chalicelib.domain.seat_map import CHANGE_HISTORY
 from chalicelib.domain.validation import MAX_IDEMPOTENCY_KEY_LENGTH, CreateEvent, booking_request_model
 from chalicelib.services.catalogue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from chalicelib.services.seat_map_views import FULL, VIEWS
@@ -31,6 +32,7 @@ def schemas(max_seats: int) -> dict:
         responses.EventList,
         responses.SeatMap,
         responses.CompactSeatMap,
+        responses.SeatMapChanges,
         booking_request_model(max_seats),
         responses.booking_model(max_seats),
     )
@@ -133,14 +135,15 @@ BODY_REFUSED = {
 SEAT_MAP_VALIDATORS = {
     "ETag": {
         "schema": {"type": "string"},
-        "description": 'W/"<performance_id>-<version>", then "-compact" for the compact view and "-gzip" '
-        "when gzipped: one tag per representation",
+        "description": 'W/"<performance_id>-<version>", then "-compact" for the compact view, '
+        '"-since-<since>" for a delta, and "-gzip" when gzipped: one tag per representation',
     },
     "Cache-Control": {
         "schema": {"type": "string"},
         "description": f"{SEAT_MAP_CACHE_CONTROL}: a shared cache (CDN) may answer it for about a second, a "
-        f"browser revalidates (If-None-Match). Staleness bound: {SEAT_MAP_SHARED_SECONDS} s behind a shared "
-        "cache, plus SEAT_MAP_CACHE_SECONDS (default 0) at the origin",
+        f"browser revalidates (If-None-Match). Staleness bound of a map: SEAT_MAP_CACHE_SECONDS (default 0) "
+        f"+ SEAT_MAP_RENDER_SECONDS (default 0.25) at the origin, plus {SEAT_MAP_SHARED_SECONDS} s behind a "
+        "shared cache; a delta is exact at the origin",
     },
     "Vary": {"schema": {"type": "string", "enum": ["Accept-Encoding"]}, "description": "Accept-Encoding"},
 }
@@ -210,15 +213,23 @@ def paths() -> dict:
             "The seat map of a performance",
             {
                 "200": answer(
-                    "the seat map: the full view (a record per seat) or the compact view (a letter per seat)",
-                    {"oneOf": [ref("SeatMap"), ref("CompactSeatMap")]},
+                    "the seat map: the full view (a record per seat) or the compact view (a letter per "
+                    "seat); with `since`, the seats that changed after that version",
+                    {"oneOf": [ref("SeatMap"), ref("CompactSeatMap"), ref("SeatMapChanges")]},
                     headers=SEAT_MAP_HEADERS,
                 ),
                 "304": answer(
-                    "not modified since the ETag in If-None-Match; empty body", headers=SEAT_MAP_VALIDATORS
+                    "not modified since the ETag in If-None-Match, or (with `since`) nothing changed after "
+                    "that version; empty body",
+                    headers=SEAT_MAP_VALIDATORS,
                 ),
-                "400": error("INVALID_REQUEST: an unknown view"),
+                "400": error("INVALID_REQUEST: an unknown view, or a since that is not a version"),
                 "404": NOT_FOUND,
+                "410": error(
+                    f"VERSION_GONE: since is older than the change history kept (the last {CHANGE_HISTORY:,} "
+                    "versions), "
+                    "newer than the map, or from before the map was rebuilt: read the whole map again"
+                ),
                 "503": UNAVAILABLE,
             },
             in_path("performance_id", ID),
@@ -228,6 +239,14 @@ def paths() -> dict:
                 "description": "full: a record per seat; compact: per section its shape and one letter per "
                 "seat (A available, H held, B booked)",
                 "schema": {"type": "string", "enum": list(VIEWS), "default": FULL},
+            },
+            {
+                "name": "since",
+                "in": "query",
+                "description": "a version the client holds (from a map or an earlier delta): answer only the "
+                "seats whose status changed after it, as `SeatMapChanges`; 304 when none did; 410 "
+                "VERSION_GONE when the change history does not reach it",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
             },
             header("If-None-Match", "the ETag of the map the client has (or *)"),
             header("Accept-Encoding", "gzip (with q > 0, identity not weighted higher) gets the map gzipped"),

@@ -141,6 +141,19 @@ class CompactSeatMap(Answer):
     sections: list[CompactSeatMapSection]
 
 
+class SeatChange(Answer):
+    seat_id: Id
+    status: Literal[tuple(SeatStatus)] = Field(description="the seat's status at the delta's version")
+
+
+class SeatMapChanges(Answer):
+    """The seat map's `?since=<version>`: the seats whose status changed after that version."""
+
+    performance_id: Id
+    version: int = Field(description="the map's version now: the next poll's `since`")
+    changes: list[SeatChange] = Field(description="sorted by seat id; a seat that changed back may be named")
+
+
 @cache
 def booking_model(max_seats: int) -> type[Answer]:
     """A booking as answered, for a deployment's MAX_SEATS_PER_BOOKING."""

@@ -24,7 +24,12 @@ patches what it emitted (it never adds a second event source) and adds the rest:
   message in either SQS DLQ or the persister's failure queue (notifying `AlarmTopicArn` when set);
 - an ElastiCache parameter group with `maxmemory-policy: noeviction` (a seat hold or an idempotency record
   must never be evicted). The template creates no ElastiCache cluster: the cluster must use this group
-  (output `RedisParameterGroupName`); chalicelib/adapters/redis_policy.py refuses any other policy.
+  (output `RedisParameterGroupName`); chalicelib/adapters/redis_policy.py refuses any other policy;
+- a CloudFront distribution in front of the API's stage (parameter `CdnEnabled`, output `CdnEndpointURL`):
+  the seat map (`/performances/*/seats`, GET/HEAD only) is cached as its `Cache-Control` says (s-maxage 1 s,
+  capped by the cache policy's MaxTTL, plus stale-while-revalidate 1 s: a shared copy is at most 2 s old,
+  the contract's staleness bound in docs/api.md), keyed on `view`, `since` and gzip or not; everything else,
+  every write among it, goes through uncached (AWS's CachingDisabled policy); no error answer is cached.
 
 Secrets are never in the template: the `prod` stage of .chalice/config.json holds CloudFormation dynamic
 references (`{{resolve:secretsmanager:...}}`), resolved at deploy time; `build_template` refuses a prod
@@ -42,6 +47,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.conditional import SEAT_MAP_SHARED_MAX_AGE
 from chalicelib.config import Settings
 from infra.provision import DLQ_RETENTION_SECONDS
 
@@ -98,6 +104,22 @@ ITERATOR_AGE_THRESHOLD_MS = 300_000
 ITERATOR_AGE_EVALUATION_PERIODS = 5
 # SQS sends its queue metrics once a minute at best: a five-minute maximum still sees a single message.
 QUEUE_ALARM_PERIOD_SECONDS = 300
+
+CDN, SEAT_MAP_CACHE_POLICY = "SeatMapCdn", "SeatMapCachePolicy"
+CDN_ORIGIN_ID = "api"
+# The only cached paths: the seat map (full view, compact view, deltas). A CloudFront `*` also matches `/`.
+SEAT_MAP_PATH_PATTERN = "/performances/*/seats"
+# What a seat-map answer depends on besides its path (app.py's seat_map): the view, the delta's base version
+# and whether the client takes gzip. If-None-Match is CloudFront's own business (it revalidates with ETags).
+SEAT_MAP_QUERY_STRINGS = ["view", "since"]
+# AWS's managed policies: no caching at all (TTLs 0, nothing in the key), and every viewer header, cookie and
+# query string forwarded except Host (API Gateway answers only to its own host name).
+CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST_POLICY_ID = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+ALL_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+READ_METHODS = ["GET", "HEAD"]
+# The error codes CloudFront may cache (10 s unless told otherwise, whatever the cache policy says): none is.
+CDN_ERROR_CODES = (400, 403, 404, 405, 414, 500, 501, 502, 503, 504)
 
 
 class TemplateError(ValueError):
@@ -406,7 +428,21 @@ class _Builder:
             "Description": "Engine family of the ElastiCache parameter group (that of the Redis cluster "
             "that uses it)",
         }
+        self.parameters["CdnEnabled"] = {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": "A CloudFront distribution in front of the API that caches the seat map for about "
+            "a second (output CdnEndpointURL). false: clients use EndpointURL",
+        }
+        self.parameters["CdnPriceClass"] = {
+            "Type": "String",
+            "Default": "PriceClass_100",
+            "AllowedValues": ["PriceClass_100", "PriceClass_200", "PriceClass_All"],
+            "Description": "The CloudFront edges that serve the API (100: North America, Europe, Israel)",
+        }
         conditions = self.template.setdefault("Conditions", {})
+        conditions["WithCdn"] = {"Fn::Equals": [_ref("CdnEnabled"), "true"]}
         conditions["WithVpcEndpoints"] = {"Fn::Not": [{"Fn::Equals": [_ref("VpcEndpointsInVpc"), ""]}]}
         conditions["WithAlarmTopic"] = {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]}
 
@@ -668,6 +704,103 @@ class _Builder:
             "Value": _ref(REDIS_PARAMETER_GROUP),
         }
 
+    # --- the CDN --------------------------------------------------------------------------------------------
+    def add_cdn(self) -> None:
+        """CloudFront in front of the API's stage. Only the seat map is cached, and only as long as its answer
+        says (chalicelib/conditional.py: s-maxage 1 s, stale-while-revalidate 1 s, so a shared copy is at most
+        2 s old); the cache policy's MaxTTL caps the fresh part at that second even if the header grew, and
+        its DefaultTTL 0 keeps an answer without Cache-Control out of the cache. Every other path (the writes
+        among them, the page, the docs) goes to the API uncached with what the viewer sent, except Host."""
+        stage = self.resources["RestAPI"]["Properties"]["StageName"]
+        self.resources[SEAT_MAP_CACHE_POLICY] = {
+            "Type": "AWS::CloudFront::CachePolicy",
+            "Condition": "WithCdn",
+            "Properties": {
+                "CachePolicyConfig": {
+                    "Name": _sub("${AWS::StackName}-seat-map"),
+                    "Comment": "Seat maps: as long as the answer's s-maxage says, at most "
+                    f"{SEAT_MAP_SHARED_MAX_AGE} s; key: view, since, gzip",
+                    "MinTTL": 0,
+                    "DefaultTTL": 0,
+                    "MaxTTL": SEAT_MAP_SHARED_MAX_AGE,
+                    "ParametersInCacheKeyAndForwardedToOrigin": {
+                        # CloudFront's normalised Accept-Encoding (gzip or nothing) is in the key and is
+                        # what the origin sees: one cached copy per representation, as its Vary says. The
+                        # origin compresses gzip only, once per map version (chalicelib/prepared.py).
+                        "EnableAcceptEncodingGzip": True,
+                        "EnableAcceptEncodingBrotli": False,
+                        "QueryStringsConfig": {
+                            "QueryStringBehavior": "whitelist",
+                            "QueryStrings": list(SEAT_MAP_QUERY_STRINGS),
+                        },
+                        "HeadersConfig": {"HeaderBehavior": "none"},
+                        "CookiesConfig": {"CookieBehavior": "none"},
+                    },
+                }
+            },
+        }
+        behaviour = {
+            "TargetOriginId": CDN_ORIGIN_ID,
+            "ViewerProtocolPolicy": "https-only",  # as the API itself: no plain HTTP, no redirect of a POST
+            "Compress": False,  # the origin gzips the seat map once per version; the rest is small JSON
+        }
+        self.resources[CDN] = {
+            "Type": "AWS::CloudFront::Distribution",
+            "Condition": "WithCdn",
+            "Properties": {
+                "DistributionConfig": {
+                    "Enabled": True,
+                    "Comment": _sub("${AWS::StackName}: the API, seat maps cached for about a second"),
+                    "HttpVersion": "http2and3",
+                    "IPV6Enabled": True,
+                    "PriceClass": _ref("CdnPriceClass"),
+                    "Origins": [
+                        {
+                            "Id": CDN_ORIGIN_ID,
+                            "DomainName": _sub("${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"),
+                            "OriginPath": f"/{stage}",
+                            "CustomOriginConfig": {
+                                "OriginProtocolPolicy": "https-only",
+                                "OriginSSLProtocols": ["TLSv1.2"],
+                            },
+                        }
+                    ],
+                    "DefaultCacheBehavior": {
+                        **behaviour,
+                        "AllowedMethods": list(ALL_METHODS),
+                        "CachedMethods": list(READ_METHODS),
+                        "CachePolicyId": CACHING_DISABLED_POLICY_ID,
+                        "OriginRequestPolicyId": ALL_VIEWER_EXCEPT_HOST_POLICY_ID,
+                    },
+                    "CacheBehaviors": [
+                        {
+                            **behaviour,
+                            "PathPattern": SEAT_MAP_PATH_PATTERN,
+                            "AllowedMethods": list(READ_METHODS),
+                            "CachedMethods": list(READ_METHODS),
+                            "CachePolicyId": _ref(SEAT_MAP_CACHE_POLICY),
+                        }
+                    ],
+                    # CloudFront keeps an error 10 s by default whatever the cache policy says: a 503 of an
+                    # overloaded moment would hide the map for that long, a 404 outlive a new performance.
+                    "CustomErrorResponses": [
+                        {"ErrorCode": code, "ErrorCachingMinTTL": 0} for code in CDN_ERROR_CODES
+                    ],
+                }
+            },
+        }
+        self.outputs["CdnEndpointURL"] = {
+            "Condition": "WithCdn",
+            "Description": "The public URL of the API through CloudFront (seat maps cached at most "
+            f"{SEAT_MAP_SHARED_MAX_AGE} s + stale-while-revalidate)",
+            "Value": _sub(f"https://${{{CDN}.DomainName}}/"),
+        }
+        self.outputs["SeatMapCdnDomainName"] = {
+            "Condition": "WithCdn",
+            "Description": "The CloudFront distribution's domain name (a CNAME target for your own domain)",
+            "Value": {"Fn::GetAtt": [CDN, "DomainName"]},
+        }
+
 
 def _url_password(url: str) -> str | None:
     """The password of a mysql:// URL whose password may be a {{resolve:...}} reference (which urlsplit
@@ -705,4 +838,5 @@ def build_template(
     if target == "aws":
         builder.add_alarms()
         builder.add_redis_parameter_group()
+        builder.add_cdn()
     return builder.template

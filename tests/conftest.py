@@ -57,6 +57,10 @@ os.environ.update(
         "AWS_CONNECT_TIMEOUT_SECONDS": "20",
         # stream_state's embedded ledger (RocksDB) lives in a directory of this run's own.
         "LEDGER_DIR": LEDGER_DIR,
+        # Every map version rendered: the tests that read a map right after changing a seat check the seat
+        # state, not the render interval (0.25 s by default: a map may lag that long), which
+        # tests/unit/test_seat_map_changes.py covers; deltas are exact either way.
+        "SEAT_MAP_RENDER_SECONDS": "0",
     }
 )
 

@@ -5,9 +5,13 @@ seat-holding booking that was answered is in MySQL, and a map is rebuilt or repa
 Layout (one hash tag per performance, so a performance's keys would share a cluster slot):
     bk:{p<id>}:seats    HASH seat id -> "0" free | "H:<booking>" held (PENDING) | "B:<booking>" booked
     bk:{p<id>}:version  change counter, bumped by every script that changes a seat
+    bk:{p<id>}:changes  LIST the change log: "<version> <seat>=<letter> ..." per version, the newest last,
+                        the last `change_history` versions (what GET .../seats?since= answers from)
     bk:booking:<id>     HASH the accepted booking (fields of BookingRecord), with a TTL
     bk:{p<id>}:rendered:<version>  HASH view -> the map's bytes as rendered for that version (gzip in
                         base64), with a short TTL: rendered by one process, read by the others
+    bk:{p<id>}:rendered:fresh  the version rendered last, for the render interval only (its TTL): while it
+                        lives, readers take that version rather than render a newer one
 
 The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
 non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
@@ -32,7 +36,14 @@ import redis
 
 from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome, ReserveResult
-from chalicelib.domain.seat_map import FREE, holder_state, seat_status_of, shown_booking
+from chalicelib.domain.seat_map import (
+    CHANGE_HISTORY,
+    FREE,
+    ChangeLogRead,
+    holder_state,
+    seat_status_of,
+    shown_booking,
+)
 
 log = logging.getLogger(__name__)
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -56,16 +67,25 @@ class RedisSeatStore:
     reserve_seats.lua (see the module docstring for why the strategy keeps it and this adapter runs it)."""
 
     def __init__(
-        self, client: redis.Redis, record_ttl_seconds: int, key_prefix: str = "bk", *, take_script: Path
+        self,
+        client: redis.Redis,
+        record_ttl_seconds: int,
+        key_prefix: str = "bk",
+        *,
+        take_script: Path,
+        change_history: int = CHANGE_HISTORY,
     ) -> None:
         self._client = client
         self._record_ttl = record_ttl_seconds
         self._prefix = key_prefix
+        self._history = change_history
         self._reserve = _load_script(client, take_script)
         self._release = _load_script(client, LUA_DIR / "release_seats.lua")
         self._confirm = _load_script(client, LUA_DIR / "confirm_seats.lua")
         self._mark = _load_script(client, LUA_DIR / "mark_record.lua")
         self._replace = _load_script(client, LUA_DIR / "replace_seats.lua")
+        self._changes_since = _load_script(client, LUA_DIR / "changes_since.lua")
+        self._publish = _load_script(client, LUA_DIR / "publish_seats.lua")
         # Performances whose seat map missed a change MySQL made (Redis was unreachable at the time); their
         # maps are realigned with MySQL in place as soon as Redis answers again (see heal_missed).
         self._missed: set[int] = set()
@@ -79,10 +99,16 @@ class RedisSeatStore:
     def version_key(self, performance_id: int) -> str:
         return f"{self._prefix}:{{p{performance_id}}}:version"
 
+    def changes_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:changes"
+
     def rendered_key(self, performance_id: int, version: int) -> str:
         # The version in the name: a key never changes meaning, so no reader can pair a version with other
         # bytes, and an old version's bytes are never read again (they lapse with their TTL).
         return f"{self._prefix}:{{p{performance_id}}}:rendered:{version}"
+
+    def fresh_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:rendered:fresh"
 
     def record_key(self, booking_id: str) -> str:
         return f"{self._prefix}:booking:{booking_id}"
@@ -110,22 +136,17 @@ class RedisSeatStore:
         for start in range(0, len(items), LOAD_CHUNK):
             pipe.hset(scratch, mapping=dict(items[start : start + LOAD_CHUNK]))
         pipe.execute()
-        version = self.version_key(performance_id)
-        # Rename and version bump in one step, so nobody reads the new hash under the old version. A counter
-        # Redis lost restarts from the clock, so versions keep growing and never repeat one that a process
-        # may still have a rendered map cached under.
-        publish = self._client.pipeline(transaction=True)
-        publish.set(version, time.time_ns() // 1_000_000 * 1_000, nx=True)
-        publish.renamenx(scratch, target)
-        publish.incr(version)
-        try:
-            _, published, _ = publish.execute()
+        keys = [scratch, target, self.version_key(performance_id), self.changes_key(performance_id)]
+        try:  # rename, version bump and an empty change log in one step (publish_seats.lua)
+            published = self._publish(keys=keys, args=[time.time_ns() // 1_000_000 * 1_000])
         finally:
             self._client.delete(scratch)
         return bool(published)
 
     def forget_performance(self, performance_id: int) -> None:
-        self._client.delete(self.seats_key(performance_id), self.version_key(performance_id))
+        self._client.delete(
+            self.seats_key(performance_id), self.version_key(performance_id), self.changes_key(performance_id)
+        )
 
     def note_missed(self, performance_id: int) -> None:
         with self._missed_lock:
@@ -171,25 +192,58 @@ class RedisSeatStore:
         version, loaded = read.execute()
         return int(version or 0) if loaded else None
 
+    def current_versions(self, performance_id: int) -> tuple[int | None, int | None]:
+        """(the map's version, None if not loaded; the version rendered within the render interval, None if
+        none was), in one round trip."""
+        self.heal_missed()
+        read = self._client.pipeline(transaction=False)
+        read.get(self.version_key(performance_id))
+        read.exists(self.seats_key(performance_id))
+        read.get(self.fresh_key(performance_id))
+        version, loaded, fresh = read.execute()
+        return (int(version or 0) if loaded else None), (int(fresh) if fresh else None)
+
     def version(self, performance_id: int) -> int:
         return int(self._client.get(self.version_key(performance_id)) or 0)
+
+    def _change_keys(self, performance_id: int) -> tuple[str, str]:
+        return self.version_key(performance_id), self.changes_key(performance_id)
+
+    def changes_since(self, performance_id: int, since: int) -> ChangeLogRead | None:
+        """The change log's entries after version `since` and the version they lead to, read in one step
+        (changes_since.lua); `entries` None if the log does not reach back to `since`; None if the
+        performance's seats are not loaded."""
+        self.heal_missed()
+        keys = [self.seats_key(performance_id), *self._change_keys(performance_id)]
+        outcome, *rest = self._changes_since(keys=keys, args=[since])
+        if outcome == -2:
+            return None
+        version, entries = int(rest[0]), rest[1:]
+        return ChangeLogRead(version, entries if outcome >= 0 else None)
 
     def rendered_views(self, performance_id: int, version: int) -> dict[str, str] | None:
         return self._client.hgetall(self.rendered_key(performance_id, version)) or None
 
     def keep_rendered_views(
-        self, performance_id: int, version: int, views: Mapping[str, str], ttl_seconds: int
+        self,
+        performance_id: int,
+        version: int,
+        views: Mapping[str, str],
+        ttl_seconds: int,
+        fresh_seconds: float = 0.0,
     ) -> None:
         key = self.rendered_key(performance_id, version)
         keep = self._client.pipeline(transaction=True)  # never a key without its TTL (noeviction Redis)
         keep.hset(key, mapping=dict(views))
         keep.expire(key, ttl_seconds)
+        if fresh_seconds > 0:  # the views first: a reader that sees the pointer finds the bytes
+            keep.set(self.fresh_key(performance_id), version, px=max(1, round(fresh_seconds * 1000)))
         keep.execute()
 
     def reserve(self, record: BookingRecord) -> ReserveOutcome:
         self.heal_missed()
         fields = record.to_fields()
-        args: list[str | int] = [record.booking_id, self._record_ttl, len(fields)]
+        args: list[str | int] = [record.booking_id, self._record_ttl, self._history, len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
         args.extend(record.seat_ids)
@@ -197,6 +251,7 @@ class RedisSeatStore:
             self.seats_key(record.performance_id),
             self.record_key(record.booking_id),
             self.version_key(record.performance_id),
+            self.changes_key(record.performance_id),
         ]
         reply = self._reserve(keys=keys, args=args)
         result = ReserveResult(int(reply[0]))
@@ -227,16 +282,22 @@ class RedisSeatStore:
 
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
         self.heal_missed()
-        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
-        return int(self._release(keys=keys, args=[booking_id, *seat_ids]))
+        keys = [self.seats_key(performance_id), *self._change_keys(performance_id)]
+        return int(self._release(keys=keys, args=[booking_id, self._history, *seat_ids]))
 
     def confirm(
         self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
     ) -> int:
         """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
         self.heal_missed()
-        keys = [self.seats_key(performance_id), self.version_key(performance_id), self.record_key(booking_id)]
-        return int(self._confirm(keys=keys, args=[booking_id, "1" if overwrite else "0", *seat_ids]))
+        keys = [
+            self.seats_key(performance_id),
+            self.version_key(performance_id),
+            self.record_key(booking_id),
+            self.changes_key(performance_id),
+        ]
+        args = [booking_id, "1" if overwrite else "0", self._history, *seat_ids]
+        return int(self._confirm(keys=keys, args=args))
 
     def replace(self, performance_id: int, changes: Iterable[tuple[int, str, str]]) -> int:
         """(seat, expected state, new state) -> seats changed: each only if it still shows the expected state
@@ -245,8 +306,8 @@ class RedisSeatStore:
         if not args:
             return 0
         self.heal_missed()
-        keys = [self.seats_key(performance_id), self.version_key(performance_id)]
-        return int(self._replace(keys=keys, args=args))
+        keys = [self.seats_key(performance_id), *self._change_keys(performance_id)]
+        return int(self._replace(keys=keys, args=[self._history, *args]))
 
     def repair_holders(
         self, performance_id: int, changes: Iterable[tuple[int, Holder | None, Holder | None]]

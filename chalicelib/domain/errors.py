@@ -56,6 +56,13 @@ class SeatUnavailable(BookingError):
         self.holders = dict(holders or {})
 
 
+class VersionGone(BookingError):
+    """A seat-map delta asked from a version the change log no longer reaches: read the whole map again."""
+
+    status = 410
+    code = "VERSION_GONE"
+
+
 class NotCancellable(BookingError):
     status = 409
     code = "NOT_CANCELLABLE"

@@ -22,6 +22,7 @@ from chalicelib.domain.models import (
     SeatStatus,
 )
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome
+from chalicelib.domain.seat_map import ChangeLogRead
 
 
 class CatalogueStore(Protocol):
@@ -126,7 +127,17 @@ class SeatStore(SeatChanges, Protocol):
         """The seat map's version; None if the performance's seats are not loaded."""
         ...
 
+    def current_versions(self, performance_id: int) -> tuple[int | None, int | None]:
+        """(the map's version, None if not loaded; the version rendered within the render interval, None if
+        none was), in one round trip."""
+        ...
+
     def version(self, performance_id: int) -> int: ...
+
+    def changes_since(self, performance_id: int, since: int) -> ChangeLogRead | None:
+        """The change log's entries after version `since` with the version they lead to, in one atomic step
+        (entries None if the log does not reach back to since); None if the seats are not loaded."""
+        ...
 
     def rendered_views(self, performance_id: int, version: int) -> dict[str, str] | None:
         """The views of the map's `version` as a process stored them (view name -> its encoded bytes as text);
@@ -134,9 +145,15 @@ class SeatStore(SeatChanges, Protocol):
         ...
 
     def keep_rendered_views(
-        self, performance_id: int, version: int, views: Mapping[str, str], ttl_seconds: int
+        self,
+        performance_id: int,
+        version: int,
+        views: Mapping[str, str],
+        ttl_seconds: int,
+        fresh_seconds: float = 0.0,
     ) -> None:
-        """Share the views of the map's `version` with every process for `ttl_seconds`."""
+        """Share the views of the map's `version` with every process for `ttl_seconds`, and name it the
+        version to serve, newer ones notwithstanding, for `fresh_seconds` (the render interval)."""
         ...
 
     def repair_holders(

@@ -17,14 +17,18 @@ from collections.abc import Mapping
 
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.models import Performance, SeatStatus
+from chalicelib.domain.seat_map import STATUS_LETTERS
 
 FULL = "full"
 COMPACT = "compact"
 VIEWS = (FULL, COMPACT)
-# One character per seat in the compact view: a letter, not the status's ordinal, so a reader needs no table.
-STATUS_LETTERS = {SeatStatus.AVAILABLE: "A", SeatStatus.HELD: "H", SeatStatus.BOOKED: "B"}
 # Level 6 (zlib's default) takes a 292 KB map to 25 KB in ~3 ms, once per version; 9 saves little more.
 GZIP_LEVEL = 6
+# A delta smaller than this is sent uncompressed: gzip's header and trailer would eat what it saves.
+GZIP_FROM_BYTES = 1_024
+# `since` is a version: a count of changes that starts at the clock in ms x 1,000 (redis_seats.py), 16 digits
+# today; 18 leave room and keep it an exact integer everywhere it goes (Lua reads it as a double).
+SINCE_DIGITS = 18
 
 
 def parse_view(raw: str | None) -> str:
@@ -36,15 +40,29 @@ def parse_view(raw: str | None) -> str:
     raise InvalidRequest(f"'view' must be one of {', '.join(VIEWS)}", field="view")
 
 
+def parse_since(raw: str | None) -> int | None:
+    """The `since` query parameter: a version (a non-negative decimal integer), None when absent."""
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= SINCE_DIGITS):
+        raise InvalidRequest(
+            f"'since' must be a seat-map version: a non-negative integer of at most {SINCE_DIGITS} digits",
+            field="since",
+        )
+    return int(raw)
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodedView:
-    """One view of one map version, ready to send: its JSON text and its gzip in base64."""
+    """One answer ready to send: its JSON text and its gzip in base64 (None where not worth compressing)."""
 
     text: str
-    gzip_base64: str
+    gzip_base64: str | None
 
     @classmethod
-    def of_text(cls, text: str) -> EncodedView:
+    def of_text(cls, text: str, gzip_from_bytes: int = 0) -> EncodedView:
+        if len(text) < gzip_from_bytes:
+            return cls(text, None)
         compressed = gzip.compress(text.encode(), compresslevel=GZIP_LEVEL, mtime=0)
         return cls(text, base64.b64encode(compressed).decode("ascii"))
 
@@ -85,6 +103,29 @@ class EncodedSeatMap:
     def as_dict(self, view: str = FULL) -> dict:
         """The view as data (for callers inside the service; HTTP answers send the text itself)."""
         return json.loads(self.views[view].text)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedChanges:
+    """The answer to `?since=`: what changed from version `since` to `version`; `view` None when nothing did
+    (since is the current version: 304)."""
+
+    since: int
+    version: int
+    view: EncodedView | None
+
+    @classmethod
+    def of(
+        cls, performance_id: int, since: int, version: int, changes: Mapping[int, SeatStatus]
+    ) -> EncodedChanges:
+        if version == since:
+            return cls(since, version, None)
+        body = {
+            "performance_id": performance_id,
+            "version": version,
+            "changes": [{"seat_id": seat, "status": changes[seat].value} for seat in sorted(changes)],
+        }
+        return cls(since, version, EncodedView.of_text(_json(body), GZIP_FROM_BYTES))
 
 
 def _json(body: dict) -> str:

@@ -9,6 +9,12 @@ is unchanged, a read costs one small Redis round trip instead of the whole hash 
 checked less than `map_cache_seconds` ago is answered without asking Redis at all (0 by default: never).
 A map is kept as the bytes every view is sent as (seat_map_views.py), made by the first process to read its
 version and stored in Redis under that version for the others, so a version is rendered and compressed once.
+
+During a rush nearly every read meets a new version, and rendering each one (~15 ms of CPU at 5,000 seats)
+would cost more than the reads: a version rendered less than `render_seconds` ago is served in place of
+newer ones, so a performance's map is rendered at most once per render interval across all processes. A
+seat change thus shows in every map answer at most `map_cache_seconds` + `render_seconds` after Redis
+records it (docs/seat-map.md); deltas (`changes_since`) are exact.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.domain.errors import ServiceUnavailable, VersionGone
 from chalicelib.domain.models import Performance, SeatStatus
+from chalicelib.domain.seat_map import changes_after
 from chalicelib.services.ports import BookingStore, FillLock, SeatStore
-from chalicelib.services.seat_map_views import EncodedSeatMap
+from chalicelib.services.seat_map_views import EncodedChanges, EncodedSeatMap
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,9 @@ RENDER_WAIT_SECONDS = 0.5
 # A version's rendered bytes stay in Redis this long: every process reads a new version within moments, and a
 # short life bounds what a rush of versions keeps in a Redis that may not evict (~40 KB each at 5,000 seats).
 RENDERED_SHARE_SECONDS = 10
+# Encoded deltas kept per process: readers polling together mostly hold the same few versions, so they ask
+# for the same (since, version) pairs.
+ENCODED_CHANGES = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +69,7 @@ class SeatStateService:
         fill_lock_seconds: float = 5.0,
         fill_wait_seconds: float = 3.0,
         map_cache_seconds: float = 0.0,
+        render_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._seats = seat_store
@@ -67,9 +78,11 @@ class SeatStateService:
         self._fill_lock_seconds = fill_lock_seconds
         self._fill_wait_seconds = fill_wait_seconds
         self._map_cache_seconds = map_cache_seconds
+        self._render_seconds = render_seconds
         self._clock = clock
         self._rendered: OrderedDict[int, RenderedMap] = OrderedDict()
         self._rendered_lock = threading.Lock()
+        self._encoded_changes: OrderedDict[tuple[int, int, int], EncodedChanges] = OrderedDict()
 
     def publish(self, performance: Performance) -> bool:
         """Load the performance's seats into Redis from MySQL (the truth) unless they are there already;
@@ -131,7 +144,16 @@ class SeatStateService:
         now = self._clock()
         if rendered is not None and now - rendered.checked_at < self._map_cache_seconds:
             return rendered.encoded
-        version = self._seats.loaded_version(performance_id)
+        version, fresh = self._seats.current_versions(performance_id)
+        if version is not None and fresh is not None and fresh < version:
+            # Rendered within the render interval: serve that version (or a newer one kept here) instead.
+            if rendered is not None and rendered.version >= fresh:
+                self._keep(performance_id, dataclasses.replace(rendered, checked_at=now))
+                return rendered.encoded
+            shared = self._shared(performance_id, fresh)
+            if shared is not None:
+                self._keep(performance_id, RenderedMap(shared, now))
+                return shared
         if rendered is not None and version == rendered.version:
             self._keep(performance_id, dataclasses.replace(rendered, checked_at=now))
             return rendered.encoded
@@ -139,6 +161,33 @@ class SeatStateService:
             performance, version
         )
         self._keep(performance_id, RenderedMap(encoded, now))
+        return encoded
+
+    def changes_since(self, performance: Performance, since: int) -> EncodedChanges:
+        """What changed on the performance's map after version `since`, exact up to the version it names (read
+        from the change log with the version, in one step). Raises VersionGone where the log cannot say: since
+        is older than the history it keeps, newer than the map, or from before the map was rebuilt; and when
+        the map is not loaded (a rebuilt map starts a new history, so no earlier version leads into it)."""
+        performance_id = performance.performance_id
+        read = self._seats.changes_since(performance_id, since)
+        if read is None or read.entries is None:
+            raise VersionGone(
+                f"version {since} of the seat map of performance {performance_id} is not in its change "
+                "history; read the whole map again"
+            )
+        key = (performance_id, since, read.version)
+        with self._rendered_lock:
+            encoded = self._encoded_changes.get(key)
+        if encoded is not None:
+            return encoded
+        changes = changes_after(since, read.version, read.entries)
+        if changes is None:
+            raise VersionGone(f"the change history of performance {performance_id} does not reach {since}")
+        encoded = EncodedChanges.of(performance_id, since, read.version, changes)
+        with self._rendered_lock:
+            self._encoded_changes[key] = encoded
+            while len(self._encoded_changes) > ENCODED_CHANGES:
+                self._encoded_changes.popitem(last=False)
         return encoded
 
     def _shared(self, performance_id: int, version: int) -> EncodedSeatMap | None:
@@ -169,7 +218,11 @@ class SeatStateService:
         version, statuses = self._versioned_statuses(performance)
         encoded = EncodedSeatMap.render(performance, version, statuses)
         self._seats.keep_rendered_views(
-            performance.performance_id, version, encoded.to_store(), RENDERED_SHARE_SECONDS
+            performance.performance_id,
+            version,
+            encoded.to_store(),
+            RENDERED_SHARE_SECONDS,
+            self._render_seconds,
         )
         return encoded
 

@@ -5,8 +5,10 @@ code relies on. Assertions read the translated template, i.e. what CloudFormatio
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,12 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 from samtranslator.translator.transform import transform
 
+from chalicelib.conditional import (
+    SEAT_MAP_CACHE_CONTROL,
+    SEAT_MAP_SHARED_MAX_AGE,
+    SEAT_MAP_SHARED_SECONDS,
+    SEAT_MAP_STALE_WHILE_REVALIDATE,
+)
 from chalicelib.config import Settings
 from infra.aws_template import (
     DYNAMIC_SECRET,
@@ -30,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHALICE = Path(sys.executable).parent / "chalice"
 CODE_URI = "s3://seat-booking-artifacts/deployment.zip"  # what `aws cloudformation package` puts there
 CONSUMERS = ("OnBookingEvent", "OnBookingRequestInLine", "OnSeatDecision")
+# AWS's managed cache policy CachingDisabled and origin request policy AllViewerExceptHostHeader.
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class _NoManagedPolicies:
@@ -248,6 +260,99 @@ def test_the_redis_parameter_group_never_evicts(aws_cfn: dict) -> None:
     assert aws_cfn["Outputs"]["RedisParameterGroupName"]["Value"] == {"Ref": name}
 
 
+def _cdn(cfn: dict) -> tuple[dict, list[dict]]:
+    """The distribution's config and all its cache behaviours, the default one first."""
+    ((_, distribution),) = _of_type(cfn, "AWS::CloudFront::Distribution").items()
+    assert distribution["Condition"] == "WithCdn"
+    config = distribution["Properties"]["DistributionConfig"]
+    return config, [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
+
+
+def _cache_policy(cfn: dict, behaviour: dict) -> dict | None:
+    """The config of a behaviour's own cache policy; None for the managed CachingDisabled."""
+    policy = behaviour["CachePolicyId"]
+    if policy == CACHING_DISABLED:
+        return None
+    resource = cfn["Resources"][policy["Ref"]]
+    assert resource["Type"] == "AWS::CloudFront::CachePolicy"
+    return resource["Properties"]["CachePolicyConfig"]
+
+
+def _matches(pattern: str, path: str) -> bool:
+    """CloudFront's path-pattern match: case-sensitive, `*` any run of characters (`/` too), `?` one."""
+    return fnmatch.fnmatchcase(path, pattern)
+
+
+def test_the_cdn_caches_the_seat_map_for_about_a_second(aws_cfn: dict) -> None:
+    config, (default, *behaviours) = _cdn(aws_cfn)
+    assert aws_cfn["Parameters"]["CdnEnabled"]["Default"] == "true"
+    assert aws_cfn["Conditions"]["WithCdn"] == {"Fn::Equals": [{"Ref": "CdnEnabled"}, "true"]}
+    # The origin is the API's stage, over HTTPS only.
+    ((origin_id, origin),) = [(o["Id"], o) for o in config["Origins"]]
+    (stage,) = _of_type(aws_cfn, "AWS::ApiGateway::Stage").values()
+    assert origin["DomainName"] == {"Fn::Sub": "${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}
+    assert origin["OriginPath"] == f"/{stage['Properties']['StageName']}"
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert all(b["TargetOriginId"] == origin_id for b in (default, *behaviours))
+    # The seat map: GET and HEAD only, cached as its Cache-Control says and never longer than the bound.
+    (seat_map,) = behaviours
+    assert seat_map["PathPattern"] == "/performances/*/seats"
+    assert _matches(seat_map["PathPattern"], "/performances/7/seats")
+    assert set(seat_map["AllowedMethods"]) <= {"GET", "HEAD", "OPTIONS"}
+    assert set(seat_map["CachedMethods"]) == {"GET", "HEAD"}
+    assert seat_map["Compress"] is False  # the origin gzips once per version
+    policy = _cache_policy(aws_cfn, seat_map)
+    assert policy is not None
+    key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["QueryStringsConfig"]["QueryStringBehavior"] == "whitelist"
+    assert set(key["QueryStringsConfig"]["QueryStrings"]) == {"view", "since"}
+    assert key["HeadersConfig"] == {"HeaderBehavior": "none"}
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert key["EnableAcceptEncodingGzip"] is True  # Accept-Encoding (normalised) in the key: Vary's part
+    assert key["EnableAcceptEncodingBrotli"] is False  # the origin sends gzip only
+    # An answer without Cache-Control is not kept; one with it, at most its s-maxage (1 s) fresh, plus
+    # stale-while-revalidate: 2 s, the staleness bound docs/api.md states for a shared cache.
+    assert (policy["MinTTL"], policy["DefaultTTL"]) == (0, 0)
+    assert policy["MaxTTL"] <= 2
+    assert policy["MaxTTL"] == SEAT_MAP_SHARED_MAX_AGE
+    assert f"s-maxage={SEAT_MAP_SHARED_MAX_AGE}" in SEAT_MAP_CACHE_CONTROL
+    assert f"stale-while-revalidate={SEAT_MAP_STALE_WHILE_REVALIDATE}" in SEAT_MAP_CACHE_CONTROL
+    assert policy["MaxTTL"] + SEAT_MAP_STALE_WHILE_REVALIDATE <= SEAT_MAP_SHARED_SECONDS == 2
+    # No error is kept (CloudFront's default would be 10 s whatever the policy says).
+    errors = {e["ErrorCode"]: e["ErrorCachingMinTTL"] for e in config["CustomErrorResponses"]}
+    assert {400, 403, 404, 500, 502, 503, 504} <= set(errors)
+    assert set(errors.values()) == {0}
+    assert aws_cfn["Outputs"]["SeatMapCdnDomainName"]["Value"] == {
+        "Fn::GetAtt": [next(iter(_of_type(aws_cfn, "AWS::CloudFront::Distribution"))), "DomainName"]
+    }
+    assert aws_cfn["Outputs"]["SeatMapCdnDomainName"]["Condition"] == "WithCdn"
+    assert aws_cfn["Outputs"]["CdnEndpointURL"]["Condition"] == "WithCdn"
+
+
+def test_the_cdn_passes_everything_else_through_and_never_caches_a_write(aws_cfn: dict) -> None:
+    _, (default, *behaviours) = _cdn(aws_cfn)
+    # The default: the API as it is (every method, every header but Host), nothing cached.
+    assert default["CachePolicyId"] == CACHING_DISABLED
+    assert default["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST
+    assert {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"} == set(default["AllowedMethods"])
+    assert "PathPattern" not in default
+    # Every path the API writes on, from its own definition (path parameters filled in), plus the contract's.
+    (api,) = _of_type(aws_cfn, "AWS::ApiGateway::RestApi").values()
+    write_paths = {
+        re.sub(r"\{[^}]+\}", "1", path)
+        for path, methods in api["Properties"]["Body"]["paths"].items()
+        if WRITE_METHODS & {method.upper() for method in methods}
+    }
+    assert {"/performances/1/bookings", "/bookings/1", "/admin/events"} <= write_paths
+    write_paths |= {"/performances/7/bookings", "/bookings/abc", "/admin/anything"}
+    for behaviour in behaviours:
+        if _cache_policy(aws_cfn, behaviour) is None:
+            continue
+        assert not WRITE_METHODS & set(behaviour["AllowedMethods"]), behaviour
+        caught = [path for path in write_paths if _matches(behaviour["PathPattern"], path)]
+        assert caught == [], (behaviour["PathPattern"], caught)
+
+
 def test_consumers_have_reserved_concurrency_and_reconcile_runs_on_its_schedule(aws_cfn: dict) -> None:
     functions = _of_type(aws_cfn, "AWS::Lambda::Function")
     for consumer in CONSUMERS:
@@ -308,6 +413,9 @@ def test_localstack_template_uses_the_provisioned_queues_and_no_vpc(
     # The compose LocalStack runs neither CloudWatch nor ElastiCache.
     assert not _of_type(cfn, "AWS::CloudWatch::Alarm")
     assert not _of_type(cfn, "AWS::ElastiCache::ParameterGroup")
+    # Nor CloudFront: the LocalStack API is reached directly.
+    assert not [r for r in cfn["Resources"].values() if r["Type"].startswith("AWS::CloudFront::")]
+    assert "CdnEnabled" not in cfn.get("Parameters", {})
     sources = {
         m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["EventSourceArn"]["Fn::Sub"]
         for m in _of_type(cfn, "AWS::Lambda::EventSourceMapping").values()

@@ -7,49 +7,19 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import json
-import types
 
 import pytest
-from chalice.config import Config
 from chalice.local import LocalGateway
 
-import app as app_module
 from chalicelib import conditional
 from chalicelib.adapters.fill_lock import RedisFillLock
 from chalicelib.domain.models import Performance, SeatStatus, Section
 from chalicelib.prepared import accepts_gzip
 from chalicelib.services.seat_map_views import COMPACT, FULL, EncodedSeatMap
 from chalicelib.services.seat_state import RENDERED_SHARE_SECONDS, SeatStateService
-from infra.local.wsgi import ChaliceWsgiAdapter, per_thread_request_state
 from tests.support.offline import PREFIX, Offline
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-@pytest.fixture()
-def gateway(system: Offline, monkeypatch: pytest.MonkeyPatch) -> LocalGateway:
-    services = types.SimpleNamespace(catalogue=system.catalogue, seat_state=system.seat_state)
-    monkeypatch.setattr(app_module, "container", lambda: services)
-    return LocalGateway(per_thread_request_state(app_module.app), Config())
-
-
-def get(gateway: LocalGateway, path: str, **headers: str) -> Answer:
-    """A GET through the local server's WSGI adapter: status, headers (names lower-cased), body bytes."""
-    route, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": route, "QUERY_STRING": query, "wsgi.input": io.BytesIO()}
-    environ.update({f"HTTP_{name.upper()}": value for name, value in headers.items()})
-    started: list = []
-    body = b"".join(ChaliceWsgiAdapter(gateway, 10_000)(environ, lambda *answer: started.extend(answer)))
-    status, header_list = started
-    return int(status.split()[0]), {name.lower(): value for name, value in header_list}, body
-
-
-def book(system: Offline, performance: Performance, *seat_ids: int) -> None:
-    system.booking_service.book(
-        performance.performance_id, {"user_id": "ann", "seat_ids": list(seat_ids)}, None
-    )
+from tests.support.wsgi_gets import book, get
 
 
 # --- the compact view -----------------------------------------------------------------------------------

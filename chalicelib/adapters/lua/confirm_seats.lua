@@ -12,9 +12,11 @@ take back a seat the cancel has given away nor turn the record back to CONFIRMED
 KEYS[1]  seat hash of the performance
 KEYS[2]  the performance's change counter
 KEYS[3]  the booking's record
+KEYS[4]  the performance's change log (a list: "<version> <seat>=<letter> ...", the newest last)
 ARGV[1]  booking id
 ARGV[2]  '1' to overwrite another booking's state, '0' not to
-ARGV[3..] seat ids
+ARGV[3]  how many versions the change log keeps
+ARGV[4..] seat ids
 
 Returns  the number of seats now booked by this booking
 ]]
@@ -27,18 +29,21 @@ end
 if status then
     redis.call('HSET', KEYS[3], 'status', 'CONFIRMED', 'reason', '')
 end
-local changed, owned = 0, 0
-for i = 3, #ARGV do
+local changes, owned = {}, 0
+for i = 4, #ARGV do
     local state = redis.call('HGET', KEYS[1], ARGV[i])
     if state == booked then
         owned = owned + 1
     elseif state == held or state == '0' or (overwrite and state) then
         redis.call('HSET', KEYS[1], ARGV[i], booked)
-        changed = changed + 1
+        changes[#changes + 1] = ARGV[i] .. '=B'
         owned = owned + 1
     end
 end
-if changed > 0 then
-    redis.call('INCR', KEYS[2])
+if #changes > 0 then
+    -- The version and its change-log entry in one step (see release_seats.lua for the '%d').
+    local version = redis.call('INCR', KEYS[2])
+    redis.call('RPUSH', KEYS[4], string.format('%d', version) .. ' ' .. table.concat(changes, ' '))
+    redis.call('LTRIM', KEYS[4], -tonumber(ARGV[3]), -1)
 end
 return owned

@@ -5,18 +5,25 @@ there in between is newer than that read and must win, so a seat whose state mov
 
 KEYS[1]  seat hash of the performance
 KEYS[2]  the performance's change counter
-ARGV     triples: seat id, expected state, new state ("0" free | "H:<booking>" | "B:<booking>")
+KEYS[3]  the performance's change log (a list: "<version> <seat>=<letter> ...", the newest last)
+ARGV[1]  how many versions the change log keeps
+ARGV[2..] triples: seat id, expected state, new state ("0" free | "H:<booking>" | "B:<booking>")
 
 Returns  the number of seats changed
 ]]
-local changed = 0
-for i = 1, #ARGV, 3 do
+local changes = {}
+for i = 2, #ARGV, 3 do
     if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-        changed = changed + 1
+        local new = ARGV[i + 2]
+        redis.call('HSET', KEYS[1], ARGV[i], new)
+        -- The seat's letter in the log: A free, else the state's own first letter (H or B).
+        changes[#changes + 1] = ARGV[i] .. '=' .. (new == '0' and 'A' or string.sub(new, 1, 1))
     end
 end
-if changed > 0 then
-    redis.call('INCR', KEYS[2])
+if #changes > 0 then
+    -- The version and its change-log entry in one step (see release_seats.lua for the '%d').
+    local version = redis.call('INCR', KEYS[2])
+    redis.call('RPUSH', KEYS[3], string.format('%d', version) .. ' ' .. table.concat(changes, ' '))
+    redis.call('LTRIM', KEYS[3], -tonumber(ARGV[1]), -1)
 end
-return changed
+return #changes

@@ -3,11 +3,14 @@
 KEYS[1]  seat hash of the performance: field = seat id, value = "0" (free) | "H:<booking>" | "B:<booking>"
 KEYS[2]  the booking's record hash (what GET /bookings/{id} reads while the booking is PENDING)
 KEYS[3]  the performance's change counter (bumped on every seat change; lets readers detect change)
+KEYS[4]  the performance's change log (a list: "<version> <seat>=<letter> ...", the newest last; what
+         GET .../seats?since= answers from)
 ARGV[1]  booking id
 ARGV[2]  record TTL in seconds
-ARGV[3]  number of record field/value pairs that follow (n)
-ARGV[4 .. 3+2n]  record fields and values
-ARGV[4+2n ..]    seat ids, in the fixed (ascending) order
+ARGV[3]  how many versions the change log keeps
+ARGV[4]  number of record field/value pairs that follow (n)
+ARGV[5 .. 4+2n]  record fields and values
+ARGV[5+2n ..]    seat ids, in the fixed (ascending) order
 
 Returns  {1}                      taken for this booking
          {2}                      this booking id already holds them (a retried call): nothing changed
@@ -20,8 +23,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     return {-2}
 end
 local booking = ARGV[1]
-local pairs_count = tonumber(ARGV[3])
-local first_seat = 4 + 2 * pairs_count
+local pairs_count = tonumber(ARGV[4])
+local first_seat = 5 + 2 * pairs_count
 local held = 'H:' .. booking
 
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -47,12 +50,18 @@ if #taken > 0 then
     return taken
 end
 
+local changes = {}
 for i = first_seat, #ARGV do
     redis.call('HSET', KEYS[1], ARGV[i], held)
+    changes[#changes + 1] = ARGV[i] .. '=H'
 end
-for i = 4, first_seat - 1, 2 do
+for i = 5, first_seat - 1, 2 do
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
-redis.call('INCR', KEYS[3])
+-- The version and its change-log entry in one step: a reader of deltas never sees one without the other.
+-- '%d': the version is past 2^31 and Lua's tostring would write it as 1.8e+15.
+local version = redis.call('INCR', KEYS[3])
+redis.call('RPUSH', KEYS[4], string.format('%d', version) .. ' ' .. table.concat(changes, ' '))
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[3]), -1)
 return {1}
