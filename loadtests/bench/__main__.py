@@ -81,6 +81,12 @@ def run_command(argv: list[str]) -> int:
         default=int(os.environ.get("BENCH_WEB_THREADS", "16")),
         help="blocking threads per granian worker",
     )
+    parser.add_argument(
+        "--backpressure",
+        type=int,
+        help="connections a granian worker serves at once (default: the crowd's viewers + the burst's "
+        "connections + 256, at least granian's 2,048 / workers; an idle keep-alive connection holds one)",
+    )
     parser.add_argument("--consumer-concurrency", type=int, default=2, help="concurrent batches per queue")
     parser.add_argument(
         "--emulator", choices=("auto", "localstack", "moto"), default=os.environ.get("EMULATOR") or "auto"
@@ -171,6 +177,8 @@ def run_command(argv: list[str]) -> int:
         key_prefix=args.key_prefix,
         workers=args.workers,
         threads=args.threads,
+        backpressure=args.backpressure
+        or max(2048 // max(1, args.workers), profile.viewers + profile.concurrency + 256),
         consumer_concurrency=args.consumer_concurrency,
         emulator=args.emulator,
         state_dir=state_dir,

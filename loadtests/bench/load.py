@@ -317,13 +317,15 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
     phases = [rng.random() * interval for _ in range(spec["viewers"])]
     stopping = asyncio.Event()
 
-    async def read(kind: str, params: dict, etag: str | None = None) -> tuple[int, dict | None, str | None]:
+    async def read(
+        number: int, kind: str, params: dict, etag: str | None = None
+    ) -> tuple[int, dict | None, str | None]:
         sent_at = time.time()
         sent = time.perf_counter()
         payload = b""
         try:
             asked = {**headers, "If-None-Match": etag} if etag else headers
-            async with session.get(path, params=params, headers=asked) as response:
+            async with sessions[number].get(path, params=params, headers=asked) as response:
                 payload = await response.read()
                 status = response.status
                 coding = response.headers.get("Content-Encoding", "")
@@ -352,7 +354,7 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
     async def whole(copy_of: int, kind: str, known: MapCopy | None) -> None:
         """The compact view, with If-None-Match when the viewer has a copy from one (as the page keeps its
         validator): a 304 keeps that copy."""
-        status, body, etag = await read(kind, {"view": "compact"}, known.etag if known else None)
+        status, body, etag = await read(copy_of, kind, {"view": "compact"}, known.etag if known else None)
         if status == 200:
             copies[copy_of] = MapCopy(body, etag)
 
@@ -362,7 +364,7 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
         if copy is None:
             await whole(copy_of, "compact" if kind != "final" else kind, None)
             return
-        status, body, _ = await read(kind, {"since": str(copy.version)})
+        status, body, _ = await read(copy_of, kind, {"since": str(copy.version)})
         if status == 200:
             if "changes" in body:
                 copy.apply(body)
@@ -384,25 +386,31 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
                 stopping.set()
                 return line
 
-    async with _session({**spec, "auto_decompress": False}) as session:  # inflated here, sizes as received
+    async def last(number: int) -> None:
+        async with slots:
+            await follow(number, "final")
+
+    # A connection of its own for every viewer, kept alive between polls, as each browser holds one: a shared
+    # pool would open hundreds of new connections at once whenever reads slow down (the burst's start), and
+    # measure the server's accept queue rather than its reads. Bodies inflated here, sizes as received.
+    own = {**spec, "concurrency": 1, "auto_decompress": False}
+    sessions = [_session(own) for _ in range(spec["viewers"])]
+    slots = asyncio.Semaphore(min(spec["viewers"], 200))
+    final: dict[tuple, int] = {}
+    try:
         tasks = [asyncio.ensure_future(viewer(n)) for n in range(spec["viewers"])]
         told = await stop_when_told()
         await asyncio.gather(*tasks)
         stopped_at = time.perf_counter() - started
         cpu_at_stop = cpu_seconds()
         print("stopped", flush=True)
-        final: dict[tuple, int] = {}
         if told == "stop" and await control.get() == "final":
-            slots = asyncio.Semaphore(min(spec["viewers"], 200))
-
-            async def last(number: int) -> None:
-                async with slots:
-                    await follow(number, "final")
-
             await asyncio.gather(*(last(n) for n in range(spec["viewers"])))
             for copy in copies:
                 key = (copy.version, copy.digest()) if copy is not None else (None, None)
                 final[key] = final.get(key, 0) + 1
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
     return {
         "viewers": spec["viewers"],
         "interval": interval,

@@ -447,6 +447,7 @@ class Bench:
             ),
             "workers": c.workers,
             "threads": c.threads,
+            "backpressure": c.backpressure,
             "consumers": (
                 f"infra/local/worker.py, 1 process, {c.consumer_concurrency} concurrent batches per SQS "
                 f"queue, 1 reader per Kinesis shard (polled every {c.kinesis_poll_interval:g} s)"
@@ -560,7 +561,7 @@ class Bench:
             run.update({"double_bookings": 0, "lost_bookings": 0, "drift": 0})
         if crowd is not None:
             self._tick(f"{scenario} {strategy}: the viewers' maps against the server's")
-            run["viewers"] = self._finish_crowd(crowd, layout, run)
+            run["viewers"] = self._finish_crowd(crowd, layout, run, outputs)
         if profiler is not None:
             run["profile"] = profiler.stop()
         run["run_seconds"] = round(time.monotonic() - run_started, 2)
@@ -760,7 +761,7 @@ class Bench:
             raise
         return outputs, sum(o["cpu_seconds"] for o in outputs), wall, crowd
 
-    def _finish_crowd(self, crowd: Crowd, layout: sc.Layout, run: dict) -> dict:
+    def _finish_crowd(self, crowd: Crowd, layout: sc.Layout, run: dict, burst: list[dict]) -> dict:
         """After the drain and the audit: every viewer polls once more, and its copy of the map is compared
         with the server's compact view -> the viewers' summary."""
         from loadtests.bench.load import map_digest
@@ -770,6 +771,11 @@ class Bench:
         crowd.generators.send(crowd.viewers, "final")
         crowd.generators.wait(crowd.viewers, profile.request_timeout + 120)
         outputs = [crowd.generators.output(i) for i in crowd.viewers]
+        raw = self.out_dir / "raw" / "viewers"  # every read, for a closer look (not in git)
+        raw.mkdir(parents=True, exist_ok=True)
+        bookings = {k: [v for out in burst for v in out[k]] for k in ("status", "latency_ms", "sent_at")}
+        dump = {"marks": crowd.marks, "outputs": outputs, "bookings": bookings}
+        (raw / f"{run['strategy']}-{layout.performance_id}.json").write_text(json.dumps(dump))
         newest = max(
             (version for out in outputs for version, _, _ in out["final_copies"] if version is not None),
             default=0,
