@@ -188,13 +188,18 @@ class Generators:
 
 @dataclass
 class Crowd:
-    """A crowd run's viewers while the bench drains and audits: their processes (told `stop`, not yet told
-    `final`) and the moments (epoch seconds) and CPU snapshots of the run's windows."""
+    """A crowd run's viewers after the burst: their processes (following through the drain, then told
+    `stop`, after the audit `final`), the moments (epoch seconds) and CPU snapshots of the run's windows."""
 
     generators: Generators
     viewers: list[int]  # indices of the viewer processes in `generators`
+    meter: object  # the run's CpuMeter
     marks: dict[str, float] = field(default_factory=dict)
     snapshots: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.snapshots[name] = self.meter.snapshot()
+        self.marks[name] = time.time()
 
     def cpu(self, start: str, end: str) -> dict[str, float]:
         from loadtests.bench.profiling import CpuMeter
@@ -543,6 +548,8 @@ class Bench:
             )
             run.update(drained)
             run["cpu_seconds_during_drain"] = meter.stop()
+            if crowd is not None:  # they watched the decisions land too
+                self._stop_viewers(crowd)
             if profiler is not None:
                 run["profile"] = profiler.stop()
                 profiler = None
@@ -719,23 +726,18 @@ class Bench:
         return outputs, sum(o["cpu_seconds"] for o in outputs), wall
 
     def _generate_crowd(self, specs: list[dict], viewer_specs: list[dict], meter):
-        """The viewers released first; once they follow (crowd_warmup), the burst; crowd_tail seconds after
-        its last answer the viewers are told to stop (their processes stay for the final check,
-        _finish_crowd) -> (the burst's outputs, its CPU seconds, its wall, the Crowd). CPU snapshots: the
-        viewers released, following an unchanged map (idle_start -> burst_release), the burst
-        (burst_release -> burst_end), stopped."""
+        """The viewers released first; once they follow (crowd_warmup intervals), the burst -> (the burst's
+        outputs, its CPU seconds, its wall, the Crowd: the viewers still following, _stop_viewers stops
+        them after the drain). CPU snapshots: the viewers released, following an unchanged map (idle_start
+        -> burst_release), the burst (burst_release -> burst_end)."""
         profile = self.plan.profile
         generators = Generators(specs + viewer_specs)
         try:
             bursts = range(len(specs))
             viewers = list(range(len(specs), len(specs) + len(viewer_specs)))
             meter.add_group("viewers", generators.pids(viewers))
-            crowd = Crowd(generators, viewers)
-
-            def mark(name: str) -> None:
-                crowd.snapshots[name] = meter.snapshot()
-                crowd.marks[name] = time.time()
-
+            crowd = Crowd(generators, viewers, meter)
+            mark = crowd.mark
             interval = profile.viewer_interval
             meter.start()
             released = time.perf_counter()
@@ -751,15 +753,22 @@ class Bench:
             generators.wait(bursts, profile.request_timeout + 600)
             wall = time.perf_counter() - started
             mark("burst_end")
-            time.sleep(interval * profile.crowd_tail)
-            generators.send(viewers, "stop")
-            generators.expect(viewers, "stopped", profile.viewer_interval + profile.request_timeout + 30)
-            mark("stopped")
             outputs = [generators.output(i) for i in bursts]
         except BaseException:
             generators.close()
             raise
         return outputs, sum(o["cpu_seconds"] for o in outputs), wall, crowd
+
+    def _stop_viewers(self, crowd: Crowd) -> None:
+        """After the drain (the map's last changes: an asynchronous strategy's decisions come after the
+        burst), crowd_tail intervals more of following, then the viewers stop."""
+        profile = self.plan.profile
+        crowd.mark("drained")
+        time.sleep(profile.viewer_interval * profile.crowd_tail)
+        crowd.generators.send(crowd.viewers, "stop")
+        patience = profile.viewer_interval + profile.request_timeout + 30
+        crowd.generators.expect(crowd.viewers, "stopped", patience)
+        crowd.mark("stopped")
 
     def _finish_crowd(self, crowd: Crowd, layout: sc.Layout, run: dict, burst: list[dict]) -> dict:
         """After the drain and the audit: every viewer polls once more, and its copy of the map is compared
