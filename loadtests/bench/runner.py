@@ -70,6 +70,7 @@ class Plan:
     progress: bool = True
     seed: int = 7
     notes: list[str] = field(default_factory=list)
+    crowd_strategies: tuple[str, ...] | None = None  # None: every strategy benched
 
     def runs(self) -> list[tuple[str | None, str]]:
         order: list[tuple[str | None, str]] = [(None, s) for s in sc.ONCE if s in self.scenarios]
@@ -83,7 +84,8 @@ class Plan:
         # Each strategy's crowd right after the same burst without viewers (selecting crowd selects both):
         # the ratio of the two compares runs minutes, not a quarter of an hour, apart.
         crowds = [s for s in sc.CROWDS if s in self.scenarios or sc.CROWD in self.scenarios]
-        order.extend((strategy, scenario) for strategy in self.strategies for scenario in crowds)
+        crowded = self.strategies if self.crowd_strategies is None else self.crowd_strategies
+        order.extend((strategy, scenario) for strategy in crowded for scenario in crowds)
         return order
 
 
