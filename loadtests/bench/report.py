@@ -861,7 +861,7 @@ def _reads_chart(plt, results: dict, out_dir: Path, subtitle: str, colors: dict)
         names = [{sc.BASELINE: "/ping"}.get(r["scenario"], r["scenario"]) for r in once]
         values = [server_ms_per_request(r) for r in once]
         idle = [
-            (f"crowd {s}\n(poll, idle)", r["viewers"]["server_ms_per_read_idle"])
+            (f"crowd poll\n{s}", r["viewers"]["server_ms_per_read_idle"])
             for s, r in crowds
             if r["viewers"].get("server_ms_per_read_idle") is not None
         ]
@@ -876,9 +876,9 @@ def _reads_chart(plt, results: dict, out_dir: Path, subtitle: str, colors: dict)
             )
             ax.legend(fontsize=8)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, fontsize=7)
+        ax.set_xticklabels(names, fontsize=7, rotation=35, ha="right")
         ax.set_ylabel("server CPU per request, ms")
-        ax.set_title("server CPU per request (5,000-seat map, gzip)")
+        ax.set_title("server CPU per request (5,000-seat map, gzip; crowd: idle polls)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     if crowds:
         ax = axes[-1]
