@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # asking Redis (0: every answer is checked against the map's change counter). A performance's map is
     # rendered at most once per seat_map_render_seconds across processes (the version rendered last is
     # served meanwhile), so a rush of changes cannot make every read a render; the map lags Redis by at most
-    # the sum of the two (0 and 0: never). Deltas (?since=) are always exact.
+    # the sum of the two (0 and 0: never), and so do deltas (?since=).
     seat_fill_lock_seconds: Float = 5.0
     seat_fill_wait_seconds: Float = 3.0
     seat_map_cache_seconds: Float = 0.0

@@ -143,7 +143,7 @@ SEAT_MAP_VALIDATORS = {
         "description": f"{SEAT_MAP_CACHE_CONTROL}: a shared cache (CDN) may answer it for about a second, a "
         f"browser revalidates (If-None-Match). Staleness bound of a map: SEAT_MAP_CACHE_SECONDS (default 0) "
         f"+ SEAT_MAP_RENDER_SECONDS (default 0.25) at the origin, plus {SEAT_MAP_SHARED_SECONDS} s behind a "
-        "shared cache; a delta is exact at the origin",
+        "shared cache; the same for deltas",
     },
     "Vary": {"schema": {"type": "string", "enum": ["Accept-Encoding"]}, "description": "Accept-Encoding"},
 }

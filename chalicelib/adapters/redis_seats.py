@@ -10,8 +10,9 @@ Layout (one hash tag per performance, so a performance's keys would share a clus
     bk:booking:<id>     HASH the accepted booking (fields of BookingRecord), with a TTL
     bk:{p<id>}:rendered:<version>  HASH view -> the map's bytes as rendered for that version (gzip in
                         base64), with a short TTL: rendered by one process, read by the others
-    bk:{p<id>}:rendered:fresh  the version rendered last, for the render interval only (its TTL): while it
-                        lives, readers take that version rather than render a newer one
+    bk:{p<id>}:frame    the version readers are served in this render interval (its TTL): the version
+                        rendered last, or the one a reader of deltas met first; while it lives, map readers
+                        take it rather than render a newer one and deltas lead up to it
 
 The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
 non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
@@ -107,8 +108,8 @@ class RedisSeatStore:
         # bytes, and an old version's bytes are never read again (they lapse with their TTL).
         return f"{self._prefix}:{{p{performance_id}}}:rendered:{version}"
 
-    def fresh_key(self, performance_id: int) -> str:
-        return f"{self._prefix}:{{p{performance_id}}}:rendered:fresh"
+    def frame_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:frame"
 
     def record_key(self, booking_id: str) -> str:
         return f"{self._prefix}:booking:{booking_id}"
@@ -199,7 +200,7 @@ class RedisSeatStore:
         read = self._client.pipeline(transaction=False)
         read.get(self.version_key(performance_id))
         read.exists(self.seats_key(performance_id))
-        read.get(self.fresh_key(performance_id))
+        read.get(self.frame_key(performance_id))
         version, loaded, fresh = read.execute()
         return (int(version or 0) if loaded else None), (int(fresh) if fresh else None)
 
@@ -209,13 +210,21 @@ class RedisSeatStore:
     def _change_keys(self, performance_id: int) -> tuple[str, str]:
         return self.version_key(performance_id), self.changes_key(performance_id)
 
-    def changes_since(self, performance_id: int, since: int) -> ChangeLogRead | None:
-        """The change log's entries after version `since` and the version they lead to, read in one step
-        (changes_since.lua); `entries` None if the log does not reach back to `since`; None if the
-        performance's seats are not loaded."""
+    def changes_since(
+        self, performance_id: int, since: int, frame_seconds: float = 0.0
+    ) -> ChangeLogRead | None:
+        """The change log's entries after version `since` up to the performance's frame (the version served
+        in this render interval of `frame_seconds`; 0: the current version), and the version they lead to,
+        read in one step (changes_since.lua); `entries` None if the log does not reach back to `since`; None
+        if the performance's seats are not loaded."""
         self.heal_missed()
-        keys = [self.seats_key(performance_id), *self._change_keys(performance_id)]
-        outcome, *rest = self._changes_since(keys=keys, args=[since])
+        keys = [
+            self.seats_key(performance_id),
+            *self._change_keys(performance_id),
+            self.frame_key(performance_id),
+        ]
+        args = [since, round(frame_seconds * 1000)]
+        outcome, *rest = self._changes_since(keys=keys, args=args)
         if outcome == -2:
             return None
         version, entries = int(rest[0]), rest[1:]
@@ -230,14 +239,14 @@ class RedisSeatStore:
         version: int,
         views: Mapping[str, str],
         ttl_seconds: int,
-        fresh_seconds: float = 0.0,
+        frame_seconds: float = 0.0,
     ) -> None:
         key = self.rendered_key(performance_id, version)
         keep = self._client.pipeline(transaction=True)  # never a key without its TTL (noeviction Redis)
         keep.hset(key, mapping=dict(views))
         keep.expire(key, ttl_seconds)
-        if fresh_seconds > 0:  # the views first: a reader that sees the pointer finds the bytes
-            keep.set(self.fresh_key(performance_id), version, px=max(1, round(fresh_seconds * 1000)))
+        if frame_seconds > 0:  # the views first: a reader that sees the pointer finds the bytes
+            keep.set(self.frame_key(performance_id), version, px=max(1, round(frame_seconds * 1000)))
         keep.execute()
 
     def reserve(self, record: BookingRecord) -> ReserveOutcome:

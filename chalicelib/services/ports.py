@@ -134,9 +134,12 @@ class SeatStore(SeatChanges, Protocol):
 
     def version(self, performance_id: int) -> int: ...
 
-    def changes_since(self, performance_id: int, since: int) -> ChangeLogRead | None:
-        """The change log's entries after version `since` with the version they lead to, in one atomic step
-        (entries None if the log does not reach back to since); None if the seats are not loaded."""
+    def changes_since(
+        self, performance_id: int, since: int, frame_seconds: float = 0.0
+    ) -> ChangeLogRead | None:
+        """The change log's entries after version `since` up to the frame shared for `frame_seconds` (0: the
+        current version), with the version they lead to, in one atomic step (entries None if the log does
+        not reach back to since); None if the seats are not loaded."""
         ...
 
     def rendered_views(self, performance_id: int, version: int) -> dict[str, str] | None:
@@ -150,10 +153,10 @@ class SeatStore(SeatChanges, Protocol):
         version: int,
         views: Mapping[str, str],
         ttl_seconds: int,
-        fresh_seconds: float = 0.0,
+        frame_seconds: float = 0.0,
     ) -> None:
         """Share the views of the map's `version` with every process for `ttl_seconds`, and name it the
-        version to serve, newer ones notwithstanding, for `fresh_seconds` (the render interval)."""
+        version to serve, newer ones notwithstanding, for `frame_seconds` (the render interval)."""
         ...
 
     def repair_holders(

@@ -14,7 +14,8 @@ During a rush nearly every read meets a new version, and rendering each one (~15
 would cost more than the reads: a version rendered less than `render_seconds` ago is served in place of
 newer ones, so a performance's map is rendered at most once per render interval across all processes. A
 seat change thus shows in every map answer at most `map_cache_seconds` + `render_seconds` after Redis
-records it (docs/seat-map.md); deltas (`changes_since`) are exact.
+records it (docs/seat-map.md). Deltas (`changes_since`) lead to the same frame, so readers who polled in one
+interval send the same `since` next time and share one answer (in each process, and in a CDN).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ RENDER_WAIT_SECONDS = 0.5
 # A version's rendered bytes stay in Redis this long: every process reads a new version within moments, and a
 # short life bounds what a rush of versions keeps in a Redis that may not evict (~40 KB each at 5,000 seats).
 RENDERED_SHARE_SECONDS = 10
-# Encoded deltas kept per process: readers polling together mostly hold the same few versions, so they ask
-# for the same (since, version) pairs.
+# Delta answers kept per process, by performance and `since`: readers polling in one render interval were
+# answered the same frame, so they ask with the same few `since`s.
 ENCODED_CHANGES = 256
 
 
@@ -57,6 +58,12 @@ class RenderedMap:
     @property
     def version(self) -> int:
         return self.encoded.version
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptChanges:
+    encoded: EncodedChanges  # the answer to one `since`
+    checked_at: float  # when Redis gave it (clock of the service)
 
 
 class SeatStateService:
@@ -82,7 +89,7 @@ class SeatStateService:
         self._clock = clock
         self._rendered: OrderedDict[int, RenderedMap] = OrderedDict()
         self._rendered_lock = threading.Lock()
-        self._encoded_changes: OrderedDict[tuple[int, int, int], EncodedChanges] = OrderedDict()
+        self._encoded_changes: OrderedDict[tuple[int, int], KeptChanges] = OrderedDict()
 
     def publish(self, performance: Performance) -> bool:
         """Load the performance's seats into Redis from MySQL (the truth) unless they are there already;
@@ -164,28 +171,37 @@ class SeatStateService:
         return encoded
 
     def changes_since(self, performance: Performance, since: int) -> EncodedChanges:
-        """What changed on the performance's map after version `since`, exact up to the version it names (read
-        from the change log with the version, in one step). Raises VersionGone where the log cannot say: since
-        is older than the history it keeps, newer than the map, or from before the map was rebuilt; and when
-        the map is not loaded (a rebuilt map starts a new history, so no earlier version leads into it)."""
+        """What changed on the performance's map after version `since`, up to the frame every reader of this
+        render interval is served (read from the change log with the version, in one step). A process answers
+        a `since` it answered less than `map_cache_seconds` ago from memory. Raises VersionGone where the log
+        cannot say: since is older than the history it keeps, newer than the map, or from before the map was
+        rebuilt; and when the map is not loaded (a rebuilt map starts a new history, so no earlier version
+        leads into it)."""
         performance_id = performance.performance_id
-        read = self._seats.changes_since(performance_id, since)
+        key = (performance_id, since)
+        now = self._clock()
+        with self._rendered_lock:
+            kept = self._encoded_changes.get(key)
+        if kept is not None and now - kept.checked_at < self._map_cache_seconds:
+            return kept.encoded
+        read = self._seats.changes_since(performance_id, since, self._render_seconds)
         if read is None or read.entries is None:
             raise VersionGone(
                 f"version {since} of the seat map of performance {performance_id} is not in its change "
                 "history; read the whole map again"
             )
-        key = (performance_id, since, read.version)
+        if kept is not None and kept.encoded.version == read.version:
+            encoded = kept.encoded  # the same answer: not encoded again
+        else:
+            changes = changes_after(since, read.version, read.entries)
+            if changes is None:
+                raise VersionGone(
+                    f"the change history of performance {performance_id} does not reach {since}"
+                )
+            encoded = EncodedChanges.of(performance_id, since, read.version, changes)
         with self._rendered_lock:
-            encoded = self._encoded_changes.get(key)
-        if encoded is not None:
-            return encoded
-        changes = changes_after(since, read.version, read.entries)
-        if changes is None:
-            raise VersionGone(f"the change history of performance {performance_id} does not reach {since}")
-        encoded = EncodedChanges.of(performance_id, since, read.version, changes)
-        with self._rendered_lock:
-            self._encoded_changes[key] = encoded
+            self._encoded_changes[key] = KeptChanges(encoded, now)
+            self._encoded_changes.move_to_end(key)
             while len(self._encoded_changes) > ENCODED_CHANGES:
                 self._encoded_changes.popitem(last=False)
         return encoded

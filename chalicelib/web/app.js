@@ -1,8 +1,9 @@
 // The live seat-map page: one ES module, no dependencies, the public API only (docs/seat-map.md).
 //
-// The map is drawn on one <canvas>: a refresh repaints only the seats whose status changed, so a 5,000-seat
-// performance updates without touching the DOM. It is polled every second with If-None-Match; an unchanged
-// map costs a 304 with an empty body.
+// The map is read once in its compact view (a letter per seat) and drawn on one <canvas>; then it is polled
+// every second for the seats changed since the version the page holds (`?since=`): `304` with an empty body
+// while nothing changed, else only those seats, which are all that is repainted. A `410` (the page's version
+// is no longer kept, or the map was rebuilt) reads the compact map again.
 
 const API = new URL("../", import.meta.url); // the app's root, wherever the app is mounted
 const REFRESH_MS = 1000;
@@ -10,11 +11,13 @@ const FOLLOW_FIRST_MS = 250;
 const FOLLOW_MAX_MS = 2000;
 const FOLLOW_TIMEOUT_MS = 120000;
 const MAX_EVENT_PAGES = 50;
+const RATE_WINDOW_MS = 10000; // bytes per second are averaged over the last 10 s
 
 const AVAILABLE = 0;
 const HELD = 1;
 const BOOKED = 2;
 const STATUS_CODES = { AVAILABLE, HELD, BOOKED };
+const LETTER_CODES = { A: AVAILABLE, H: HELD, B: BOOKED }; // the compact view's letters
 const STATUS_NAMES = ["AVAILABLE", "HELD", "BOOKED"];
 const STATUS_WORDS = ["available", "pending", "booked"];
 // Each at least 3:1 against the page, and apart in lightness (pending light, available mid, booked dark), so
@@ -54,11 +57,14 @@ const ui = {
 const ctx = ui.canvas.getContext("2d");
 
 // --- state ---------------------------------------------------------------------------------------------------
+// version: the version of the map the page holds (what it asks `since=`); null until a whole map is read.
 const map = {
-  performanceId: null, strategy: null, version: null, etag: null, shape: null,
-  sections: [], // {name, price, rows, cols, start, count, grid: Int32Array (row-major seat index or -1), box}
+  performanceId: null, strategy: null, version: null, shape: null,
+  // {name, price, rows, cols, start, count, grid: Int32Array (row-major seat index or -1), box, available, text}
+  sections: [],
   ids: new Int32Array(0), rows: new Int32Array(0), numbers: new Int32Array(0), sectionOf: new Int32Array(0),
   status: new Uint8Array(0), x: new Float32Array(0), y: new Float32Array(0), index: new Map(),
+  counts: [0, 0, 0], // seats per status
   cell: 16, width: 0, height: 0,
 };
 const selected = new Set(); // seat ids
@@ -66,7 +72,15 @@ let focusIndex = -1;
 let bookingInFlight = false;
 let attempt = null; // {key, body, performanceId}: one Idempotency-Key per attempt, kept for a retry of it
 const poll = { generation: 0, timer: 0, busy: false, again: false };
-const stats = { requests: 0, notModified: 0, changed: 0, bodyBytes: 0, lastDrawMs: 0, lastAt: null };
+// What following the map has cost this tab (window.seatMapStats; the live line shows it). bytes: the seat map's
+// answers as the browser received them (Resource Timing's transferSize: headers and the body as sent, gzip
+// included), or, where the browser does not report it, their Content-Length.
+const stats = {
+  requests: 0, maps: 0, deltas: 0, notModified: 0, gone: 0, errors: 0, fullAnswers: 0,
+  changedSeats: 0, bytes: 0, bodyBytes: 0, bytesPerSecond: 0, since: performance.now(),
+  drawnSeats: 0, drawMs: 0, lastDrawMs: 0, lastAt: null, lastMessage: "",
+};
+const received = []; // [time, bytes] of the last RATE_WINDOW_MS
 
 // --- HTTP ----------------------------------------------------------------------------------------------------
 function api(path) {
@@ -158,8 +172,10 @@ function showPerformance(performanceId) {
   if (!Number.isInteger(performanceId) || performanceId < 1) return;
   poll.generation++;
   map.performanceId = performanceId;
-  map.etag = null;
+  map.version = null;
   map.shape = null;
+  stats.lastMessage = "";
+  rereadReason = "";
   selected.clear();
   focusIndex = -1;
   attempt = null;
@@ -195,31 +211,60 @@ async function tick(generation) {
   }
 }
 
+function seatsUrl(performanceId, since) {
+  const url = api(`performances/${performanceId}/seats`);
+  url.searchParams.set("view", "compact");
+  if (since !== null) url.searchParams.set("since", String(since));
+  return url;
+}
+
+// One poll: the compact map when the page holds none, else the changes since the version it holds.
 async function refresh(generation) {
   const performanceId = map.performanceId;
   if (performanceId === null) return;
-  const headers = map.etag ? { "If-None-Match": map.etag } : {};
+  const since = map.version;
   let response;
   let body = null;
   try {
-    // no-store: the page keeps its own copy and validator, and must see the 304 itself.
-    response = await fetch(api(`performances/${performanceId}/seats`), { headers, cache: "no-store" });
+    // no-store: the page keeps its own copy and must see every answer (a 304 included) itself.
+    response = await fetch(seatsUrl(performanceId, since), { cache: "no-store" });
     if (response.status !== 304) body = await readJson(response);
   } catch (error) {
+    stats.errors++;
     ui.live.textContent = `Connection lost (${error.message}); retrying every second.`;
     return;
   }
-  if (generation !== poll.generation) return;
+  if (generation !== poll.generation || performanceId !== map.performanceId) return;
   stats.requests++;
   stats.lastAt = new Date();
+  countBytes(response);
   if (response.status === 304) {
     stats.notModified++;
-  } else if (response.ok && body) {
-    stats.changed++;
-    stats.bodyBytes = Number(response.headers.get("Content-Length")) || stats.bodyBytes;
-    map.etag = response.headers.get("ETag");
+  } else if (response.status === 200 && Array.isArray(body?.changes) && since !== null) {
+    stats.deltas++;
+    if (!applyChanges(body)) {
+      // A seat the page does not know: its map is not this one any more; read it whole.
+      rereadBecause(`the changes since version ${since} named a seat this map does not have`);
+    }
+  } else if (response.status === 200 && Array.isArray(body?.sections)) {
+    stats.maps++;
+    if (since !== null) {
+      // A whole map answering a `since=` poll: a server without deltas (it ignores since).
+      stats.fullAnswers++;
+      stats.lastMessage = "the server answered the whole map, not the changes";
+    } else if (rereadReason) {
+      stats.lastMessage = `${rereadReason}: map read again at version ${body.version}`;
+      rereadReason = "";
+    }
     applyMap(body);
+  } else if (response.status === 410 && body?.error?.code === "VERSION_GONE") {
+    stats.gone++;
+    rereadBecause(`version ${since} is gone (410)`);
+  } else if (response.status === 400 && body?.error?.field === "since" && since !== null) {
+    stats.errors++;
+    rereadBecause(`version ${since} was refused (400)`); // a version the page could not have been sent
   } else {
+    stats.errors++;
     ui.live.textContent = `The seat map could not be read: ${errorMessage(body, response)}`;
     if (response.status === 404) {
       ui.title.textContent = `Performance ${performanceId} not found`;
@@ -230,10 +275,54 @@ async function refresh(generation) {
   showLive();
 }
 
+// The map is read whole again at once (the seats stay drawn until it replaces them); the live line says why.
+let rereadReason = "";
+function rereadBecause(reason) {
+  rereadReason = reason;
+  stats.lastMessage = `${reason}: reading the map again`;
+  map.version = null;
+  pollNow();
+}
+
+// The bytes of a seat-map answer: the browser's own count (Resource Timing) when it reports one, which comes
+// a moment later (observer below); else the body's Content-Length (a 304 has none).
+const timedResources = typeof PerformanceObserver !== "undefined" &&
+  (PerformanceObserver.supportedEntryTypes || []).includes("resource");
+
+function countBytes(response) {
+  const length = Number(response.headers.get("Content-Length")) || 0;
+  stats.bodyBytes += length;
+  if (!timedResources) addBytes(length);
+}
+
+function addBytes(bytes) {
+  const now = performance.now();
+  stats.bytes += bytes;
+  received.push([now, bytes]);
+  while (received.length && received[0][0] < now - RATE_WINDOW_MS) received.shift();
+  const span = Math.min(RATE_WINDOW_MS, now - stats.since);
+  stats.bytesPerSecond = span > 0 ? (received.reduce((sum, [, b]) => sum + b, 0) * 1000) / span : 0;
+}
+
+if (timedResources) {
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (entry.initiatorType !== "fetch" || !/\/performances\/\d+\/seats\?/.test(entry.name)) continue;
+      addBytes(entry.transferSize || 0);
+    }
+  }).observe({ type: "resource" });
+}
+
 function showLive() {
   const time = stats.lastAt ? stats.lastAt.toLocaleTimeString() : "–";
-  ui.live.textContent = `Live: checked ${time} · version ${map.version} · ${stats.requests} checks, ` +
-    `${stats.notModified} unchanged (304) · last drawn in ${stats.lastDrawMs.toFixed(1)} ms`;
+  const drawn = stats.drawnSeats
+    ? ` · drawn ${stats.drawnSeats.toLocaleString()} seats in ${Math.round(stats.drawMs)} ms` : "";
+  const note = stats.lastMessage ? ` · ${stats.lastMessage}` : "";
+  const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+  ui.live.textContent = `Live: checked ${time} · version ${map.version} · ${plural(stats.requests, "check")}: ` +
+    `${stats.notModified} unchanged (304), ${stats.deltas} with changes, ${plural(stats.maps, "whole map")}` +
+    `${stats.gone ? `, ${stats.gone} gone (410)` : ""} · ${(stats.bytesPerSecond / 1000).toFixed(2)} KB/s ` +
+    `received (last 10 s)${drawn} · last change drawn in ${stats.lastDrawMs.toFixed(1)} ms${note}`;
 }
 
 document.addEventListener("visibilitychange", () => {
@@ -242,8 +331,9 @@ document.addEventListener("visibilitychange", () => {
 });
 
 // --- the map's shape and layout ------------------------------------------------------------------------------
+// The compact view: per section its shape and a letter per seat in seat-id order, row by row.
 function shapeOf(body) {
-  return body.sections.map((s) => `${s.section_id}:${s.seats.length}`).join(",");
+  return body.sections.map((s) => `${s.section_id}:${s.first_seat_id}:${s.rows}x${s.seats_per_row}`).join(",");
 }
 
 function applyMap(body) {
@@ -255,26 +345,58 @@ function applyMap(body) {
     buildShape(body);
     map.shape = shape;
     layout();
-  } else {
-    let k = 0;
-    for (const section of body.sections) {
-      for (const seat of section.seats) {
-        const status = STATUS_CODES[seat.status] ?? BOOKED;
-        if (map.status[k] !== status) {
-          map.status[k] = status;
-          drawSeat(k);
-        }
-        k++;
-      }
-    }
+    pruneSelection();
+    showCounts();
+    stats.drawnSeats = map.ids.length;
+    stats.drawMs = performance.now() - started; // read into the model, laid out, every seat painted
+    stats.lastDrawMs = stats.drawMs;
+    return;
+  }
+  let k = 0;
+  for (const section of body.sections) {
+    const letters = section.status;
+    for (let n = 0; n < letters.length; n++, k++) setStatus(k, LETTER_CODES[letters[n]] ?? BOOKED);
   }
   pruneSelection();
-  showCounts(body);
+  showCounts();
   stats.lastDrawMs = performance.now() - started;
 }
 
+// The changes since the version the page held: only those seats are repainted. False if one is unknown.
+function applyChanges(body) {
+  const started = performance.now();
+  let known = true;
+  for (const change of body.changes) {
+    const k = map.index.get(change.seat_id);
+    if (k === undefined) {
+      known = false;
+      continue;
+    }
+    setStatus(k, STATUS_CODES[change.status] ?? BOOKED);
+  }
+  stats.changedSeats += body.changes.length;
+  map.version = body.version;
+  if (body.changes.length) {
+    pruneSelection();
+    showCounts();
+  }
+  stats.lastDrawMs = performance.now() - started;
+  return known;
+}
+
+function setStatus(k, status) {
+  const old = map.status[k];
+  if (old === status) return;
+  map.status[k] = status;
+  map.counts[old]--;
+  map.counts[status]++;
+  const section = map.sections[map.sectionOf[k]];
+  section.available += (status === AVAILABLE) - (old === AVAILABLE);
+  drawSeat(k);
+}
+
 function buildShape(body) {
-  const count = body.sections.reduce((sum, s) => sum + s.seats.length, 0);
+  const count = body.sections.reduce((sum, s) => sum + s.status.length, 0);
   map.ids = new Int32Array(count);
   map.rows = new Int32Array(count);
   map.numbers = new Int32Array(count);
@@ -284,28 +406,34 @@ function buildShape(body) {
   map.y = new Float32Array(count);
   map.index = new Map();
   map.sections = [];
+  map.counts = [0, 0, 0];
   let k = 0;
   body.sections.forEach((section, s) => {
-    let rows = 0;
-    let cols = 0;
-    for (const seat of section.seats) {
-      rows = Math.max(rows, seat.row);
-      cols = Math.max(cols, seat.number);
-    }
+    const cols = section.seats_per_row;
+    const rows = Math.ceil(section.status.length / cols);
     const grid = new Int32Array(rows * cols).fill(-1);
     const start = k;
-    for (const seat of section.seats) {
-      map.ids[k] = seat.seat_id;
-      map.rows[k] = seat.row;
-      map.numbers[k] = seat.number;
+    let available = 0;
+    const letters = section.status;
+    for (let n = 0; n < letters.length; n++, k++) {
+      const status = LETTER_CODES[letters[n]] ?? BOOKED;
+      map.ids[k] = section.first_seat_id + n;
+      map.rows[k] = Math.floor(n / cols) + 1;
+      map.numbers[k] = (n % cols) + 1;
       map.sectionOf[k] = s;
-      map.status[k] = STATUS_CODES[seat.status] ?? BOOKED;
-      map.index.set(seat.seat_id, k);
-      grid[(seat.row - 1) * cols + (seat.number - 1)] = k;
-      k++;
+      map.status[k] = status;
+      map.counts[status]++;
+      available += status === AVAILABLE;
+      map.index.set(map.ids[k], k);
+      grid[n] = k;
     }
-    map.sections.push({ name: section.name, price: section.price, rows, cols, start, count: k - start, grid });
+    const text = document.createTextNode("");
+    const item = document.createElement("li");
+    item.append(Object.assign(document.createElement("strong"), { textContent: section.name }), text);
+    map.sections.push({ name: section.name, price: section.price, rows, cols, start, count: k - start, grid,
+      available, text, item });
   });
+  ui.sections.replaceChildren(...map.sections.map((section) => section.item));
   ui.title.textContent = `Performance ${body.performance_id}`;
   ui.strategy.replaceChildren("Strategy: ", Object.assign(document.createElement("strong"),
     { textContent: body.strategy }), ` — ${STRATEGY_NOTES[body.strategy] || ""}`);
@@ -445,24 +573,15 @@ function drawLegend() {
   }
 }
 
-function showCounts(body) {
-  let booked = 0;
-  let pending = 0;
-  for (const status of map.status) {
-    if (status === BOOKED) booked++;
-    else if (status === HELD) pending++;
-  }
-  const total = map.status.length;
+function showCounts() {
+  const [available, pending, booked] = map.counts;
   ui.booked.textContent = booked.toLocaleString();
   ui.pending.textContent = pending.toLocaleString();
-  ui.available.textContent = (total - booked - pending).toLocaleString();
-  ui.total.textContent = total.toLocaleString();
-  ui.sections.replaceChildren(...body.sections.map((section) => {
-    const item = document.createElement("li");
-    const name = Object.assign(document.createElement("strong"), { textContent: section.name });
-    item.append(name, `: ${section.available.toLocaleString()} of ${section.seats.length.toLocaleString()} available`);
-    return item;
-  }));
+  ui.available.textContent = available.toLocaleString();
+  ui.total.textContent = map.status.length.toLocaleString();
+  for (const section of map.sections) {
+    section.text.textContent = `: ${section.available.toLocaleString()} of ${section.count.toLocaleString()} available`;
+  }
 }
 
 // --- choosing seats ------------------------------------------------------------------------------------------
@@ -868,8 +987,9 @@ window.seatMapPage = Object.freeze({
     return `#${[r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
   },
   colours: COLOURS,
-  stats: () => ({ ...stats, version: map.version, etag: map.etag }),
+  stats: () => ({ ...stats, version: map.version }),
 });
+window.seatMapStats = stats; // live: what following the map has cost this tab (see stats above)
 
 const linked = Number(new URLSearchParams(location.hash.slice(1)).get("performance"));
 if (linked) showPerformance(linked);

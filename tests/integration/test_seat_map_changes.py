@@ -73,10 +73,14 @@ def letters_in_mysql(sql, performance_id: int, seat_ids: list[int]) -> dict[int,
     return {seat: taken.get(seat, "A") for seat in seat_ids}
 
 
+@pytest.mark.parametrize("frame_seconds", [0.0, 0.05], ids=["every-version", "frames"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_reader_of_deltas_ends_with_the_map_through_bookings_decisions_and_cancels(
-    strategy, services, new_performance, drain, sql
+    strategy, frame_seconds, services, new_performance, drain, sql, monkeypatch
 ) -> None:
+    """every-version: each delta leads to the version current when it is read; frames: to the version of
+    the render interval (SEAT_MAP_RENDER_SECONDS, short here), as in production."""
+    monkeypatch.setattr(services.seat_state, "_render_seconds", frame_seconds)
     created = new_performance(strategy=strategy, rows=3, seats_per_row=10)
     pid, first = created["performance_id"], created["sections"][0]["first_seat_id"]
     seat_ids = list(range(first, first + 30))
@@ -102,7 +106,9 @@ def test_a_reader_of_deltas_ends_with_the_map_through_bookings_decisions_and_can
     finally:
         stop.set()
         polling.join(timeout=30)
-    reader.poll()  # the last changes, after every writer is done
+    current = services.seat_store.version(pid)
+    while reader.version < current:  # the last changes, after every writer is done: within a frame or two
+        reader.poll()
 
     assert reader.errors == []
     fresh = DeltaReader(services, pid)

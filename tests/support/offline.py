@@ -116,7 +116,7 @@ def offline() -> Offline:
     bookings = InMemoryBookings(clock)
     catalogue_store = InMemoryCatalogue()
     fill_lock = RedisFillLock(client, PREFIX)
-    seat_state = SeatStateService(seat_store, bookings, fill_lock)
+    seat_state = SeatStateService(seat_store, bookings, fill_lock, clock=clock)
     idempotency = PowertoolsIdempotency(client, 3_600, f"{PREFIX}:idem")
     booking_queue, fifo_queue = RecordingQueue(), RecordingQueue()
     request_stream, changelog = RecordingStream(), RecordingStream()

@@ -268,16 +268,19 @@ def test_within_the_render_interval_every_process_serves_the_version_rendered_la
     for service in (system.seat_state, other_process):
         assert service.encoded_map(performance).version == rendered.version
     assert renders == [], "a map was rendered within the render interval"
-    # The map it serves names its own version, and deltas from there are exact: nothing is lost to a reader.
-    _, changed = changes(system, performance, rendered.version)
-    assert changed == {first: HELD, first + 1: HELD}
+    # The map it serves names its own version (the frame); deltas lead to the frame too: nothing to tell yet.
+    system.seat_state._render_seconds = 60
+    assert changes(system, performance, rendered.version) == (rendered.version, {})
 
-    system.redis.delete(system.seat_store.fresh_key(pid))  # the interval has passed
+    system.redis.delete(system.seat_store.frame_key(pid))  # the interval has passed
+    # Nothing was lost: the next frame's delta from the served version has both seats.
+    assert changes(system, performance, rendered.version)[1] == {first: HELD, first + 1: HELD}
+    system.redis.delete(system.seat_store.frame_key(pid))
     newest = other_process.encoded_map(performance)
     assert newest.version == rendered.version + 2
     assert newest.as_dict("compact")["sections"][0]["status"] == "HHAAAAAAAA"
     assert renders == [pid]
-    assert 0 < system.redis.pttl(system.seat_store.fresh_key(pid)) <= 60_000
+    assert 0 < system.redis.pttl(system.seat_store.frame_key(pid)) <= 60_000
 
 
 def test_with_no_render_interval_every_read_shows_the_newest_version(system: Offline) -> None:
@@ -287,4 +290,46 @@ def test_with_no_render_interval_every_read_shows_the_newest_version(system: Off
     system.seat_state.encoded_map(performance)
     book(system, performance, first)
     assert system.seat_state.encoded_map(performance).as_dict("compact")["sections"][0]["status"] == "HAAA"
-    assert not system.redis.exists(system.seat_store.fresh_key(performance.performance_id))
+    assert not system.redis.exists(system.seat_store.frame_key(performance.performance_id))
+
+
+def test_readers_of_deltas_in_one_render_interval_are_led_to_one_version(system: Offline) -> None:
+    """So that next time they send the same `since` and share one answer (a CDN's, a process's)."""
+    performance = system.new_performance("redis_async", rows=2, seats_per_row=5)
+    pid, first = performance.performance_id, performance.sections[0].first_seat_id
+    start = system.seat_state.encoded_map(performance).version
+    system.seat_state._render_seconds = 60
+    book(system, performance, first)
+    early_version, early = changes(system, performance, start)  # the first reader of the interval: its frame
+    book(system, performance, first + 1)
+    late_version, late = changes(system, performance, start)  # a later reader, the same interval
+
+    assert early_version == late_version == start + 1
+    assert early == late == {first: HELD}
+    # A reader ahead of the frame (it read a newer map) is told nothing yet, and keeps its own version.
+    assert system.seat_state.changes_since(performance, start + 2).view is None
+    assert system.seat_state.changes_since(performance, start + 2).version == start + 2
+    with pytest.raises(VersionGone):  # ahead of the map itself: never a version of it
+        system.seat_state.changes_since(performance, start + 3)
+
+    system.redis.delete(system.seat_store.frame_key(pid))  # the next interval
+    assert changes(system, performance, start + 1) == (start + 2, {first + 1: HELD})
+
+
+def test_a_process_answers_a_since_from_memory_within_the_cache_window(system: Offline) -> None:
+    performance = system.new_performance("redis_async", rows=1, seats_per_row=5)
+    first = performance.sections[0].first_seat_id
+    start = system.seat_state.encoded_map(performance).version
+    system.seat_state._map_cache_seconds = 1.0
+    book(system, performance, first)
+    answered = system.seat_state.changes_since(performance, start)
+    book(system, performance, first + 1)
+    reads: list[int] = []
+    real_read = system.seat_store.changes_since
+    system.seat_store.changes_since = lambda *args: reads.append(args[1]) or real_read(*args)  # type: ignore[method-assign]
+
+    assert system.seat_state.changes_since(performance, start) is answered  # 0 s later: from memory
+    assert reads == []
+    system.clock.advance(1.0)
+    assert changes(system, performance, start) == (start + 2, {first: HELD, first + 1: HELD})
+    assert reads == [start]
