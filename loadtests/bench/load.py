@@ -13,11 +13,11 @@ prints `done`. Three kinds of plan:
 * mixed: `concurrency` virtual users in closed loops for `duration` seconds; each request is a seat-map read
   with probability `read_ratio`, else a booking of 1-4 adjacent seats of one row, the row and first seat
   drawn uniformly or from a Zipf law over the seats (seat 0 the most wanted).
-* viewers: `viewers` people following one performance's seat map as the page does, each from a random phase:
-  a compact read (`?view=compact`), then, `interval` seconds after each answer, `?since=<version>` (304:
-  unchanged; 200: the changes applied to its own copy of the map; 410: the compact view read again at once,
-  with If-None-Match: the ETag of the compact view its copy came from), every read with
-  `Accept-Encoding: gzip` (bodies kept as they came; gzip decompressed here). Released by
+* viewers: `viewers` people following one performance's seat map as the page does (chalicelib/web/app.js),
+  each from a random phase: a compact read (`?view=compact`), then, `interval` seconds after each answer,
+  `?view=compact&since=<version>` (304: unchanged; 200: the changes applied to its own copy of the map; 410:
+  the compact view read again at once), every read with `Accept-Encoding: gzip` and no If-None-Match (the
+  page fetches with no-store; bodies kept as they came, gzip decompressed here). Released by
   `go`, they follow until a `stop` line (then the process prints `stopped`); a `final` line then makes every
   viewer poll once more and report its copy (version, digest of the status letters) so the orchestrator can
   compare it with the server's map; `exit` skips that.
@@ -273,8 +273,7 @@ class MapCopy:
     """A viewer's own copy of the map: the status letters of every seat, section after section in the order
     the server lists them (as the compact view has them), and the version they are at."""
 
-    def __init__(self, seat_map: dict, etag: str | None = None) -> None:
-        self.etag = etag  # of the compact view this copy was made from
+    def __init__(self, seat_map: dict) -> None:
         self.version: int = seat_map["version"]
         self.letters = bytearray()
         spans = []  # (first seat id, offset in letters)
@@ -317,19 +316,15 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
     phases = [rng.random() * interval for _ in range(spec["viewers"])]
     stopping = asyncio.Event()
 
-    async def read(
-        number: int, kind: str, params: dict, etag: str | None = None
-    ) -> tuple[int, dict | None, str | None]:
+    async def read(number: int, kind: str, params: dict) -> tuple[int, dict | None]:
         sent_at = time.time()
         sent = time.perf_counter()
         payload = b""
         try:
-            asked = {**headers, "If-None-Match": etag} if etag else headers
-            async with sessions[number].get(path, params=params, headers=asked) as response:
+            async with sessions[number].get(path, params=params, headers=headers) as response:
                 payload = await response.read()
                 status = response.status
                 coding = response.headers.get("Content-Encoding", "")
-                etag = response.headers.get("ETag")
         except TimeoutError:
             status = TIMEOUT
         except (aiohttp.ClientError, OSError):
@@ -349,29 +344,29 @@ async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, cont
             changes = len(body.get("changes", ()))
         if kind != "final":
             recorder.add(kind, status, done - sent, sent_at, done - started, len(payload), changes)
-        return status, body, etag
+        return status, body
 
-    async def whole(copy_of: int, kind: str, known: MapCopy | None) -> None:
-        """The compact view, with If-None-Match when the viewer has a copy from one (as the page keeps its
-        validator): a 304 keeps that copy."""
-        status, body, etag = await read(copy_of, kind, {"view": "compact"}, known.etag if known else None)
+    async def whole(copy_of: int, kind: str) -> None:
+        """The compact view, without If-None-Match (the page fetches with no-store and keeps no validator)."""
+        status, body = await read(copy_of, kind, {"view": "compact"})
         if status == 200:
-            copies[copy_of] = MapCopy(body, etag)
+            copies[copy_of] = MapCopy(body)
 
     async def follow(copy_of: int, kind: str = "since") -> None:
         """One step of viewer `copy_of`: the compact view if it has no copy, else a delta."""
         copy = copies[copy_of]
         if copy is None:
-            await whole(copy_of, "compact" if kind != "final" else kind, None)
+            await whole(copy_of, "compact" if kind != "final" else kind)
             return
-        status, body, _ = await read(copy_of, kind, {"since": str(copy.version)})
+        # As chalicelib/web/app.js asks: view=compact with since (the delta is the same for both views).
+        status, body = await read(copy_of, kind, {"view": "compact", "since": str(copy.version)})
         if status == 200:
             if "changes" in body:
                 copy.apply(body)
             else:  # a whole map (a server without deltas): start again from it
                 copies[copy_of] = MapCopy(body)
         elif status == 410:  # older than the history kept: the compact view again, at once
-            await whole(copy_of, "recompact" if kind != "final" else kind, copy)
+            await whole(copy_of, "recompact" if kind != "final" else kind)
 
     async def viewer(number: int) -> None:
         await asyncio.sleep(phases[number])
