@@ -94,8 +94,9 @@ test: install services lint localstack-venv
 test-faults: install services
 	$(PY) -m pytest -q -p no:cacheprovider -m fault
 
-# The benchmark (docs/benchmark.md, loadtests/README.md): the five strategies under 10,000-request bursts on a
-# stack of its own (granian, worker, LocalStack; database booking_bench), into loadtests/results/<timestamp>/.
+# The benchmark (docs/benchmark.md, loadtests/README.md): the five strategies under 10,000-request bursts, the
+# seat map's reads, and the bursts again while 2,000 viewers follow the map, on a stack of its own (granian,
+# worker, LocalStack; database booking_bench), into loadtests/results/<timestamp>/.
 # ARGS passes options: make bench ARGS="--strategies redis_async,db_lock --requests 2000"
 bench: install services localstack-venv
 	$(PY) -m loadtests.bench $(ARGS)

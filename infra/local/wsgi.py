@@ -206,7 +206,9 @@ def application(environ: dict, start_response: StartResponse) -> Iterable[bytes]
     return _application(environ, start_response)
 
 
-def serve(host: str, port: int, workers: int, threads: int, stage: str) -> None:
+def serve(
+    host: str, port: int, workers: int, threads: int, stage: str, backpressure: int | None = None
+) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -221,6 +223,10 @@ def serve(host: str, port: int, workers: int, threads: int, stage: str) -> None:
         # some of them wait, and the blocking pools (DB_POOL_SIZE, REDIS_POOL_SIZE) bound what they hold.
         blocking_threads=threads,
         backlog=2048,
+        # Connections each worker serves at once (granian's default: backlog / workers). An idle keep-alive
+        # connection holds its place: the bench's crowd (2,000 viewers, each on a connection of its own, as
+        # browsers are) raises it so the booking burst's connections are admitted beside them.
+        backpressure=backpressure,
     ).serve()
 
 
@@ -233,8 +239,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16, help="blocking threads per worker")
     parser.add_argument("--stage", default=os.environ.get("CHALICE_STAGE", "local"))
+    parser.add_argument(
+        "--backpressure", type=int, help="connections per worker at once (default: 2,048 / workers)"
+    )
     args = parser.parse_args()
-    serve(args.host, args.port, args.workers, args.threads, args.stage)
+    serve(args.host, args.port, args.workers, args.threads, args.stage, args.backpressure)
 
 
 if __name__ == "__main__":

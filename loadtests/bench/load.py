@@ -4,7 +4,7 @@
 
 It reads its plan, opens nothing yet, prints `ready` and waits for a line on stdin (the orchestrator starts
 every generator process first and then releases them together), runs the plan, writes what it saw to OUT and
-prints `done`. Two kinds of plan:
+prints `done`. Three kinds of plan:
 
 * burst: every request of the list is created at once (one coroutine each, `asyncio.gather`); at most
   `concurrency` of them hold a connection at a time (an `asyncio.Semaphore` of that size in front of an
@@ -13,21 +13,35 @@ prints `done`. Two kinds of plan:
 * mixed: `concurrency` virtual users in closed loops for `duration` seconds; each request is a seat-map read
   with probability `read_ratio`, else a booking of 1-4 adjacent seats of one row, the row and first seat
   drawn uniformly or from a Zipf law over the seats (seat 0 the most wanted).
+* viewers: `viewers` people following one performance's seat map as the page does (chalicelib/web/app.js),
+  each from a random phase: a compact read (`?view=compact`), then, `interval` seconds after each answer,
+  `?view=compact&since=<version>` (304: unchanged; 200: the changes applied to its own copy of the map; 410:
+  the compact view read again at once), every read with `Accept-Encoding: gzip` and no If-None-Match (the
+  page fetches with no-store; bodies kept as they came, gzip decompressed here). Released by
+  `go`, they follow until a `stop` line (then the process prints `stopped`); a `final` line then makes every
+  viewer poll once more and report its copy (version, digest of the status letters) so the orchestrator can
+  compare it with the server's map; `exit` skips that.
+
+Burst specs may add `headers` (sent with every request) and `auto_decompress: false` (bodies kept as they
+came: the byte counts are what crossed the wire, and the generator spends no CPU inflating them).
 
 The process measures its own CPU time (getrusage) so the report can tell whether the generator, not the
 server, was the limit. Output is column-wise lists, one entry per request, in plan order (burst) or in
-completion order (mixed).
+completion order (mixed, viewers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import json
 import random
 import resource
 import sys
+import threading
 import time
+import zlib
 from itertools import accumulate
 from typing import Any
 
@@ -67,8 +81,10 @@ class Recorder:
         self.done_at: list[float] = []  # seconds since the start signal
         self.booking_id: list[str | None] = []
         self.seat_ids: list[list[int] | None] = []
+        self.bytes: list[int] = []  # the answer's body as received (compressed, when it came so)
 
-    def add(self, kind, status, latency, queued, sent_at, done_at, booking_id, seat_ids) -> None:
+    def add(self, kind, status, latency, queued, sent_at, done_at, booking_id, seat_ids, size=0) -> None:
+        self.bytes.append(size)
         self.kind.append(kind)
         self.status.append(status)
         self.latency_ms.append(round(latency * 1000, 3))
@@ -88,19 +104,23 @@ error_samples: list[dict] = []  # the first answers of unexpected statuses, to s
 
 
 async def _call(
-    session: aiohttp.ClientSession, method: str, path: str, body: bytes | None
-) -> tuple[int, str | None]:
-    """-> (status, booking id of a 201/202)."""
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str | None, int]:
+    """-> (status, booking id of a 201/202, body bytes received)."""
+    if body is not None:
+        headers = {**(headers or {}), **JSON_HEADERS}
     try:
-        async with session.request(
-            method, path, data=body, headers=JSON_HEADERS if body is not None else None
-        ) as response:
+        async with session.request(method, path, data=body, headers=headers) as response:
             payload = await response.read()
             status = response.status
     except TimeoutError:
-        return TIMEOUT, None
+        return TIMEOUT, None, 0
     except (aiohttp.ClientError, OSError):
-        return TRANSPORT_ERROR, None
+        return TRANSPORT_ERROR, None, 0
     if status not in EXPECTED and len(error_samples) < SAMPLES_KEPT:
         error_samples.append(
             {
@@ -115,18 +135,24 @@ async def _call(
             booking_id = json.loads(payload).get("booking_id")
         except ValueError:
             booking_id = None
-    return status, booking_id
+    return status, booking_id, len(payload)
 
 
 def _session(spec: dict) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=spec["concurrency"], limit_per_host=0, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=spec["timeout"])
-    return aiohttp.ClientSession(spec["base_url"], connector=connector, timeout=timeout)
+    return aiohttp.ClientSession(
+        spec["base_url"],
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=spec.get("auto_decompress", True),
+    )
 
 
 async def run_burst(spec: dict, started: float, recorder: Recorder) -> None:
     slots = asyncio.Semaphore(spec["concurrency"])
     requests = spec["requests"]
+    headers = spec.get("headers") or None
     results: list[tuple | None] = [None] * len(requests)
 
     async def one(index: int, method: str, path: str, body: Any) -> None:
@@ -135,7 +161,7 @@ async def run_burst(spec: dict, started: float, recorder: Recorder) -> None:
         async with slots:
             sent = time.perf_counter()
             sent_at = time.time()
-            status, booking_id = await _call(session, method, path, payload)
+            status, booking_id, size = await _call(session, method, path, payload, headers)
             done = time.perf_counter()
         seats = body.get("seat_ids") if isinstance(body, dict) else None
         results[index] = (
@@ -147,6 +173,7 @@ async def run_burst(spec: dict, started: float, recorder: Recorder) -> None:
             done - started,
             booking_id,
             seats,
+            size,
         )
 
     async with _session(spec) as session:
@@ -193,7 +220,7 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
                 body = {"user_id": user_id, "seat_ids": seat_ids}
                 kind, method, path = "book", "POST", book_path
             sent_at = time.time()
-            status, booking_id = await _call(
+            status, booking_id, size = await _call(
                 session, method, path, json.dumps(body).encode() if body is not None else None
             )
             done = time.perf_counter()
@@ -206,10 +233,201 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
                 done - started,
                 booking_id,
                 body["seat_ids"] if body else None,
+                size,
             )
 
     async with _session(spec) as session:
         await asyncio.gather(*(user(n) for n in range(spec["concurrency"])))
+
+
+STATUS_LETTERS = {"AVAILABLE": ord("A"), "HELD": ord("H"), "BOOKED": ord("B")}
+VIEWER_EXPECTED = (200, 304, 410)
+
+
+class ViewerRecorder:
+    """One entry per seat-map read of the viewers, column-wise."""
+
+    def __init__(self) -> None:
+        self.kind: list[str] = []  # compact (the first read), since (a poll), recompact (after a 410)
+        self.status: list[int] = []
+        self.latency_ms: list[float] = []
+        self.sent_at: list[float] = []  # epoch seconds
+        self.done_at: list[float] = []  # seconds since the start signal
+        self.bytes: list[int] = []  # body bytes as received (gzip-compressed when the server sent it so)
+        self.changes: list[int] = []  # seats in a 200 delta
+
+    def add(self, kind, status, latency, sent_at, done_at, size, changes) -> None:
+        self.kind.append(kind)
+        self.status.append(status)
+        self.latency_ms.append(round(latency * 1000, 3))
+        self.sent_at.append(round(sent_at, 6))
+        self.done_at.append(round(done_at, 6))
+        self.bytes.append(size)
+        self.changes.append(changes)
+
+    def to_dict(self) -> dict[str, list]:
+        return dict(vars(self))
+
+
+class MapCopy:
+    """A viewer's own copy of the map: the status letters of every seat, section after section in the order
+    the server lists them (as the compact view has them), and the version they are at."""
+
+    def __init__(self, seat_map: dict) -> None:
+        self.version: int = seat_map["version"]
+        self.letters = bytearray()
+        spans = []  # (first seat id, offset in letters)
+        for section in seat_map["sections"]:
+            if "status" in section:  # compact view
+                first, text = section["first_seat_id"], section["status"].encode()
+            else:  # the full view (a server that ignores ?since= answers it)
+                seats = sorted(section["seats"], key=lambda seat: seat["seat_id"])
+                first = seats[0]["seat_id"] if seats else 0
+                text = bytes(STATUS_LETTERS[seat["status"]] for seat in seats)
+            spans.append((first, len(self.letters)))
+            self.letters += text
+        spans.sort()
+        self._firsts = [first for first, _ in spans]
+        self._offsets = [offset for _, offset in spans]
+
+    def apply(self, delta: dict) -> int:
+        for change in delta["changes"]:
+            seat_id = change["seat_id"]
+            i = bisect.bisect_right(self._firsts, seat_id) - 1
+            self.letters[self._offsets[i] + seat_id - self._firsts[i]] = STATUS_LETTERS[change["status"]]
+        self.version = delta["version"]
+        return len(delta["changes"])
+
+    def digest(self) -> str:
+        return hashlib.sha1(self.letters).hexdigest()
+
+
+def map_digest(seat_map: dict) -> str:
+    """What a viewer's MapCopy.digest() is for this map (compact view)."""
+    return MapCopy(seat_map).digest()
+
+
+async def run_viewers(spec: dict, started: float, recorder: ViewerRecorder, control: asyncio.Queue) -> dict:
+    rng = random.Random(spec["seed"])
+    interval = spec["interval"]
+    path = f"/performances/{spec['performance_id']}/seats"
+    headers = {"Accept-Encoding": "gzip"}
+    copies: list[MapCopy | None] = [None] * spec["viewers"]
+    phases = [rng.random() * interval for _ in range(spec["viewers"])]
+    stopping = asyncio.Event()
+
+    async def read(number: int, kind: str, params: dict) -> tuple[int, dict | None]:
+        sent_at = time.time()
+        sent = time.perf_counter()
+        payload = b""
+        try:
+            async with sessions[number].get(path, params=params, headers=headers) as response:
+                payload = await response.read()
+                status = response.status
+                coding = response.headers.get("Content-Encoding", "")
+        except TimeoutError:
+            status = TIMEOUT
+        except (aiohttp.ClientError, OSError):
+            status = TRANSPORT_ERROR
+        done = time.perf_counter()
+        body = None
+        if status == 200:
+            try:
+                body = json.loads(zlib.decompress(payload, 31) if coding == "gzip" else payload)
+            except (ValueError, zlib.error):
+                status = 0  # an unreadable answer: counted as an error
+        if status not in VIEWER_EXPECTED and len(error_samples) < SAMPLES_KEPT:
+            answer = payload[:300].decode("latin-1")
+            error_samples.append({"status": status, "request": f"GET {path} {params}", "answer": answer})
+        changes = 0
+        if body is not None and kind != "final":
+            changes = len(body.get("changes", ()))
+        if kind != "final":
+            recorder.add(kind, status, done - sent, sent_at, done - started, len(payload), changes)
+        return status, body
+
+    async def whole(copy_of: int, kind: str) -> None:
+        """The compact view, without If-None-Match (the page fetches with no-store and keeps no validator)."""
+        status, body = await read(copy_of, kind, {"view": "compact"})
+        if status == 200:
+            copies[copy_of] = MapCopy(body)
+
+    async def follow(copy_of: int, kind: str = "since") -> None:
+        """One step of viewer `copy_of`: the compact view if it has no copy, else a delta."""
+        copy = copies[copy_of]
+        if copy is None:
+            await whole(copy_of, "compact" if kind != "final" else kind)
+            return
+        # As chalicelib/web/app.js asks: view=compact with since (the delta is the same for both views).
+        status, body = await read(copy_of, kind, {"view": "compact", "since": str(copy.version)})
+        if status == 200:
+            if "changes" in body:
+                copy.apply(body)
+            else:  # a whole map (a server without deltas): start again from it
+                copies[copy_of] = MapCopy(body)
+        elif status == 410:  # older than the history kept: the compact view again, at once
+            await whole(copy_of, "recompact" if kind != "final" else kind)
+
+    async def viewer(number: int) -> None:
+        await asyncio.sleep(phases[number])
+        while not stopping.is_set():
+            await follow(number)
+            await asyncio.sleep(interval)  # the page: the next poll a second after this answer
+
+    async def stop_when_told() -> str:
+        while True:
+            line = await control.get()
+            if line in ("stop", "exit", ""):
+                stopping.set()
+                return line
+
+    async def last(number: int) -> None:
+        async with slots:
+            await follow(number, "final")
+
+    # A connection of its own for every viewer, kept alive between polls, as each browser holds one: a shared
+    # pool would open hundreds of new connections at once whenever reads slow down (the burst's start), and
+    # measure the server's accept queue rather than its reads. Bodies inflated here, sizes as received.
+    own = {**spec, "concurrency": 1, "auto_decompress": False}
+    sessions = [_session(own) for _ in range(spec["viewers"])]
+    slots = asyncio.Semaphore(min(spec["viewers"], 200))
+    final: dict[tuple, int] = {}
+    try:
+        tasks = [asyncio.ensure_future(viewer(n)) for n in range(spec["viewers"])]
+        told = await stop_when_told()
+        await asyncio.gather(*tasks)
+        stopped_at = time.perf_counter() - started
+        cpu_at_stop = cpu_seconds()
+        print("stopped", flush=True)
+        if told == "stop" and await control.get() == "final":
+            await asyncio.gather(*(last(n) for n in range(spec["viewers"])))
+            for copy in copies:
+                key = (copy.version, copy.digest()) if copy is not None else (None, None)
+                final[key] = final.get(key, 0) + 1
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
+    return {
+        "viewers": spec["viewers"],
+        "interval": interval,
+        "stopped_at": stopped_at,
+        "cpu_at_stop": cpu_at_stop,
+        "final_copies": [[version, digest, count] for (version, digest), count in final.items()],
+    }
+
+
+def _control_queue(loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
+    """The orchestrator's lines (stop, final, exit) as a queue of the loop."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def reader() -> None:
+        while True:
+            line = sys.stdin.readline()
+            loop.call_soon_threadsafe(queue.put_nowait, line.strip())
+            if not line or line.strip() in ("exit", "final"):
+                return
+
+    threading.Thread(target=reader, daemon=True).start()
+    return queue
 
 
 def main(argv: list[str]) -> int:
@@ -219,16 +437,29 @@ def main(argv: list[str]) -> int:
     fd_limit = raise_fd_limit(spec["concurrency"] + 256)
     print("ready", flush=True)
     sys.stdin.readline()
-    recorder = Recorder()
+    viewers = spec["kind"] == "viewers"
+    recorder = ViewerRecorder() if viewers else Recorder()
     cpu_before = cpu_seconds()
     started = time.perf_counter()
-    runner = run_burst if spec["kind"] == "burst" else run_mixed
+    extra: dict = {}
+
+    async def run() -> None:
+        if viewers:
+            control = _control_queue(asyncio.get_running_loop())
+            extra.update(await run_viewers(spec, started, recorder, control))
+            return
+        runner = run_burst if spec["kind"] == "burst" else run_mixed
+        await runner(spec, started, recorder)
+
     if spec.get("uvloop", True) and uvloop is not None:
-        uvloop.run(runner(spec, started, recorder))  # about a third less CPU per request than asyncio's loop
+        uvloop.run(run())  # about a third less CPU per request than asyncio's loop
     else:
-        asyncio.run(runner(spec, started, recorder))
+        asyncio.run(run())
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_before
+    if viewers:  # the following, not the final check: what the crowd cost this process
+        wall = extra["stopped_at"]
+        cpu = extra.pop("cpu_at_stop") - cpu_before
     with open(out_file, "w") as f:
         json.dump(
             {
@@ -238,6 +469,7 @@ def main(argv: list[str]) -> int:
                 "fd_limit": fd_limit,
                 "concurrency": spec["concurrency"],
                 "error_samples": error_samples,
+                **extra,
                 **recorder.to_dict(),
             },
             f,

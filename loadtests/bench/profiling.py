@@ -86,11 +86,23 @@ class CpuMeter:
                         total += times.user + times.system
         return total
 
+    def add_group(self, name: str, pids: list[int]) -> None:
+        """Another group (before start(): e.g. the load generator processes once they exist)."""
+        self._groups[name] = pids
+
+    def snapshot(self) -> dict[str, float]:
+        """Every group's CPU seconds so far (two snapshots' difference: a window's CPU, see `between`)."""
+        return {name: self._cpu(pids) for name, pids in self._groups.items()}
+
+    @staticmethod
+    def between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: round(after[name] - before[name], 2) for name in before}
+
     def start(self) -> None:
-        self._before = {name: self._cpu(pids) for name, pids in self._groups.items()}
+        self._before = self.snapshot()
 
     def stop(self) -> dict[str, float]:
-        return {name: round(self._cpu(pids) - self._before[name], 2) for name, pids in self._groups.items()}
+        return self.between(self._before, self.snapshot())
 
 
 def find_pids(*names: str) -> list[int]:

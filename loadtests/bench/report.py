@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK_PAGE = ROOT / "docs" / "benchmark.md"
 TABLE_START = "<!-- bench-table:start -->"
 TABLE_END = "<!-- bench-table:end -->"
-CHARTS = ("latency.png", "throughput.png", "confirm.png")
+CHARTS = ("latency.png", "throughput.png", "confirm.png", "reads.png")
 GENERATOR_SATURATED_PERCENT = 85.0
 
 # Targets of the issue, reported as met or missed (never adjusted to the numbers).
@@ -21,6 +21,24 @@ TARGET_RPS = 5_000
 TARGET_P99_MS = 500
 TARGET_SHARE_OF_NOOP = 0.5
 TARGET_SHARE_OF_CEILING = 0.8
+TARGET_READ_CPU_OF_PING = 2.0  # server CPU per seat-map read (5,000 seats, gzip) ÷ /ping's per request
+TARGET_CROWD_SHARE = 0.7  # booking throughput with the viewers ÷ the same burst without them
+ONCE_LABELS = {
+    sc.BASELINE: "(do-nothing `GET /ping`)",
+    sc.READ_FULL: "(seat map, `GET …/seats`, gzip)",
+    sc.READ_COMPACT: "(seat map, `GET …/seats?view=compact`, gzip)",
+}
+
+
+def label(run: dict) -> str:
+    """The strategy column: the strategy, or what a once-per-bench run read."""
+    if run["strategy"]:
+        return f"`{run['strategy']}`"
+    return ONCE_LABELS.get(run["scenario"], "—")
+
+
+def short_label(run: dict) -> str:
+    return run["strategy"] or {sc.BASELINE: "(noop)"}.get(run["scenario"], "(reads)")
 
 
 def _num(value, digits: int = 0) -> str:
@@ -50,7 +68,7 @@ def comparison_table(results: dict) -> str:
             "| "
             + " | ".join(
                 [
-                    f"`{run['strategy']}`" if run["strategy"] else "(do-nothing `GET /ping`)",
+                    label(run),
                     run["scenario"],
                     _num(run["requests"]),
                     _num(run["concurrency"]),
@@ -131,6 +149,53 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
                         verdict(share >= TARGET_SHARE_OF_NOOP),
                     )
                 )
+    for scenario in sc.MIXED:
+        for strategy in sc.STRATEGIES:
+            run = _run(results, strategy, scenario)
+            if run and noop and noop["throughput_rps"]:
+                share = run["throughput_rps"] / noop["throughput_rps"]
+                rows.append(
+                    (
+                        f"`{strategy}` {scenario} ≥ 50 % of the do-nothing endpoint's throughput",
+                        f"{share:.0%} ({_num(run['throughput_rps'])} of "
+                        f"{_num(noop['throughput_rps'])} req/s)",
+                        verdict(share >= TARGET_SHARE_OF_NOOP),
+                    )
+                )
+    ping_ms = server_ms_per_request(noop) if noop else None
+    for scenario in sc.READS:
+        run = _run(results, None, scenario)
+        read_ms = server_ms_per_request(run) if run else None
+        if read_ms is not None and ping_ms:
+            view = "compact" if scenario == sc.READ_COMPACT else "full"
+            rows.append(
+                (
+                    f"Server CPU per seat-map read (5,000 seats, {view} view, gzip) ≤ "
+                    f"{TARGET_READ_CPU_OF_PING:g} × `/ping`'s ({scenario})",
+                    f"CPU per read ÷ /ping {read_ms / ping_ms:.2f} ({read_ms:.3f} vs {ping_ms:.3f} ms per "
+                    f"request; {_num(run.get('bytes_per_response'))} bytes per answer)",
+                    verdict(read_ms / ping_ms <= TARGET_READ_CPU_OF_PING),
+                )
+            )
+    for strategy in sc.STRATEGIES:
+        crowd, solo = _run(results, strategy, sc.CROWD), _run(results, strategy, sc.CROWD_SOLO)
+        if not crowd or not crowd.get("viewers"):
+            continue
+        viewers = crowd["viewers"]
+        p99 = (viewers["latency_ms"].get("burst") or {}).get("p99")
+        errors = crowd["errors"] + viewers["errors"]
+        share = crowd["throughput_rps"] / solo["throughput_rps"] if solo and solo["throughput_rps"] else None
+        rows.append(
+            (
+                f"`{strategy}` crowd: booking throughput with {_num(viewers['viewers'])} viewers ≥ "
+                f"{TARGET_CROWD_SHARE:.0%} of the same burst without them; 0 errors; read p99 written down",
+                (f"{share:.0%}" if share is not None else "— (no crowd-solo run)")
+                + f" ({_num(crowd['throughput_rps'])} of {_num((solo or {}).get('throughput_rps'))} req/s); "
+                f"errors: {crowd['errors']} bookings, {viewers['errors']} reads; read p99 during the burst "
+                f"{_num(p99)} ms",
+                verdict(None if share is None else share >= TARGET_CROWD_SHARE and errors == 0),
+            )
+        )
     for scenario in (sc.HOT_SEAT, sc.HOT_SECTION):
         run = _run(results, "db_lock", scenario)
         if run:
@@ -170,8 +235,23 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
 
 
 def server_ms_per_request(run: dict) -> float | None:
+    """Server CPU per request of the load window (a crowd's: the burst's window, its bookings and the viewers'
+    reads sent meanwhile)."""
     cpu = (run.get("cpu_seconds_during_load") or {}).get("server")
-    return 1000 * cpu / run["requests"] if cpu is not None and run["requests"] else None
+    requests = run["requests"] + ((run.get("viewers") or {}).get("reads") or {}).get("burst", 0)
+    return 1000 * cpu / requests if cpu is not None and requests else None
+
+
+def crowd_read_ms(crowd: dict, solo: dict | None) -> float | None:
+    """Server CPU per viewer read during the burst, by difference: (the crowd's server CPU in the burst's
+    window − the same burst's without viewers) ÷ the reads sent in that window."""
+    viewers = crowd.get("viewers") or {}
+    reads = (viewers.get("reads") or {}).get("burst")
+    with_cpu = (crowd.get("cpu_seconds_during_load") or {}).get("server")
+    without = ((solo or {}).get("cpu_seconds_during_load") or {}).get("server")
+    if not reads or with_cpu is None or without is None:
+        return None
+    return 1000 * (with_cpu - without) / reads
 
 
 def busy_share(run: dict, cores: int) -> float | None:
@@ -242,7 +322,7 @@ def cpu_table(results: dict) -> str:
             "| "
             + " | ".join(
                 [
-                    run["strategy"] or "(noop)",
+                    short_label(run),
                     run["scenario"],
                     f"{run['duration_seconds']:.1f}",
                     *(f"{cpu.get(p, 0):.1f}" for p in parts),
@@ -264,7 +344,7 @@ def details_table(results: dict) -> str:
         "|" + "---|" * 9,
     ]
     for run in results["runs"]:
-        if run["scenario"] == sc.BASELINE:
+        if run["scenario"] in sc.ONCE:
             continue
         outcomes = run.get("async_outcomes")
         final = ", ".join(f"{v} {k.lower()}" for k, v in outcomes.items() if v) if outcomes else "—"
@@ -289,6 +369,94 @@ def details_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _mb(value) -> str:
+    return "—" if value is None else f"{value / 1e6:,.2f}"
+
+
+def reads_table(results: dict) -> str:
+    """The read bursts next to /ping: what a seat-map read costs the server."""
+    noop = _run(results, None, sc.BASELINE)
+    ping_ms = server_ms_per_request(noop) if noop else None
+    rows = [r for r in (noop, *(_run(results, None, s) for s in sc.READS)) if r]
+    if not rows:
+        return "(no read runs)"
+    lines = [
+        "| what | requests | req/s | p50 / p95 / p99 ms | bytes per answer | MB/s received | server CPU ms "
+        "per request | CPU per read ÷ /ping | generator CPU |",
+        "|" + "---|" * 9,
+    ]
+    for run in rows:
+        ms = server_ms_per_request(run)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label(run),
+                    _num(run["requests"]),
+                    _num(run["throughput_rps"]),
+                    " / ".join(_lat(run["latency_ms"], ("p50", "p95", "p99"))),
+                    _num(run.get("bytes_per_response")),
+                    _mb(run.get("bytes_per_second")),
+                    f"{ms:.3f}" if ms is not None else "—",
+                    f"{ms / ping_ms:.2f}" if ms is not None and ping_ms else "—",
+                    f"{run['generator']['cpu_percent_of_one_core']:.0f} %",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def crowd_table(results: dict) -> str:
+    """Each strategy's burst with and without the viewers, and what the viewers saw."""
+    noop = _run(results, None, sc.BASELINE)
+    ping_ms = server_ms_per_request(noop) if noop else None
+    lines = [
+        "| strategy | viewers | booking req/s without → with viewers | with ÷ without | reads/s "
+        "| read p50 / p99 ms | KB/s to viewers | 304 / 200 / 410 | changes received "
+        "| errors (bookings, reads) | server ms per poll, idle (÷ /ping) | server ms per read in the burst "
+        "| generator CPU: burst, viewers | maps equal to the server's |",
+        "|" + "---|" * 14,
+    ]
+    found = False
+    for strategy in sc.STRATEGIES:
+        crowd, solo = _run(results, strategy, sc.CROWD), _run(results, strategy, sc.CROWD_SOLO)
+        if not crowd or not crowd.get("viewers"):
+            continue
+        found = True
+        v = crowd["viewers"]
+        latency = v["latency_ms"].get("burst") or {}
+        share = crowd["throughput_rps"] / solo["throughput_rps"] if solo and solo["throughput_rps"] else None
+        idle = v.get("server_ms_per_read_idle")
+        marginal = crowd_read_ms(crowd, solo)
+        polls = v["by_kind"].get("since", {})
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{strategy}`",
+                    _num(v["viewers"]),
+                    f"{_num((solo or {}).get('throughput_rps'))} → {_num(crowd['throughput_rps'])}",
+                    f"{share:.0%}" if share is not None else "—",
+                    _num(v["reads_per_second"].get("burst")),
+                    " / ".join(_lat(latency, ("p50", "p99"))),
+                    _num((v["bytes_per_second"].get("burst") or 0) / 1000),
+                    " / ".join(_num(polls.get(k, 0)) for k in ("304", "200", "410")),
+                    _num(v["changes_received"]),
+                    f"{crowd['errors']}, {v['errors']}",
+                    (f"{idle:.3f}" if idle is not None else "—")
+                    + (f" ({idle / ping_ms:.2f})" if idle is not None and ping_ms else ""),
+                    f"{marginal:.3f}" if marginal is not None else "—",
+                    f"{crowd['generator']['cpu_percent_of_one_core']:.0f} %, "
+                    f"{viewer_generator_percent(crowd) or 0:.0f} % × {v['generator']['processes']}",
+                    f"{_num(v['converged'])} / {_num(v['viewers'])}",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) if found else "(no crowd runs)"
+
+
 PROFILE_VIEWS = (
     ("server_gil", "server, samples holding the GIL (where its Python CPU goes), by area"),
     (
@@ -306,13 +474,25 @@ def anomalies(results: dict) -> list[str]:
         ghosts = run.get("unanswered_bookings") or (run.get("audit") or {}).get("unanswered_bookings")
         if ghosts:
             out.append(
-                f"{run['strategy']} {run['scenario']}: {ghosts} booking(s) in MySQL that no answer mentioned "
-                f"(e.g. {', '.join((run.get('audit') or {}).get('unanswered_sample', [])[:2])}): a request "
-                "was carried out twice, its twin's answer never reached the client."
+                f"{short_label(run)} {run['scenario']}: {ghosts} booking(s) in MySQL that no answer "
+                f"mentioned (e.g. {', '.join((run.get('audit') or {}).get('unanswered_sample', [])[:2])}): "
+                "a request was carried out twice, its twin's answer never reached the client."
+            )
+        viewers = run.get("viewers") or {}
+        for sample in viewers.get("error_samples") or []:
+            out.append(
+                f"{run['strategy']} {run['scenario']} (a viewer's read): HTTP {sample['status']} to "
+                f"`{sample['request'][:120]}`: `{sample['answer'][:200]}`"
+            )
+        if viewers and viewers["converged"] != viewers["viewers"]:
+            out.append(
+                f"{run['strategy']} {run['scenario']}: {viewers['viewers'] - viewers['converged']} viewer(s) "
+                f"ended with a map other than the server's (version {viewers['final_version']}): "
+                f"{viewers['diverged_sample']}"
             )
         for sample in run.get("error_samples") or []:
             out.append(
-                f"{run['strategy'] or 'do-nothing'} {run['scenario']}: HTTP {sample['status']} to "
+                f"{short_label(run)} {run['scenario']}: HTTP {sample['status']} to "
                 f"`{sample['request'][:120]}`: `{sample['answer'][:200]}`"
             )
     return out
@@ -350,13 +530,30 @@ def profile_section(results: dict) -> str:
     return "\n\n".join(blocks) if blocks else "(no profiled run: `--profile-run STRATEGY:SCENARIO` adds one)"
 
 
+def viewer_generator_percent(run: dict) -> float | None:
+    """The viewers' generator processes' CPU during the burst, % of one core per process."""
+    viewers = run.get("viewers") or {}
+    return ((viewers.get("generator") or {}).get("cpu_percent_of_one_core") or {}).get("burst")
+
+
 def generator_note(results: dict) -> str:
     busy = [
-        f"{r['strategy'] or 'noop'} {r['scenario']} ({r['generator']['cpu_percent_of_one_core']:.0f} %)"
+        f"{short_label(r)} {r['scenario']} ({r['generator']['cpu_percent_of_one_core']:.0f} %)"
         for r in results["runs"]
         if r["generator"]["cpu_percent_of_one_core"] >= GENERATOR_SATURATED_PERCENT
     ]
-    peak = max((r["generator"]["cpu_percent_of_one_core"] for r in results["runs"]), default=0)
+    busy += [
+        f"{r['strategy']} {r['scenario']}, the viewers' process(es) ({viewer_generator_percent(r):.0f} %)"
+        for r in results["runs"]
+        if (viewer_generator_percent(r) or 0) >= GENERATOR_SATURATED_PERCENT
+    ]
+    peak = max(
+        (
+            max(r["generator"]["cpu_percent_of_one_core"], viewer_generator_percent(r) or 0)
+            for r in results["runs"]
+        ),
+        default=0,
+    )
     if busy:
         return (
             "The load generator was near one core's worth of CPU "
@@ -402,6 +599,13 @@ def benchmark_table_block(results: dict, folder: str) -> str:
             "the client's send to the booking's final row in MySQL.",
             "",
             comparison_table(results),
+            "",
+            "Seat-map reads (5,000 seats, gzip) against `/ping`, and each strategy's burst with and without "
+            "the viewers (definitions: [loadtests/README.md](../loadtests/README.md#reads-and-crowds)):",
+            "",
+            reads_table(results),
+            "",
+            crowd_table(results),
             TABLE_END,
         ]
     )
@@ -446,6 +650,27 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
         "| target | measured | |",
         "|---|---|---|",
         *(f"| {t} | {m} | {v} |" for t, m, v in target_rows),
+        "",
+        "## Seat-map reads and crowds",
+        "",
+        "Read bursts: the hot-seat burst's size and concurrency against one 5,000-seat performance's map, "
+        "unchanged, with `Accept-Encoding: gzip`; bytes are bodies as received (compressed); server CPU per "
+        "request is all granian processes' CPU during the burst ÷ its requests, next to `/ping`'s.",
+        "",
+        reads_table(results),
+        "",
+        "Crowds: each strategy's booking burst over the front 200 seats of a 5,000-seat map without "
+        "viewers (`crowd-solo`) and, right after, on a fresh performance, the same burst while the viewers "
+        "follow the map (compact read, then `?since=` every second after each answer, gzip). Reads, "
+        "latencies, bytes and statuses count the viewers' reads sent while the burst ran (304 / 200 / 410: "
+        "polls); server ms per poll, idle: the server's CPU while the viewers followed an unchanged map "
+        "before the burst ÷ the reads meanwhile (all 304s); server ms per read in the burst: (the crowd's "
+        "server CPU in the burst's window − the same burst's without viewers) ÷ the reads sent in it, an "
+        "estimate by difference. Generator CPU: % of one core of the burst's process, and of each viewers' "
+        "process during the burst. Maps equal: after the drain every viewer polls once more and its copy "
+        "must be the server's.",
+        "",
+        crowd_table(results),
         "",
         "## Details",
         "",
@@ -535,7 +760,7 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
                 ]
                 xs = [i + (j - 1) * width for i in range(len(strategies))]
                 ax.bar(xs, values, width, label=key, color=colors[key])
-            if noop and noop["latency_ms"] and scenario in (sc.HOT_SEAT, sc.HOT_SECTION):
+            if noop and noop["latency_ms"] and scenario in (sc.HOT_SEAT, sc.HOT_SECTION, *sc.CROWDS):
                 ax.axhline(
                     noop["latency_ms"]["p99"], color="gray", linestyle="--", linewidth=1, label="noop p99"
                 )
@@ -557,7 +782,7 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
     if scenarios and strategies:
         fig, ax = plt.subplots(figsize=(10, 4.8))
         width = 0.8 / len(scenarios)
-        palette = ["#4c72b0", "#55a868", "#8172b2", "#ccb974"]
+        palette = ["#4c72b0", "#55a868", "#8172b2", "#ccb974", "#64b5cd", "#c44e52"]
         for j, scenario in enumerate(scenarios):
             values = [(_run(results, s, scenario) or {}).get("throughput_rps", 0) for s in strategies]
             xs = [i + (j - (len(scenarios) - 1) / 2) * width for i in range(len(strategies))]
@@ -587,7 +812,12 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    # 3. time to a final status, asynchronous strategies
+    # 3. seat-map reads: server CPU per request next to /ping's; the viewers' read latency per strategy
+    path = _reads_chart(plt, results, out_dir, subtitle, colors)
+    if path is not None:
+        written.append(path)
+
+    # 4. time to a final status, asynchronous strategies
     asyncs = [s for s in sc.ASYNC_STRATEGIES if s in strategies]
     if asyncs and with_confirm:
         fig, axes = _panels(plt, len(with_confirm))
@@ -616,6 +846,60 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _reads_chart(plt, results: dict, out_dir: Path, subtitle: str, colors: dict) -> Path | None:
+    once = [r for r in (_run(results, None, s) for s in sc.ONCE) if r and server_ms_per_request(r)]
+    crowds = [
+        (s, r) for s in sc.STRATEGIES if (r := _run(results, s, sc.CROWD)) and r.get("viewers") is not None
+    ]
+    if not once and not crowds:
+        return None
+    fig, axes = _panels(plt, 2 if once and crowds else 1)
+    if once:
+        ax = axes[0]
+        names = [{sc.BASELINE: "/ping"}.get(r["scenario"], r["scenario"]) for r in once]
+        values = [server_ms_per_request(r) for r in once]
+        idle = [
+            (f"crowd poll\n{s}", r["viewers"]["server_ms_per_read_idle"])
+            for s, r in crowds
+            if r["viewers"].get("server_ms_per_read_idle") is not None
+        ]
+        names += [name for name, _ in idle]
+        values += [value for _, value in idle]
+        bars = ax.bar(range(len(values)), values, color="#4c72b0")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=2)
+        ping = server_ms_per_request(once[0]) if once[0]["scenario"] == sc.BASELINE else None
+        if ping:
+            ax.axhline(
+                TARGET_READ_CPU_OF_PING * ping, color="gray", linestyle="--", linewidth=1, label="2 × /ping"
+            )
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, fontsize=7, rotation=35, ha="right")
+        ax.set_ylabel("server CPU per request, ms")
+        ax.set_title("server CPU per request (5,000-seat map, gzip; crowd: idle polls)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    if crowds:
+        ax = axes[-1]
+        width = 0.26
+        for j, key in enumerate(("p50", "p95", "p99")):
+            values = [(r["viewers"]["latency_ms"].get("burst") or {}).get(key, 0) for _, r in crowds]
+            xs = [i + (j - 1) * width for i in range(len(crowds))]
+            ax.bar(xs, values, width, label=key, color=colors[key])
+        ax.set_xticks(range(len(crowds)))
+        ax.set_xticklabels([s for s, _ in crowds], fontsize=8)
+        _plain_log_axis(ax)
+        ax.set_ylabel("viewers' read latency, ms (log)")
+        ax.set_title(f"crowd: {crowds[0][1]['viewers']['viewers']:,} viewers' reads during the burst")
+        ax.grid(axis="y", alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Seat-map reads\n{subtitle}", fontsize=10)
+    fig.tight_layout()
+    path = out_dir / "reads.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_all(results: dict, out_dir: Path, charts: bool = True) -> Path:

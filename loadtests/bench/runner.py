@@ -2,8 +2,11 @@
 
 Each run creates a fresh performance through POST /admin/events with the run's strategy, opens its seat map
 once (as a buyer would before clicking; it also loads the map into Redis), releases the load generator
-process(es), waits for the consumers to drain and audits. Results, report and charts are written even when
-an invariant fails; the exit status then says so.
+process(es), waits for the consumers to drain and audits. The read bursts share one performance (made once per
+bench with the first strategy). A crowd run starts the viewers' generator process(es) first, releases the
+booking burst once they are following, stops them after it, and after the audit has every viewer compare its
+copy of the map with the server's. Results, report and charts are written even when an invariant fails; the
+exit status then says so.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import contextlib
 import json
 import os
 import platform
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,10 +45,17 @@ class BenchProfile:
     drain_timeout: float
     request_timeout: float
     generators: int = 1
+    viewers: int = 2_000  # crowd: people following the seat map while the burst runs
+    viewer_interval: float = 1.0  # seconds from a viewer's answer to its next poll (the page's REFRESH_MS)
+    viewer_generators: int = 1  # processes the viewers are spread over (the burst has its own)
+    crowd_warmup: float = 4.0  # viewer intervals the viewers follow before the burst is released
+    crowd_tail: float = 2.0  # viewer intervals they go on following after its last answer
 
 
 FULL = BenchProfile("full", 10_000, 1_000, 1_000, 20, 64, 1_000, 500, 600, 120)
-SMOKE = BenchProfile("smoke", 300, 100, 300, 3, 16, 100, 50, 120, 60)
+SMOKE = BenchProfile(
+    "smoke", 300, 100, 300, 3, 16, 100, 50, 120, 60, viewers=50, crowd_warmup=2.5, crowd_tail=1.5
+)
 PROFILES = {"full": FULL, "smoke": SMOKE}
 
 
@@ -58,18 +70,22 @@ class Plan:
     progress: bool = True
     seed: int = 7
     notes: list[str] = field(default_factory=list)
+    crowd_strategies: tuple[str, ...] | None = None  # None: every strategy benched
 
     def runs(self) -> list[tuple[str | None, str]]:
-        order: list[tuple[str | None, str]] = []
-        if sc.BASELINE in self.scenarios:
-            order.append((None, sc.BASELINE))
+        order: list[tuple[str | None, str]] = [(None, s) for s in sc.ONCE if s in self.scenarios]
         for scenario in sc.PER_STRATEGY:
-            if scenario in self.scenarios:
+            if scenario in self.scenarios and scenario not in sc.CROWDS:
                 order.extend(
                     (strategy, scenario)
                     for strategy in self.strategies
                     if scenario != sc.DRAIN or strategy in sc.ASYNC_STRATEGIES
                 )
+        # Each strategy's crowd right after the same burst without viewers (selecting crowd selects both):
+        # the ratio of the two compares runs minutes, not a quarter of an hour, apart.
+        crowds = [s for s in sc.CROWDS if s in self.scenarios or sc.CROWD in self.scenarios]
+        crowded = self.strategies if self.crowd_strategies is None else self.crowd_strategies
+        order.extend((strategy, scenario) for strategy in crowded for scenario in crowds)
         return order
 
 
@@ -92,6 +108,111 @@ def _http_json(method: str, url: str, body: dict | None = None, headers: dict | 
         request.add_header(name, value)
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
+
+
+def _http_get(url: str, headers: dict | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.read()
+
+
+def _sleep_until(moment: float) -> None:
+    left = moment - time.perf_counter()
+    if left > 0:
+        time.sleep(left)
+
+
+class Generators:
+    """Load generator processes (loadtests/bench/load.py), one per spec: started (each prints `ready`), sent
+    lines (`go`; the viewers also `stop`, then `final` or `exit`), waited for, their outputs read."""
+
+    def __init__(self, specs: list[dict]) -> None:
+        self._work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+        self.processes: list[subprocess.Popen] = []
+        try:
+            for i, spec in enumerate(specs):
+                (self._work / f"spec-{i}.json").write_text(json.dumps(spec))
+                self.processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "loadtests.bench.load",
+                            str(self._work / f"spec-{i}.json"),
+                            str(self._work / f"out-{i}.json"),
+                        ],
+                        cwd=PROJECT_DIR,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            for process in self.processes:
+                if process.stdout.readline().strip() != "ready":
+                    raise RuntimeError("a load generator failed to start")
+        except BaseException:
+            self.close()
+            raise
+
+    def pids(self, indices) -> list[int]:
+        return [self.processes[i].pid for i in indices]
+
+    def send(self, indices, line: str) -> None:
+        for i in indices:
+            self.processes[i].stdin.write(line + "\n")
+            self.processes[i].stdin.flush()
+
+    def expect(self, indices, word: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for i in indices:
+            stdout = self.processes[i].stdout
+            ready, _, _ = select.select([stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or stdout.readline().strip() != word:
+                raise RuntimeError(f"a load generator did not say {word!r} within {timeout:.0f} s")
+
+    def wait(self, indices, timeout: float) -> None:
+        for i in indices:
+            process = self.processes[i]
+            process.wait(timeout=timeout)
+            if process.returncode != 0:
+                raise RuntimeError(f"a load generator exited with {process.returncode}")
+
+    def output(self, i: int) -> dict:
+        return json.loads((self._work / f"out-{i}.json").read_text())
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self._work, ignore_errors=True)
+
+
+@dataclass
+class Crowd:
+    """A crowd run's viewers after the burst: their processes (following through the drain, then told
+    `stop`, after the audit `final`), the moments (epoch seconds) and CPU snapshots of the run's windows."""
+
+    generators: Generators
+    viewers: list[int]  # indices of the viewer processes in `generators`
+    meter: object  # the run's CpuMeter
+    marks: dict[str, float] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.snapshots[name] = self.meter.snapshot()
+        self.marks[name] = time.time()
+
+    def cpu(self, start: str, end: str) -> dict[str, float]:
+        from loadtests.bench.profiling import CpuMeter
+
+        return CpuMeter.between(self.snapshots[start], self.snapshots[end])
+
+    def seconds(self, start: str, end: str) -> float:
+        return self.marks[end] - self.marks[start]
+
+    def close(self) -> None:
+        self.generators.close()
 
 
 def machine_info() -> dict:
@@ -171,6 +292,8 @@ class Bench:
         self._bar = None
         self._auditor = None
         self._reconciler = None
+        self._read_layout = None  # the read bursts' performance, made once
+        self._warm: set[str] = set()  # strategies that have served a run (or a warm-up) in this bench
 
     # --- output ---------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -331,6 +454,7 @@ class Bench:
             ),
             "workers": c.workers,
             "threads": c.threads,
+            "backpressure": c.backpressure,
             "consumers": (
                 f"infra/local/worker.py, 1 process, {c.consumer_concurrency} concurrent batches per SQS "
                 f"queue, 1 reader per Kinesis shard (polled every {c.kinesis_poll_interval:g} s)"
@@ -348,26 +472,30 @@ class Bench:
 
     # --- one run --------------------------------------------------------------------------------------
     def one_run(self, strategy: str | None, scenario: str, profiled: bool = False) -> dict:
+        with contextlib.ExitStack() as cleanup:  # a crowd's viewer processes, whatever happens
+            return self._one_run(strategy, scenario, profiled, cleanup)
+
+    def _one_run(self, strategy, scenario, profiled, cleanup: contextlib.ExitStack) -> dict:
         from loadtests.bench.profiling import CpuMeter, Profiler, find_pids
 
         profile = self.plan.profile
         stack = self.stack
         layout = None
         run_started = time.monotonic()
-        if scenario != sc.BASELINE:
-            self._tick(f"{scenario} {strategy}: creating the performance")
-            event = _http_json(
-                "POST",
-                f"{stack.base_url}/admin/events",
-                sc.event_body(scenario, strategy),
-                {"X-Admin-Token": ADMIN_TOKEN},
-            )
-            performance_id = event["performances"][0]["performance_id"]
-            layout = sc.layout_from_seat_map(
-                _http_json("GET", f"{stack.base_url}/performances/{performance_id}/seats")
-            )
+        if scenario in sc.READS:
+            layout = self._shared_read_layout()
+            query = "?view=compact" if scenario == sc.READ_COMPACT else ""
+            # The view rendered and gzipped before the burst, as any read of an unchanged map finds it.
+            _http_get(f"{stack.base_url}/performances/{layout.performance_id}/seats{query}", sc.GZIP_HEADERS)
+        elif scenario != sc.BASELINE:
+            if scenario == sc.CROWD_SOLO and strategy not in self._warm:
+                self._warm_up(strategy)  # else the twin without viewers, run first, would pay the cold start
+            layout = self._new_performance(scenario, strategy)
+        if strategy:
+            self._warm.add(strategy)
         tag = f"{scenario}-{strategy or 'noop'}-{int(time.time() * 1000) % 10**8}"
         specs = self._specs(scenario, layout, tag)
+        viewer_specs = self._viewer_specs(layout) if scenario == sc.CROWD else []
         meter = CpuMeter(
             {
                 "server": stack.server_pids(),
@@ -390,13 +518,20 @@ class Bench:
         self._tick(f"{scenario} {strategy or ''}: load")
         load_before = round(os.getloadavg()[0], 2)
         paused = scenario == sc.DRAIN and stack.pause_consumers()
+        crowd = None
         try:
-            outputs, generator_cpu, wall = self._generate(specs, meter)
+            if viewer_specs:
+                outputs, generator_cpu, wall, crowd = self._generate_crowd(specs, viewer_specs, meter)
+                cleanup.callback(crowd.close)
+            else:
+                outputs, generator_cpu, wall = self._generate(specs, meter)
         finally:
             resumed_at = time.time()
             if paused:
                 stack.resume_consumers()
         load_cpu = meter.stop()
+        if crowd is not None:  # the booking burst's window, as in its twin without viewers
+            load_cpu = crowd.cpu("burst_release", "burst_end")
         load_cpu["generator"] = round(generator_cpu, 2)
 
         run = self._summarise(strategy, scenario, outputs, wall, generator_cpu)
@@ -415,6 +550,8 @@ class Bench:
             )
             run.update(drained)
             run["cpu_seconds_during_drain"] = meter.stop()
+            if crowd is not None:  # they watched the decisions land too
+                self._stop_viewers(crowd)
             if profiler is not None:
                 run["profile"] = profiler.stop()
                 profiler = None
@@ -427,8 +564,13 @@ class Bench:
                     run["consumers_paused"] = True
                     run["drain_rps"] = round(len(written) / span, 1) if span > 0 else None
             self._apply_audit(run, strategy, outputs, accepted, audit)
+            if scenario in sc.READS:
+                run["map"] = {"performance_id": layout.performance_id, "strategy": self._read_strategy()}
         else:
             run.update({"double_bookings": 0, "lost_bookings": 0, "drift": 0})
+        if crowd is not None:
+            self._tick(f"{scenario} {strategy}: the viewers' maps against the server's")
+            run["viewers"] = self._finish_crowd(crowd, layout, run, outputs)
         if profiler is not None:
             run["profile"] = profiler.stop()
         run["run_seconds"] = round(time.monotonic() - run_started, 2)
@@ -439,11 +581,25 @@ class Bench:
             and run["answered"] == run["requests"]
             and run["success"] + run["rejected"] + run["errors"] + run["lost_bookings"] == run["requests"]
         )
+        viewers = run.get("viewers")
+        if viewers is not None:  # every read answered; every viewer's copy of the map the server's in the end
+            run["invariants_ok"] = (
+                run["invariants_ok"]
+                and viewers["unanswered"] == 0
+                and viewers["converged"] == viewers["viewers"]
+            )
         if not run["invariants_ok"]:
+            viewers = run.get("viewers") or {}
             self.say(
                 f"INVARIANT FAILED in {scenario} {strategy}: double={run['double_bookings']} "
                 f"lost={run['lost_bookings']} drift={run['drift']} "
                 f"answered={run['answered']}/{run['requests']}"
+                + (
+                    f" viewers: unanswered reads={viewers['unanswered']} "
+                    f"converged={viewers['converged']}/{viewers['viewers']}"
+                    if viewers
+                    else ""
+                )
             )
         if self._bar is not None:
             self._bar.update(1)
@@ -455,6 +611,68 @@ class Bench:
                 f"invariants {verdict} ({run['run_seconds']:.0f} s)"
             )
         return run
+
+    def _new_performance(self, scenario: str, strategy: str) -> sc.Layout:
+        self._tick(f"{scenario} {strategy}: creating the performance")
+        stack = self.stack
+        event = _http_json(
+            "POST",
+            f"{stack.base_url}/admin/events",
+            sc.event_body(scenario, strategy),
+            {"X-Admin-Token": ADMIN_TOKEN},
+        )
+        performance_id = event["performances"][0]["performance_id"]
+        return sc.layout_from_seat_map(
+            _http_json("GET", f"{stack.base_url}/performances/{performance_id}/seats")
+        )
+
+    def _warm_up(self, strategy: str) -> None:
+        """A strategy's first requests in a bench open its connections (MySQL, Redis, the AWS clients) in
+        every server thread: a small hot-section burst on a performance of its own, drained, not reported."""
+        self._tick(f"{strategy}: warming up")
+        profile = self.plan.profile
+        layout = self._new_performance(sc.HOT_SEAT, strategy)  # one section, 10 x 20 seats
+        count = min(profile.requests, 300)
+        requests = sc.burst_requests(sc.HOT_SECTION, layout, count, f"warm-{strategy}", self.plan.seed)
+        spec = {
+            "base_url": self.stack.base_url,
+            "timeout": profile.request_timeout,
+            "kind": "burst",
+            "concurrency": min(profile.concurrency, count),
+            "requests": requests,
+        }
+        from loadtests.bench.profiling import CpuMeter
+
+        outputs, _, _ = self._generate([spec], CpuMeter({}))
+        accepted = {booking_id for booking_id, _, _ in self._accepted(outputs)}
+        self._auditor.wait_drained(layout.performance_id, accepted, profile.drain_timeout)
+
+    def _read_strategy(self) -> str:
+        return self.plan.strategies[0] if self.plan.strategies else "redis_async"
+
+    def _shared_read_layout(self) -> sc.Layout:
+        """The read bursts' 5,000-seat performance: one per bench (the read path is every strategy's)."""
+        if self._read_layout is None:
+            self._read_layout = self._new_performance(sc.READ_FULL, self._read_strategy())
+        return self._read_layout
+
+    def _viewer_specs(self, layout: sc.Layout) -> list[dict]:
+        profile = self.plan.profile
+        n = max(1, min(profile.viewer_generators, profile.viewers))
+        shares = [profile.viewers // n + (1 if i < profile.viewers % n else 0) for i in range(n)]
+        return [
+            {
+                "base_url": self.stack.base_url,
+                "timeout": profile.request_timeout,
+                "kind": "viewers",
+                "viewers": share,
+                "concurrency": share,  # the connector's limit: a connection for every viewer if need be
+                "interval": profile.viewer_interval,
+                "performance_id": layout.performance_id,
+                "seed": self.plan.seed + 1000 + i,
+            }
+            for i, share in enumerate(shares)
+        ]
 
     def _specs(self, scenario: str, layout, tag: str) -> list[dict]:
         profile = self.plan.profile
@@ -481,6 +699,8 @@ class Bench:
             ]
         count = profile.drain_requests if scenario == sc.DRAIN else profile.requests
         requests = sc.burst_requests(scenario, layout, count, tag, self.plan.seed)
+        if scenario in sc.READS:  # as a browser asks; bodies counted as they came, never inflated
+            base = {**base, "headers": sc.GZIP_HEADERS, "auto_decompress": False}
         return [
             {
                 **base,
@@ -493,49 +713,184 @@ class Bench:
 
     def _generate(self, specs: list[dict], meter) -> tuple[list[dict], float, float]:
         """Start the generator process(es), release them together -> (outputs, their CPU seconds, wall)."""
-        work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-        processes = []
+        generators = Generators(specs)
         try:
-            for i, spec in enumerate(specs):
-                (work / f"spec-{i}.json").write_text(json.dumps(spec))
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "loadtests.bench.load",
-                            str(work / f"spec-{i}.json"),
-                            str(work / f"out-{i}.json"),
-                        ],
-                        cwd=PROJECT_DIR,
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                )
-            for process in processes:
-                if process.stdout.readline().strip() != "ready":
-                    raise RuntimeError("a load generator failed to start")
+            everyone = range(len(specs))
             meter.start()
             started = time.perf_counter()
-            for process in processes:
-                process.stdin.write("go\n")
-                process.stdin.flush()
-            limit = self.plan.profile.request_timeout + self.plan.profile.mixed_seconds + 600
-            for process in processes:
-                process.wait(timeout=limit)
-                if process.returncode != 0:
-                    raise RuntimeError(f"a load generator exited with {process.returncode}")
+            generators.send(everyone, "go")
+            profile = self.plan.profile
+            generators.wait(everyone, profile.request_timeout + profile.mixed_seconds + 600)
             wall = time.perf_counter() - started
-            outputs = [json.loads((work / f"out-{i}.json").read_text()) for i in range(len(specs))]
+            outputs = [generators.output(i) for i in everyone]
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-            for file in work.iterdir():
-                file.unlink()
-            work.rmdir()
+            generators.close()
         return outputs, sum(o["cpu_seconds"] for o in outputs), wall
+
+    def _generate_crowd(self, specs: list[dict], viewer_specs: list[dict], meter):
+        """The viewers released first; once they follow (crowd_warmup intervals), the burst -> (the burst's
+        outputs, its CPU seconds, its wall, the Crowd: the viewers still following, _stop_viewers stops
+        them after the drain). CPU snapshots: the viewers released, following an unchanged map (idle_start
+        -> burst_release), the burst (burst_release -> burst_end)."""
+        profile = self.plan.profile
+        generators = Generators(specs + viewer_specs)
+        try:
+            bursts = range(len(specs))
+            viewers = list(range(len(specs), len(specs) + len(viewer_specs)))
+            meter.add_group("viewers", generators.pids(viewers))
+            crowd = Crowd(generators, viewers, meter)
+            mark = crowd.mark
+            interval = profile.viewer_interval
+            meter.start()
+            released = time.perf_counter()
+            generators.send(viewers, "go")
+            mark("viewers_released")
+            # Every viewer has made its first read (a random phase within the first interval) by then.
+            _sleep_until(released + interval * min(1.5, profile.crowd_warmup / 2))
+            mark("idle_start")
+            _sleep_until(released + interval * profile.crowd_warmup)
+            mark("burst_release")
+            started = time.perf_counter()
+            generators.send(bursts, "go")
+            generators.wait(bursts, profile.request_timeout + 600)
+            wall = time.perf_counter() - started
+            mark("burst_end")
+            outputs = [generators.output(i) for i in bursts]
+        except BaseException:
+            generators.close()
+            raise
+        return outputs, sum(o["cpu_seconds"] for o in outputs), wall, crowd
+
+    def _stop_viewers(self, crowd: Crowd) -> None:
+        """After the drain (the map's last changes: an asynchronous strategy's decisions come after the
+        burst), crowd_tail intervals more of following, then the viewers stop."""
+        profile = self.plan.profile
+        crowd.mark("drained")
+        time.sleep(profile.viewer_interval * profile.crowd_tail)
+        crowd.generators.send(crowd.viewers, "stop")
+        patience = profile.viewer_interval + profile.request_timeout + 30
+        crowd.generators.expect(crowd.viewers, "stopped", patience)
+        crowd.mark("stopped")
+
+    def _finish_crowd(self, crowd: Crowd, layout: sc.Layout, run: dict, burst: list[dict]) -> dict:
+        """After the drain and the audit: every viewer polls once more, and its copy of the map is compared
+        with the server's compact view -> the viewers' summary."""
+        from loadtests.bench.load import map_digest
+
+        profile = self.plan.profile
+        time.sleep(0.6)  # past the compact view's render period (SEAT_MAP_RENDER_SECONDS, 0.25 s by default)
+        crowd.generators.send(crowd.viewers, "final")
+        crowd.generators.wait(crowd.viewers, profile.request_timeout + 120)
+        outputs = [crowd.generators.output(i) for i in crowd.viewers]
+        raw = self.out_dir / "raw" / "viewers"  # every read, for a closer look (not in git)
+        raw.mkdir(parents=True, exist_ok=True)
+        bookings = {k: [v for out in burst for v in out[k]] for k in ("status", "latency_ms", "sent_at")}
+        dump = {"marks": crowd.marks, "outputs": outputs, "bookings": bookings}
+        (raw / f"{run['strategy']}-{layout.performance_id}.json").write_text(json.dumps(dump))
+        newest = max(
+            (version for out in outputs for version, _, _ in out["final_copies"] if version is not None),
+            default=0,
+        )
+        url = f"{self.stack.base_url}/performances/{layout.performance_id}/seats?view=compact"
+        for _ in range(10):  # the compact view may be one render period behind the deltas
+            server_map = _http_json("GET", url)
+            if server_map["version"] >= newest:
+                break
+            time.sleep(0.3)
+        return self._summarise_viewers(outputs, crowd, server_map["version"], map_digest(server_map))
+
+    def _summarise_viewers(self, outputs: list[dict], crowd: Crowd, version: int, digest: str) -> dict:
+        marks = crowd.marks
+        idle = (marks["idle_start"], marks["burst_release"])
+        burst = (marks["burst_release"], marks["burst_end"])
+        statuses: dict[int, int] = {}
+        by_kind: dict[str, dict[int, int]] = {}
+        latencies: dict[str, list[float]] = {"all": [], "idle": [], "burst": []}
+        reads = {"all": 0, "idle": 0, "burst": 0}
+        received = {"all": 0, "idle": 0, "burst": 0}
+        changes = deltas = 0
+        for out in outputs:
+            for kind, status, latency, sent_at, size, changed in zip(
+                out["kind"],
+                out["status"],
+                out["latency_ms"],
+                out["sent_at"],
+                out["bytes"],
+                out["changes"],
+                strict=True,
+            ):
+                statuses[status] = statuses.get(status, 0) + 1
+                by_kind.setdefault(kind, {})
+                by_kind[kind][status] = by_kind[kind].get(status, 0) + 1
+                windows = ["all"]
+                if idle[0] <= sent_at < idle[1]:
+                    windows.append("idle")
+                elif burst[0] <= sent_at < burst[1]:
+                    windows.append("burst")
+                for window in windows:
+                    reads[window] += 1
+                    received[window] += size
+                    if status > 0:
+                        latencies[window].append(latency)
+                changes += changed
+                deltas += 1 if kind == "since" and status == 200 else 0
+        viewers = sum(out["viewers"] for out in outputs)
+
+        def rate(amounts: dict[str, int], digits: int) -> dict[str, float | None]:
+            return {k: round(v / seconds[k], digits) if seconds[k] > 0 else None for k, v in amounts.items()}
+
+        seconds = {
+            "all": crowd.seconds("viewers_released", "stopped"),
+            "idle": crowd.seconds("idle_start", "burst_release"),
+            "burst": crowd.seconds("burst_release", "burst_end"),
+        }
+        cpu = {
+            "idle": crowd.cpu("idle_start", "burst_release"),
+            "burst": crowd.cpu("burst_release", "burst_end"),
+            "all": crowd.cpu("viewers_released", "stopped"),
+        }
+        processes = len(outputs)
+        final = [(v, d, n) for out in outputs for v, d, n in out["final_copies"]]
+        converged = sum(n for v, d, n in final if v == version and d == digest)
+        unanswered = statuses.get(-1, 0) + statuses.get(-2, 0)
+        return {
+            "viewers": viewers,
+            "processes": processes,
+            "interval_seconds": outputs[0]["interval"],
+            "windows_seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "reads": reads,
+            "reads_per_second": rate(reads, 1),
+            "bytes": received,
+            "bytes_per_second": rate(received, 0),
+            "latency_ms": {k: percentiles(v) for k, v in latencies.items()},
+            "status_counts": {str(k): v for k, v in sorted(statuses.items())},
+            "by_kind": {kind: {str(k): v for k, v in sorted(c.items())} for kind, c in by_kind.items()},
+            "not_modified": by_kind.get("since", {}).get(304, 0),
+            "deltas": deltas,
+            "gone": by_kind.get("since", {}).get(410, 0),
+            "changes_received": changes,
+            "errors": sum(n for s, n in statuses.items() if s not in (200, 304, 410)),
+            "unanswered": unanswered,
+            # server CPU per read while the viewers followed an unchanged map (no booking yet): all 304s
+            "server_ms_per_read_idle": round(1000 * cpu["idle"]["server"] / reads["idle"], 3)
+            if reads["idle"]
+            else None,
+            "cpu_seconds": {k: v for k, v in cpu.items()},
+            "generator": {
+                "processes": processes,
+                "cpu_seconds": round(sum(o["cpu_seconds"] for o in outputs), 2),
+                # % of one core per viewer process, averaged, in each window (psutil, from outside)
+                "cpu_percent_of_one_core": {
+                    k: round(v / processes, 1) if v is not None else None
+                    for k, v in rate({k: 100 * cpu[k]["viewers"] for k in cpu}, 1).items()
+                },
+                "event_loop": outputs[0].get("event_loop"),
+            },
+            "final_version": version,
+            "converged": converged,
+            "diverged_sample": [[v, d, n] for v, d, n in final if not (v == version and d == digest)][:5],
+            "error_samples": [sample for out in outputs for sample in out.get("error_samples", [])][:5],
+        }
 
     @staticmethod
     def _accepted(outputs: list[dict]):
@@ -588,13 +943,17 @@ class Bench:
                 "wall_seconds": round(generator_wall, 3),
             },
         }
+        received = sum(size for out in outputs for size in out.get("bytes", ()))
+        run["bytes_received"] = received
+        run["bytes_per_response"] = round(received / requests) if requests else None
+        run["bytes_per_second"] = round(received / duration) if duration else None
         samples = [sample for out in outputs for sample in out.get("error_samples", [])]
         if samples:
             run["error_samples"] = samples[:5]  # what the unexpected answers said
         if mixed:
             run["latency_ms_by_kind"] = {kind: percentiles(values) for kind, values in by_kind.items()}
             run["bookings_requested"] = len(by_kind.get("book", []))
-        if scenario == sc.BASELINE:
+        if scenario in sc.ONCE:  # /ping and the read bursts: a 200 is a success
             run["success"] = ok_read
             run["rejected"] = 0
             run["errors"] = requests - ok_read

@@ -3,6 +3,10 @@ what the load generator sends to it.
 
     baseline       the hot-seat burst's size and concurrency against GET /ping (the same server, no work):
                    the HTTP ceiling; once per bench, not per strategy
+    read-full      the same burst against GET /performances/{id}/seats of one 5,000-seat performance (made
+                   with the first strategy benched; the read path does not depend on it), Accept-Encoding:
+                   gzip, the map unchanged meanwhile: what a seat-map read costs next to /ping; once per bench
+    read-compact   the same with ?view=compact
     hot-seat       N booking requests for the same seat, one distinct user each, all created at once
     hot-section    N booking requests over the 200 seats of one section (of two), 1-4 adjacent seats each
     mixed-uniform  a fixed-duration closed-loop load on a 5,000-seat performance: 90 % seat-map reads,
@@ -13,6 +17,14 @@ what the load generator sends to it.
                    accepted while the worker process is paused (SIGSTOP), then it resumes (SIGCONT) and the
                    time until the last one is final in MySQL gives decisions persisted per second, to compare
                    with the emulator's receive + delete (or GetRecords) ceiling
+    crowd-solo     N booking requests of 1-4 adjacent seats over the front 200 seats (the first 5 rows of the
+                   first section) of a 5,000-seat performance: hot-section's contention on the map a crowd
+                   watches. Run right before `crowd` (selecting `crowd` selects it): its twin without viewers
+    crowd          the same burst while V viewers (default 2,000) follow the map as the page does: a compact
+                   read (gzip), then every second (after the answer, from a random phase) ?since=<version>
+                   (304: unchanged; 200: apply the changes; 410: read the compact view again), from
+                   generator process(es) of their own; after the drain every viewer's map must equal the
+                   server's
 """
 
 from __future__ import annotations
@@ -27,13 +39,41 @@ HOT_SECTION = "hot-section"
 MIXED_UNIFORM = "mixed-uniform"
 MIXED_ZIPF = "mixed-zipf"
 DRAIN = "drain"
-SCENARIOS = (BASELINE, HOT_SEAT, HOT_SECTION, MIXED_UNIFORM, MIXED_ZIPF, DRAIN)
-PER_STRATEGY = (HOT_SEAT, HOT_SECTION, MIXED_UNIFORM, MIXED_ZIPF, DRAIN)
+READ_FULL = "read-full"
+READ_COMPACT = "read-compact"
+CROWD_SOLO = "crowd-solo"
+CROWD = "crowd"
+SCENARIOS = (
+    BASELINE,
+    READ_FULL,
+    READ_COMPACT,
+    HOT_SEAT,
+    HOT_SECTION,
+    MIXED_UNIFORM,
+    MIXED_ZIPF,
+    DRAIN,
+    CROWD_SOLO,
+    CROWD,
+)
+ONCE = (BASELINE, READ_FULL, READ_COMPACT)  # once per bench, not per strategy
+READS = (READ_FULL, READ_COMPACT)
+PER_STRATEGY = (HOT_SEAT, HOT_SECTION, MIXED_UNIFORM, MIXED_ZIPF, DRAIN, CROWD_SOLO, CROWD)
 MIXED = (MIXED_UNIFORM, MIXED_ZIPF)
+CROWDS = (CROWD_SOLO, CROWD)
+# The burst the crowd watches: the front rows of the first section of the 5,000-seat map (5 x 40 = 200 seats,
+# hot-section's count). Over the whole map every strategy would accept thousands of bookings, and stream_state
+# (one Kinesis PutRecord per accepted request, ~50/s on LocalStack) would take minutes per run.
+CROWD_HOT_ROWS = 5
+# Left out of the full bench's crowd unless asked for (--crowd-strategies): stream_state's burst takes ~60 s
+# and its drain ~2 min more on LocalStack's Kinesis (one PutRecord per accepted request and per decision),
+# 6 minutes for the pair against ~30 s for the others; the smoke run keeps it (its deltas come from the
+# ledger).
+SLOW_CROWD_STRATEGIES = ("stream_state",)
 STRATEGIES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
 ASYNC_STRATEGIES = ("redis_async", "fifo_partition", "stream_state")
 
 NOOP_PATH = "/ping"
+GZIP_HEADERS = {"Accept-Encoding": "gzip"}
 READ_RATIO = 0.9
 ZIPF_EXPONENT = 1.1
 MAX_SEATS = 4
@@ -59,7 +99,7 @@ def event_body(scenario: str, strategy: str) -> dict:
             {"name": "Hot", "price": 150_000, "rows": 10, "seats_per_row": 20},
             {"name": "Calm", "price": 80_000, "rows": 10, "seats_per_row": 20},
         ]
-    else:  # mixed: 5 x 25 x 40 = 5,000 seats
+    else:  # mixed, reads, crowds: 5 x 25 x 40 = 5,000 seats
         sections = [
             {"name": f"S{i + 1}", "price": 200_000 - 30_000 * i, "rows": 25, "seats_per_row": 40}
             for i in range(5)
@@ -87,6 +127,9 @@ def burst_requests(scenario: str, layout: Layout | None, count: int, tag: str, s
     if scenario == BASELINE:
         return [["GET", NOOP_PATH, None] for _ in range(count)]
     assert layout is not None
+    if scenario in READS:
+        query = "?view=compact" if scenario == READ_COMPACT else ""
+        return [["GET", f"/performances/{layout.performance_id}/seats{query}", None] for _ in range(count)]
     path = f"/performances/{layout.performance_id}/bookings"
     if scenario == HOT_SEAT:
         seat = layout.sections[0][0][0]
@@ -94,9 +137,9 @@ def burst_requests(scenario: str, layout: Layout | None, count: int, tag: str, s
     if scenario == DRAIN:
         seats = [seat for row in layout.rows for seat in row][:count]
         return [["POST", path, {"user_id": f"{tag}-{i}", "seat_ids": [seat]}] for i, seat in enumerate(seats)]
-    if scenario == HOT_SECTION:
+    if scenario in (HOT_SECTION, CROWD_SOLO, CROWD):
         rng = random.Random(seed)
-        rows = layout.sections[0]
+        rows = layout.sections[0] if scenario == HOT_SECTION else layout.sections[0][:CROWD_HOT_ROWS]
         requests = []
         for i in range(count):
             row = rows[rng.randrange(len(rows))]

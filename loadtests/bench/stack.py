@@ -79,6 +79,7 @@ class StackConfig:
     http_port: int = 0  # 0: a free one
     workers: int = 2
     threads: int = 16
+    backpressure: int | None = None  # connections per granian worker at once (None: granian's default)
     consumer_concurrency: int = 2
     # Lambda's Kinesis event source mapping reads each shard about once a second; the worker's default (0.2 s)
     # is for snappy development, and on LocalStack each idle read costs CPU the server then lacks.
@@ -299,6 +300,7 @@ class Stack:
             str(c.threads),
             "--stage",
             "local",
+            *(("--backpressure", str(c.backpressure)) if c.backpressure else ()),
         )
         self._provision()  # queues and streams, while granian starts
         self.worker = self._spawn(

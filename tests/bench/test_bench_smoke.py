@@ -1,7 +1,8 @@
 """`make bench-smoke` inside `make test`: the whole benchmark harness, small, on a stack of its own (its own
 LocalStack, database, Redis keys, queues, ports; see loadtests/bench/stack.py), asserting only the invariants
 every run must keep, never a timing: no seat sold twice, no accepted booking lost, Redis and MySQL agree after
-the drain, every request answered, the counts add up."""
+the drain, every request answered, the counts add up; and for the crowd, every viewer's read answered without
+an error, deltas received, and every viewer's copy of the map equal to the server's in the end."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
         "1",
         "--drain-requests",
         "50",
+        # The crowd small: 20 viewers polling every 0.5 s (its warm-up and tail are counted in intervals).
+        "--viewers",
+        "20",
+        "--viewer-interval",
+        "0.5",
         "--no-ceilings",  # measurements, not invariants: `make bench-smoke` runs them
         "--no-progress",
         "--database",
@@ -53,7 +59,7 @@ def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
 
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
-    assert {(r["strategy"], r["scenario"]) for r in runs} == {(None, sc.BASELINE)} | {
+    assert {(r["strategy"], r["scenario"]) for r in runs} == {(None, scenario) for scenario in sc.ONCE} | {
         (strategy, scenario)
         for strategy in sc.STRATEGIES
         for scenario in sc.PER_STRATEGY
@@ -69,11 +75,21 @@ def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
             name
         )
         assert run["invariants_ok"], name
-        if run["scenario"] in (sc.BASELINE, sc.HOT_SEAT, sc.HOT_SECTION):
+        if run["scenario"] in (*sc.ONCE, sc.HOT_SEAT, sc.HOT_SECTION, *sc.CROWDS):
             assert run["requests"] == results["profile"]["requests"], name
+        if run["scenario"] in sc.READS:  # the map, gzipped, every time
+            assert run["success"] == run["requests"] and run["bytes_per_response"] > 0, name
+        if run["scenario"] == sc.CROWD:
+            viewers = run["viewers"]
+            assert viewers["viewers"] == 20, name
+            assert viewers["errors"] == 0 and viewers["unanswered"] == 0, (name, viewers["status_counts"])
+            assert viewers["by_kind"]["compact"].get("200", 0) >= 20, (name, viewers["by_kind"])
+            assert viewers["deltas"] > 0 and viewers["changes_received"] > 0, (name, viewers["by_kind"])
+            assert viewers["converged"] == 20, (name, viewers["diverged_sample"])
         if run["scenario"] == sc.HOT_SEAT:  # one seat: one winner (none only if its request failed)
             assert run["success"] == 1 or (run["success"] == 0 and run["errors"] > 0), name
         if run["strategy"] in sc.ASYNC_STRATEGIES and run.get("accepted"):
             assert run["drained"], name
     assert (out / "report.md").exists()
-    assert all((out / name).exists() for name in ("latency.png", "throughput.png", "confirm.png"))
+    charts = ("latency.png", "throughput.png", "confirm.png", "reads.png")
+    assert all((out / name).exists() for name in charts)
