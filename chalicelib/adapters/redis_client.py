@@ -8,9 +8,9 @@ fail at once for `reset_seconds`: a dead or hung Redis costs a request microseco
 and no threads pile up waiting on it.
 
 With REDIS_CLUSTER=1 the same guard wraps redis-py's RedisCluster (REDIS_URL a seed node): one blocking pool
-per node, and the cluster's own failures (the cluster down, a slot no node covers) count as outages too. One
-breaker for the whole cluster: a shard that stops answering opens it for every performance, as one Redis would;
-the probe (PING, any node) closes it again once a node answers, and the next failures reopen it.
+per node, and the cluster's own failures (the cluster down, a slot no node covers) count as outages too.
+One breaker for the whole cluster: a shard that stops answering opens it for every performance, as one Redis
+would; the probe (PING, any node) closes it again once a node answers, and the next failures reopen it.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ Minting takes no lock (python-ulid's `ULID()` takes a process-wide one for its m
 hot path waited on): the bytes are built here and encoded with the standard library's base32 (C), translated
 to Crockford's alphabet.
 
-Ids minted before this layout (ms + 80 random bits, or ms + a 10-byte digest with a key) are still ULIDs: their
-age reads the same, `made_with_key` still recognises a keyed one, and `performance_of` returns 32 bits that
-say nothing (a record of such a booking is looked up under another key; see redis_seats.py).
+Ids minted before this layout (ms + 80 random bits, or ms + a 10-byte digest with a key) are still ULIDs:
+their age reads the same, `made_with_key` still recognises a keyed one, and `performance_of` returns 32 bits
+that say nothing (a record of such a booking is looked up under another key; see redis_seats.py).
 """
 
 from __future__ import annotations

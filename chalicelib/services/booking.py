@@ -146,7 +146,8 @@ class BookingService:
     def _first_attempt_among(self, holders: Mapping[int, str], request: BookingRequest) -> Booking | None:
         """The booking holding a refused seat that this user's first attempt with this key made, if any: a
         retry whose idempotency record is gone must get that booking back, not a 409 for its own seats. The
-        booking id says so (domain/booking_ids.py); MySQL, which keeps the key with the booking, confirms it."""
+        booking id says so (domain/booking_ids.py); MySQL, which keeps the key with the booking, confirms
+        it."""
         key = request.idempotency_key
         if key is None:
             return None

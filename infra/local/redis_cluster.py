@@ -109,7 +109,9 @@ class ClusterNode:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=self.port, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True
+        )
 
     def _answers(self) -> bool:
         try:

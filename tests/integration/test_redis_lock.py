@@ -18,9 +18,9 @@ import pytest
 from redis.lock import Lock
 
 from chalicelib.adapters.mysql import BookingRepository
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.domain.booking_ids import mint
 from chalicelib.strategies.redis_lock import LeaseWatchdog, RedisLockStrategy
 from chalicelib.strategies.redis_lock import strategy as redis_lock
 from tests.support.waiting import wait_for

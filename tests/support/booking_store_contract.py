@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import BookingExists, IdempotencyKeyTaken, SeatAlreadyBooked
 from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
-from chalicelib.domain.booking_ids import mint
 
 PENDING, CONFIRMED, FAILED = BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.FAILED
 

@@ -1,5 +1,5 @@
-"""Booking ids that carry their performance (domain/booking_ids.py), and the Redis key layout they allow: every
-key a script or transaction touches together lives in one Redis Cluster hash slot."""
+"""Booking ids that carry their performance (domain/booking_ids.py), and the Redis key layout they allow:
+every key a script or transaction touches together lives in one Redis Cluster hash slot."""
 
 from __future__ import annotations
 

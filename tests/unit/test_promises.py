@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus, Performance
 from chalicelib.domain.seat_holds import BookingRecord
-from chalicelib.domain.booking_ids import mint
 from chalicelib.services.reconcile import ABANDONED_TAKE_SECONDS
 from tests.support.fakes import RecordingQueue, RecordingStream
 from tests.support.offline import Offline
