@@ -175,7 +175,8 @@ def build_redis_cluster(settings: Settings) -> GuardedRedisCluster:
         decode_responses=True,
         socket_timeout=settings.redis_socket_timeout_seconds,
         socket_connect_timeout=settings.redis_socket_timeout_seconds,
-        health_check_interval=30,
+        # (no health_check_interval: the cluster client drops it; a dead connection is a ConnectionError,
+        # after which it reconnects and refreshes the slot map itself)
         max_connections=settings.redis_pool_size,
         connection_pool_class=_ClusterPool,
         timeout=settings.redis_socket_timeout_seconds,
