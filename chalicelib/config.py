@@ -40,6 +40,7 @@ def _unset_if_empty(value: object) -> object:
 _EMPTY_IS_UNSET = BeforeValidator(_unset_if_empty)
 Int = Annotated[int, _EMPTY_IS_UNSET]
 Float = Annotated[float, _EMPTY_IS_UNSET]
+Bool = Annotated[bool, _EMPTY_IS_UNSET]
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     stage: str = LOCAL_STAGE
     database_url: str = "mysql://root@127.0.0.1:3306/booking"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Cluster (ElastiCache cluster mode): REDIS_URL names a seed node, the client finds the others and
+    # routes each key to its shard (every key of a performance shares one slot: adapters/redis_seats.py).
+    redis_cluster: Bool = False
     # Every Redis key starts with this, so several deployments (or test runs) can share one Redis.
     redis_key_prefix: str = "bk"
     # None means "the real AWS endpoints"; the local stage points at the embedded emulator.

@@ -76,6 +76,7 @@ from tests.support.app_stack import (  # noqa: E402, F401  (session fixtures: th
     worker,
     worker_state,
 )
+from tests.support.cluster import redis_cluster  # noqa: E402, F401  (session fixture, on first use)
 from tests.support.factories import event_body  # noqa: E402
 from tests.support.localstack import localstack_endpoint  # noqa: E402, F401  (session fixture)
 

@@ -2,7 +2,8 @@
 every process, so a lookup of an unknown id is answered 404 without MySQL.
 
 Layout (one Redis string used as a bitmap; the sizing is part of the key, so a new sizing builds afresh):
-    bk:catalogue-filter:m<m>:k<k>   bits [0, m) the filter; bit m "built": every id MySQL had is in it
+    bk:{catalogue-filter}:m<m>:k<k>   bits [0, m) the filter; bit m "built": every id MySQL had is in it
+    bk:{catalogue-filter}:m<m>:k<k>:merging:<uuid>   a build's scratch bitmap (same hash tag, same slot)
 
 An id is `"<kind>:<id>"` hashed once with MurmurHash3 (x64, 128 bits, the `mmh3` package); its k bit
 positions are h1 + i·h2 mod m (Kirsch–Mitzenmacher double hashing, as good as k independent hashes). A lookup
@@ -74,7 +75,9 @@ class RedisBloomFilter:
     ) -> None:
         self._client = client
         self.bits, self.hashes = filter_size(expected_items, false_positive_rate)
-        self.key = f"{key_prefix}:catalogue-filter:m{self.bits}:k{self.hashes}"
+        # Hash-tagged: the merge's scratch key (`<key>:merging:<uuid>`) shares the key's cluster slot, as the
+        # BITOP that ORs one into the other needs.
+        self.key = f"{key_prefix}:{{catalogue-filter}}:m{self.bits}:k{self.hashes}"
 
     def _offsets(self, kind: str, item_id: int) -> list[int]:
         h1, h2 = mmh3.hash64(f"{kind}:{item_id}", signed=False)

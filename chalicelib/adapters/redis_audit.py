@@ -15,7 +15,7 @@ import redis
 from chalicelib.adapters.redis_seats import RedisSeatStore
 
 SCAN_COUNT = 1_000
-MGET_CHUNK = 1_000
+READ_CHUNK = 1_000
 
 
 class RedisSeatMapAudit:
@@ -50,9 +50,14 @@ class RedisSeatMapAudit:
             if self._version_key.fullmatch(key)
         ]
         versions: dict[int, int] = {}
-        for start in range(0, len(keys), MGET_CHUNK):
-            chunk = keys[start : start + MGET_CHUNK]
-            for key, version in zip(chunk, self._client.mget(chunk), strict=True):
+        for start in range(0, len(keys), READ_CHUNK):
+            chunk = keys[start : start + READ_CHUNK]
+            # One GET per key in a pipeline (one round trip per node), not an MGET: each performance's version
+            # key lives in its own cluster slot, and a multi-key command must stay within one.
+            read = self._client.pipeline(transaction=False)
+            for key in chunk:
+                read.get(key)
+            for key, version in zip(chunk, read.execute(), strict=True):
                 if version is not None:  # deleted since the scan
                     versions[int(self._version_key.fullmatch(key).group(1))] = int(version)
         return versions

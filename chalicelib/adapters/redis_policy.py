@@ -11,6 +11,7 @@ one with `noeviction`).
 from __future__ import annotations
 
 import redis
+from redis.cluster import RedisCluster
 
 REQUIRED_POLICY = "noeviction"
 
@@ -22,8 +23,19 @@ class RedisMisconfigured(RuntimeError):
 def require_noeviction(client: redis.Redis) -> None:
     """Return if Redis' maxmemory-policy is noeviction; else raise RedisMisconfigured naming the policy found
     and the fix. A Redis whose INFO does not show the policy is refused too: it cannot be shown to be safe.
-    Connection errors propagate as they are (Redis down is an outage, not a misconfiguration)."""
-    policy = client.info("memory").get("maxmemory_policy")
+    Connection errors propagate as they are (Redis down is an outage, not a misconfiguration). A cluster:
+    every primary must say so."""
+    if isinstance(client, RedisCluster):
+        replies = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        if "maxmemory_policy" in replies:  # one primary: its reply as it is
+            replies = {"": replies}
+        for reply in replies.values():
+            _require(reply.get("maxmemory_policy"))
+        return
+    _require(client.info("memory").get("maxmemory_policy"))
+
+
+def _require(policy: str | None) -> None:
     if policy == REQUIRED_POLICY:
         return
     found = "not reported by INFO memory" if policy is None else f"{policy!r}"

@@ -2,20 +2,31 @@
 booking) holds, plus the holds of requests on their way to MySQL. Losing any of it loses no promise: every
 seat-holding booking that was answered is in MySQL, and a map is rebuilt or repaired from there.
 
-Layout (one hash tag per performance, so a performance's keys would share a cluster slot):
+Layout (one hash tag per performance: every key of a performance, its booking records included, lives in
+one Redis Cluster slot, so each script and transaction below touches a single slot):
     bk:{p<id>}:seats    HASH seat id -> "0" free | "H:<booking>" held (PENDING) | "B:<booking>" booked
     bk:{p<id>}:version  change counter, bumped by every script that changes a seat
     bk:{p<id>}:changes  LIST the change log: "<version> <seat>=<letter> ..." per version, the newest last,
                         the last `change_history` versions (what GET .../seats?since= answers from)
-    bk:booking:<id>     HASH the accepted booking (fields of BookingRecord), with a TTL
+    bk:{p<id>}:booking:<booking>  HASH the accepted booking (fields of BookingRecord), with a TTL
     bk:{p<id>}:rendered:<version>  HASH view -> the map's bytes as rendered for that version (gzip in
                         base64), with a short TTL: rendered by one process, read by the others
     bk:{p<id>}:frame    the version readers are served in this render interval (its TTL): the version
                         rendered last, or the one a reader of deltas met first; while it lives, map readers
                         take it rather than render a newer one and deltas lead up to it
+    bk:{p<id>}:seats:loading:<uuid>  the scratch hash a load builds before RENAMENX puts it in place
 
-The reserve script touches a seat hash and a booking record, which live in different slots: we run Redis in
-non-cluster mode (ElastiCache primary + replica), which is what a single-writer seat hash needs anyway.
+The same layout serves a single Redis (ElastiCache primary + replica) and Redis Cluster (REDIS_CLUSTER=1,
+ElastiCache cluster mode): the reserve and confirm scripts touch the seat hash and the booking record, which
+share the performance's slot.
+
+Finding a booking record by its id alone: booking ids carry the low 32 bits of their performance id
+(domain/booking_ids.py), so `record_key(booking_id)` can name the slot without asking anyone. Every writer
+passes the performance id it knows; a reader with the id alone (GET /bookings/<id> while MySQL is down:
+BookingService._from_redis) derives it from the id, which misses two kinds of record: a booking of a
+performance id >= 2^32 (its id carries the id's low 32 bits only), and one minted before this layout (its
+record sits under the old key `bk:booking:<id>` for its TTL). Both are still answered by MySQL; only the
+MySQL-down fallback cannot see them.
 
 Where the Lua lives: this adapter runs every script, and owns the ones every strategy and the reconcile job
 share (lua/: the owner-checked confirm, release, record mark and compare-and-set replace that keep the map in
@@ -35,6 +46,7 @@ from pathlib import Path
 
 import redis
 
+from chalicelib.domain.booking_ids import performance_of
 from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome, ReserveResult
 from chalicelib.domain.seat_map import (
@@ -111,8 +123,12 @@ class RedisSeatStore:
     def frame_key(self, performance_id: int) -> str:
         return f"{self._prefix}:{{p{performance_id}}}:frame"
 
-    def record_key(self, booking_id: str) -> str:
-        return f"{self._prefix}:booking:{booking_id}"
+    def record_key(self, booking_id: str, performance_id: int | None = None) -> str:
+        """The booking's record, in its performance's slot; without `performance_id`, the one its id carries
+        (see the module docstring for what that misses)."""
+        if performance_id is None:
+            performance_id = performance_of(booking_id) or 0
+        return f"{self._prefix}:{{p{performance_id}}}:booking:{booking_id}"
 
     # seat state -------------------------------------------------------------------------------------
     def load_performance(
@@ -258,7 +274,7 @@ class RedisSeatStore:
         args.extend(record.seat_ids)
         keys = [
             self.seats_key(record.performance_id),
-            self.record_key(record.booking_id),
+            self.record_key(record.booking_id, record.performance_id),
             self.version_key(record.performance_id),
             self.changes_key(record.performance_id),
         ]
@@ -283,7 +299,7 @@ class RedisSeatStore:
 
     def remember(self, record: BookingRecord) -> None:
         """Keep a booking's record without holding seats (strategies that decide later, in order)."""
-        key = self.record_key(record.booking_id)
+        key = self.record_key(record.booking_id, record.performance_id)
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(key, mapping=record.to_fields())
         pipe.expire(key, self._record_ttl)
@@ -302,7 +318,7 @@ class RedisSeatStore:
         keys = [
             self.seats_key(performance_id),
             self.version_key(performance_id),
-            self.record_key(booking_id),
+            self.record_key(booking_id, performance_id),
             self.changes_key(performance_id),
         ]
         args = [booking_id, "1" if overwrite else "0", self._history, *seat_ids]
@@ -328,21 +344,28 @@ class RedisSeatStore:
         )
 
     # booking records --------------------------------------------------------------------------------
-    def read_record(self, booking_id: str) -> BookingRecord | None:
-        fields = self._client.hgetall(self.record_key(booking_id))
+    def read_record(self, booking_id: str, performance_id: int | None = None) -> BookingRecord | None:
+        fields = self._client.hgetall(self.record_key(booking_id, performance_id))
         return BookingRecord.from_fields(booking_id, fields) if fields else None
 
-    def read_booking(self, booking_id: str) -> Booking | None:
+    def read_booking(self, booking_id: str, performance_id: int | None = None) -> Booking | None:
         """The booking as Redis remembers it (what GET /bookings answers before MySQL has it)."""
-        record = self.read_record(booking_id)
+        record = self.read_record(booking_id, performance_id)
         return None if record is None else record.as_booking()
 
-    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool:
+    def mark_record(
+        self,
+        booking_id: str,
+        status: BookingStatus,
+        reason: str | None = None,
+        performance_id: int | None = None,
+    ) -> bool:
         """Set the record's status if it still exists (once expired, MySQL alone is the truth)."""
-        return bool(self._mark(keys=[self.record_key(booking_id)], args=[status.value, reason or ""]))
+        key = self.record_key(booking_id, performance_id)
+        return bool(self._mark(keys=[key], args=[status.value, reason or ""]))
 
-    def delete_record(self, booking_id: str) -> None:
-        self._client.delete(self.record_key(booking_id))
+    def delete_record(self, booking_id: str, performance_id: int | None = None) -> None:
+        self._client.delete(self.record_key(booking_id, performance_id))
 
     def ping(self) -> bool:
         return bool(self._client.ping())

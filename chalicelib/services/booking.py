@@ -4,13 +4,10 @@ five strategies; the strategy only decides whether the seats can be had."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import time
 from collections.abc import Mapping
 
-from ulid import ULID
-
+from chalicelib.domain.booking_ids import made_with_key, mint
 from chalicelib.domain.errors import (
     BookingExists,
     CacheUnavailable,
@@ -31,34 +28,11 @@ from chalicelib.services.metrics import BookingMetric, Metrics
 from chalicelib.services.ports import BookingStore, BookingStrategy, IdempotentRunner, RememberedBookings
 
 SEAT_UNAVAILABLE = "seat_unavailable"
-KEY_TAIL_BYTES = 10  # a ULID: 6 bytes of milliseconds, then 10 of randomness
-
-
-def _key_tail(user_id: str, idempotency_key: str) -> bytes:
-    # "\x1f" cannot occur in either (validation refuses control characters): the pair maps to one input.
-    return hashlib.blake2b(f"{user_id}\x1f{idempotency_key}".encode(), digest_size=KEY_TAIL_BYTES).digest()
-
-
-def new_booking_id(user_id: str | None = None, idempotency_key: str | None = None) -> str:
-    """A ULID: it sorts by creation time, so new bookings land at the end of the InnoDB primary key. With an
-    Idempotency-Key its random part is a digest of (user, key): a retry can then recognise, from the seat
-    map's holders alone, the booking its first attempt made (see `_first_attempt_among`)."""
-    if user_id is None or idempotency_key is None:
-        return str(ULID())
-    milliseconds = time.time_ns() // 1_000_000
-    return str(ULID.from_bytes(milliseconds.to_bytes(6, "big") + _key_tail(user_id, idempotency_key)))
 
 
 def per_user(user_id: str, idempotency_key: str) -> str:
     """The idempotency record's key: Idempotency-Keys are the user's own (two users may send the same one)."""
     return json.dumps([user_id, idempotency_key])
-
-
-def made_with_key(booking_id: str, user_id: str, idempotency_key: str) -> bool:
-    try:
-        return ULID.from_str(booking_id).bytes[6:] == _key_tail(user_id, idempotency_key)
-    except ValueError:
-        return False
 
 
 class BookingService:
@@ -133,7 +107,7 @@ class BookingService:
         self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
     ) -> Booking:
         request = BookingRequest(
-            booking_id=new_booking_id(user_id, key),
+            booking_id=mint(performance.performance_id, user_id, key),
             performance_id=performance.performance_id,
             user_id=user_id,
             seat_ids=seat_ids,
@@ -172,7 +146,8 @@ class BookingService:
     def _first_attempt_among(self, holders: Mapping[int, str], request: BookingRequest) -> Booking | None:
         """The booking holding a refused seat that this user's first attempt with this key made, if any: a
         retry whose idempotency record is gone must get that booking back, not a 409 for its own seats. The
-        booking id says so (`new_booking_id`); MySQL, which keeps the key with the booking, confirms it."""
+        booking id says so (domain/booking_ids.py); MySQL, which keeps the key with the booking, confirms
+        it."""
         key = request.idempotency_key
         if key is None:
             return None

@@ -94,7 +94,7 @@ class BookingStore(Protocol):
 class RememberedBookings(Protocol):
     """Bookings accepted but perhaps not yet in MySQL (Redis keeps a record of each)."""
 
-    def read_booking(self, booking_id: str) -> Booking | None: ...
+    def read_booking(self, booking_id: str, performance_id: int | None = None) -> Booking | None: ...
 
 
 class SeatChanges(RememberedBookings, Protocol):
@@ -110,7 +110,13 @@ class SeatChanges(RememberedBookings, Protocol):
         """Free the seats that still show this booking -> how many."""
         ...
 
-    def mark_record(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> bool: ...
+    def mark_record(
+        self,
+        booking_id: str,
+        status: BookingStatus,
+        reason: str | None = None,
+        performance_id: int | None = None,
+    ) -> bool: ...
 
 
 class SeatStore(SeatChanges, Protocol):
@@ -180,7 +186,7 @@ class SeatStore(SeatChanges, Protocol):
         """Keep a booking's record without holding seats (the strategies that decide later, in line)."""
         ...
 
-    def delete_record(self, booking_id: str) -> None: ...
+    def delete_record(self, booking_id: str, performance_id: int | None = None) -> None: ...
     def note_missed(self, performance_id: int) -> None:
         """The map missed a change MySQL made (Redis was away): realign it once Redis answers."""
         ...

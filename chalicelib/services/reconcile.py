@@ -54,8 +54,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from ulid import ULID
-
+from chalicelib.domain.booking_ids import timestamp_of
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import (
@@ -155,12 +154,9 @@ class _Findings:
 
 
 def accepted_at(booking_id: str) -> float | None:
-    """When the booking was accepted (epoch seconds): booking ids are ULIDs (services/booking.py), whose first
-    48 bits are the creation time. None for an id that is not a ULID."""
-    try:
-        return ULID.from_str(booking_id).timestamp
-    except ValueError:
-        return None
+    """When the booking was accepted (epoch seconds): booking ids are ULIDs (domain/booking_ids.py), whose
+    first 48 bits are the creation time. None for an id that is not a ULID."""
+    return timestamp_of(booking_id)
 
 
 def _unsettled(summary: ReconcileSummary) -> tuple[int, ...]:
@@ -354,7 +350,7 @@ class Reconciler:
             return
         if not booking.status.holds_seats:
             # The record first, as a cancel does: a late confirm of this booking cannot re-take the seats.
-            self._seats.mark_record(booking_id, booking.status, booking.reason)
+            self._seats.mark_record(booking_id, booking.status, booking.reason, performance_id)
         released = self._seats.release(booking_id, performance_id, still)
         summary.repairs[SEATS_RELEASED] += released
         summary.changed_meanwhile += len(still) - released
@@ -385,7 +381,7 @@ class Reconciler:
             summary.changed_meanwhile += 1  # journaled after all: the next pass aligns the map with it
             return
         reason = f"hold never journaled: not in MySQL {age:.0f} s after it was taken (reconcile)"
-        record = self._seats.read_booking(booking_id)
+        record = self._seats.read_booking(booking_id, performance_id)
         strategy = record.strategy if record is not None else self._strategy_of(performance_id)
         user_id = record.user_id if record is not None else "unknown"
         message = BookingRequested(booking_id, performance_id, user_id, tuple(sorted(seat_ids)), strategy)

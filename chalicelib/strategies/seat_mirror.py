@@ -26,7 +26,7 @@ def mirror(seats: SeatStore, booking: Booking) -> None:
         elif not booking.status.holds_seats:
             # The record first: from then on a late confirm of this booking cannot re-take the seats
             # (confirm_seats.lua refuses a CANCELLED booking).
-            seats.mark_record(booking.booking_id, booking.status, booking.reason)
+            seats.mark_record(booking.booking_id, booking.status, booking.reason, booking.performance_id)
             seats.release(booking.booking_id, booking.performance_id, booking.seat_ids)
     except (redis.RedisError, ServiceUnavailable) as exc:
         log.warning(

@@ -21,6 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     apply_stage_environment(args.stage)
     import redis
+    from redis.cluster import RedisCluster
 
     from chalicelib.config import Settings
     from infra.local.run import answers, forget_stream_positions
@@ -35,7 +36,9 @@ def main() -> None:
         if url and answers(url):
             raise SystemExit(f"[reset] {name} still answers at {url}: stop `make run` (Ctrl-C) first")
     drop_database(settings.database_url)
-    client = redis.Redis.from_url(settings.redis_url)
+    # A cluster (REDIS_CLUSTER=1): the cluster client scans every primary, not only the seed node.
+    cluster = settings.redis_cluster
+    client = (RedisCluster if cluster else redis.Redis).from_url(settings.redis_url)
     deleted = 0
     for key in client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
         deleted += client.delete(key)

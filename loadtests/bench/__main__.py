@@ -104,6 +104,11 @@ def run_command(argv: list[str]) -> int:
         "--redis-url", default="redis://127.0.0.1:6379/13", help="Redis db of the bench's own"
     )
     parser.add_argument("--key-prefix", default="bench", help="Redis key prefix of the bench's own")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="run the app on a local 3-primary Redis Cluster of the bench's own (REDIS_CLUSTER=1)",
+    )
     parser.add_argument("--name", default="bench", help="prefix of the bench's queue and stream names")
     parser.add_argument(
         "--drop-database", action="store_true", help="drop the database and Redis keys at the end"
@@ -205,6 +210,7 @@ def run_command(argv: list[str]) -> int:
         state_dir=state_dir,
         log_dir=out_dir / "raw" / "logs",
         drop_database_at_exit=args.drop_database,
+        redis_cluster=args.redis_cluster,
     )
     try:
         results = Bench(plan, out_dir, config).run()

@@ -20,13 +20,14 @@ from urllib.parse import urlsplit
 
 import pymysql
 import redis
+from redis.cluster import RedisCluster
 
 FINAL = ("CONFIRMED", "REJECTED", "FAILED", "CANCELLED")
 RECONCILE_REPAIR_ACTIONS = ("reconcile_seat_booked", "reconcile_seat_released")
 
 
 class Auditor:
-    def __init__(self, database_url: str, redis_url: str, key_prefix: str) -> None:
+    def __init__(self, database_url: str, redis_url: str, key_prefix: str, cluster: bool = False) -> None:
         parts = urlsplit(database_url)
         self._db = pymysql.connect(
             host=parts.hostname,
@@ -36,7 +37,11 @@ class Auditor:
             database=parts.path.lstrip("/"),
             autocommit=True,
         )
-        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._redis = (
+            RedisCluster.from_url(redis_url, decode_responses=True)
+            if cluster
+            else redis.Redis.from_url(redis_url, decode_responses=True)
+        )
         self._prefix = key_prefix
 
     def close(self) -> None:
@@ -123,7 +128,8 @@ class Auditor:
         accepted_ids = [booking_id for booking_id, _, _ in answers]
         pipe = self._redis.pipeline(transaction=False)
         for booking_id in accepted_ids:
-            pipe.hget(f"{self._prefix}:booking:{booking_id}", "status")
+            # The record's key (adapters/redis_seats.py): in the performance's slot.
+            pipe.hget(f"{self._prefix}:{{p{performance_id}}}:booking:{booking_id}", "status")
         for booking_id, recorded in zip(accepted_ids, pipe.execute(), strict=True):
             final = rows.get(booking_id, (None, 0))[0]
             if recorded is not None and final is not None and recorded != final:

@@ -273,9 +273,7 @@ def versions(stack: Stack) -> dict:
             info["mysql"] = cursor.fetchone()[0]
         connection.close()
     with contextlib.suppress(Exception):
-        import redis
-
-        info["redis"] = redis.Redis.from_url(stack.config.redis_url).info("server")["redis_version"]
+        info["redis"] = stack.redis_client().info("server")["redis_version"]
     with (
         contextlib.suppress(Exception),
         urllib.request.urlopen(f"{stack.endpoint}/_localstack/health", timeout=2) as response,
@@ -347,7 +345,10 @@ class Bench:
             from loadtests.bench.audit import Auditor
 
             self._auditor = Auditor(
-                stack.config.database_url, stack.config.redis_url, stack.config.key_prefix
+                stack.config.database_url,
+                stack.redis_url,
+                stack.config.key_prefix,
+                cluster=stack.config.redis_cluster,
             )
             runs = self.plan.runs()
             auto = tuple(self.plan.profile_runs) == ("auto",)
@@ -462,7 +463,10 @@ class Bench:
             "emulator": self.stack.emulator_name,
             "emulator_note": self.stack.emulator_note,
             "database": c.database_url.rsplit("/", 1)[-1],
-            "redis": f"{c.redis_url} prefix {c.key_prefix}",
+            "redis": (
+                f"{'Redis Cluster, 3 primaries, seed ' if c.redis_cluster else ''}{self.stack.redis_url}"
+                f" prefix {c.key_prefix}"
+            ),
             "load_generator": (
                 f"loadtests/bench/load.py: asyncio + aiohttp {v.get('aiohttp', '?')}, "
                 f"{self.plan.profile.generators} process(es)"

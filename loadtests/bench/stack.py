@@ -70,6 +70,16 @@ def wait_for(check, what: str, timeout: float, process: subprocess.Popen | None 
         time.sleep(0.2)
 
 
+def redis_client(url: str, cluster: bool = False):
+    """A plain (unguarded) client: redis-py's cluster client when `cluster` (url: a seed node)."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if cluster:
+        return RedisCluster.from_url(url, decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
 @dataclass
 class StackConfig:
     name: str = "bench"
@@ -88,6 +98,9 @@ class StackConfig:
     state_dir: Path = field(default_factory=lambda: Path("/tmp/seat-booking-bench"))
     log_dir: Path = field(default_factory=lambda: Path("/tmp/seat-booking-bench/logs"))
     drop_database_at_exit: bool = False
+    # A local 3-primary Redis Cluster of the bench's own (infra/local/redis_cluster.py) instead of redis_url,
+    # the app on it with REDIS_CLUSTER=1.
+    redis_cluster: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,6 +120,13 @@ class Stack:
         self.worker: subprocess.Popen | None = None
         self._logs: list = []
         self._pending_streams: threading.Thread | None = None
+        self.redis_cluster = None
+        self.redis_url = config.redis_url
+        if config.redis_cluster:
+            from infra.local.redis_cluster import LocalRedisCluster
+
+            self.redis_cluster = LocalRedisCluster()  # ports chosen now, servers started by prepare_data()
+            self.redis_url = self.redis_cluster.url
         self.env = self._environment()
 
     # --- environment ----------------------------------------------------------------------------------
@@ -118,7 +138,8 @@ class Stack:
         # The local stage, on the bench's own database, Redis keys, emulator, queues, streams and ledger.
         own = Settings.from_env(stage_environment("local")).replace(
             database_url=c.database_url,
-            redis_url=c.redis_url,
+            redis_url=self.redis_url,
+            redis_cluster=c.redis_cluster,
             redis_key_prefix=c.key_prefix,
             aws_endpoint_url=self.endpoint,
             aws_region="us-east-1",
@@ -208,6 +229,9 @@ class Stack:
         streams = threading.Thread(target=self._create_streams, args=(settings,))
         streams.start()
         self.drop_database()
+        if self.redis_cluster is not None and not self.redis_cluster.nodes[0].running():
+            self.redis_cluster.start()
+            self.say(f"Redis Cluster: {len(self.redis_cluster.nodes)} primaries, seed {self.redis_url}")
         self.forget_redis_keys()
         shutil.rmtree(self.config.state_dir / "ledger", ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -260,10 +284,14 @@ class Stack:
         finally:
             connection.close()
 
-    def forget_redis_keys(self) -> None:
-        import redis
+    def redis_client(self):
+        """A plain client of the bench's Redis (a cluster client with --redis-cluster): set-up, audit."""
+        return redis_client(self.redis_url, self.config.redis_cluster)
 
-        client = redis.Redis.from_url(self.config.redis_url)
+    def forget_redis_keys(self) -> None:
+        if self.redis_cluster is not None and not self.redis_cluster.nodes[0].running():
+            return  # not started (yet, or any more): nothing to forget
+        client = self.redis_client()
         try:
             for key in client.scan_iter(match=f"{self.config.key_prefix}:*", count=1000):
                 client.delete(key)
@@ -376,3 +404,5 @@ class Stack:
         if self.config.drop_database_at_exit:  # else both stay for inspection until the next run
             self.forget_redis_keys()
             self.drop_database()
+        if self.redis_cluster is not None:  # the bench's own: gone with the run
+            self.redis_cluster.stop()

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from chalicelib.config import Settings
 from tests.faults.harness import (
@@ -51,6 +53,10 @@ WRITE_LOCK_SECONDS = 40
 
 @pytest.fixture(scope="module")
 def fault_settings(fault_settings: Settings) -> Settings:
+    return chaos_settings(fault_settings)
+
+
+def chaos_settings(fault_settings: Settings) -> Settings:
     """The fault tests' settings (servers of their own, the shipped visibility timeout), with names of the
     chaos tests' own, statements that give up after 2 s (a write-locked MySQL answers nothing), and a retry
     policy that outlasts the 40 s write lock in fewer seconds than the shipped one (10 deliveries, backoff
@@ -90,9 +96,14 @@ class Sampler:
         self.samples: Counter = Counter()
         self.violations: list[str] = []
         parts = urlsplit(fault.settings.redis_url)
-        self._redis = redis.Redis(
-            host=parts.hostname, port=parts.port, decode_responses=True, socket_timeout=0.5
-        )
+        if fault.settings.redis_cluster:  # every primary's records (tests/faults/test_chaos_cluster.py)
+            self._redis = RedisCluster(
+                host=parts.hostname, port=parts.port, decode_responses=True, socket_timeout=0.5
+            )
+        else:
+            self._redis = redis.Redis(
+                host=parts.hostname, port=parts.port, decode_responses=True, socket_timeout=0.5
+            )
 
     def __enter__(self) -> Sampler:
         self._thread.start()
@@ -108,7 +119,7 @@ class Sampler:
             for name, sample in (("mysql", self._mysql), ("redis", self._redis_records)):
                 try:
                     found = sample()
-                except (pymysql.err.MySQLError, redis.RedisError):
+                except (pymysql.err.MySQLError, redis.RedisError, RedisClusterException):
                     self.samples[f"{name} unreadable"] += 1  # the fault itself (Redis paused)
                     continue
                 self.samples[name] += 1
@@ -128,15 +139,16 @@ class Sampler:
         """Booking records that hold seats: any CONFIRMED one, and PENDING ones of the strategies whose
         PENDING holds (a booking waiting in line, fifo_partition or stream_state, holds nothing yet)."""
         holders: dict[tuple[int, int], set[str]] = defaultdict(set)
-        prefix = f"{self._fault.settings.redis_key_prefix}:booking:"
-        for key in self._redis.scan_iter(match=f"{prefix}*", count=1000):
+        # Records live in their performance's slot: <prefix>:{p<id>}:booking:<booking id> (redis_seats.py).
+        prefix = self._fault.settings.redis_key_prefix
+        for key in self._redis.scan_iter(match=f"{prefix}:{{p*}}:booking:*", count=1000):
             record = self._redis.hgetall(key)
             if not record or int(record["performance_id"]) not in self._pids:
                 continue
             status, strategy = record["status"], record["strategy"]
             if status == "CONFIRMED" or (status == "PENDING" and strategy in PROMISING):
                 for seat in filter(None, record["seat_ids"].split(",")):
-                    holders[(int(record["performance_id"]), int(seat))].add(key[len(prefix) :])
+                    holders[(int(record["performance_id"]), int(seat))].add(key.rsplit(":", 1)[1])
         return [
             f"performance {p} seat {s} held by {sorted(b)}" for (p, s), b in holders.items() if len(b) > 1
         ]

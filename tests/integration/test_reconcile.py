@@ -9,12 +9,12 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from ulid import ULID
 
 import app as app_module
 from chalicelib.adapters.mysql import CatalogueRepository
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus
 from chalicelib.domain.seat_holds import BookingRecord
@@ -34,9 +34,9 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 
-def accepted_seconds_ago(seconds: float) -> str:
-    """A booking id as the service makes them (a ULID), accepted `seconds` ago."""
-    return str(ULID.from_timestamp(time.time() - seconds))
+def accepted_seconds_ago(seconds: float, performance_id: int) -> str:
+    """A booking id as the service makes them (domain/booking_ids.py), accepted `seconds` ago."""
+    return mint(performance_id, now_ms=round((time.time() - seconds) * 1000))
 
 
 def seats_of(new_performance, strategy: str = "redis_async", count: int = 10) -> tuple[int, list[int]]:
@@ -92,8 +92,10 @@ def context(name: str = "seat-booking-test-reconcile_seat_maps") -> LambdaContex
 
 def test_each_drift_is_repaired_seat_by_seat_and_logged_once(services, new_performance, sql, capsys) -> None:
     pid, s = seats_of(new_performance)
-    confirmed, cancelled, failed, rejected, elsewhere, stray = (accepted_seconds_ago(120) for _ in range(6))
-    stale, fresh = accepted_seconds_ago(3600), accepted_seconds_ago(5)
+    confirmed, cancelled, failed, rejected, elsewhere, stray = (
+        accepted_seconds_ago(120, pid) for _ in range(6)
+    )
+    stale, fresh = accepted_seconds_ago(3600, pid), accepted_seconds_ago(5, pid)
     store(services, confirmed, pid, (s[0], s[1]), BookingStatus.CONFIRMED)
     store(services, cancelled, pid, (s[2],), BookingStatus.CANCELLED)
     store(services, failed, pid, (s[3],), BookingStatus.FAILED)
@@ -192,7 +194,7 @@ def test_live_traffic_between_comparison_and_repair_is_not_undone(
     services, new_performance, sql, settings
 ) -> None:
     pid, s = seats_of(new_performance, count=2)
-    booked, late = accepted_seconds_ago(60), accepted_seconds_ago(3600)
+    booked, late = accepted_seconds_ago(60, pid), accepted_seconds_ago(3600, pid)
     store(services, booked, pid, (s[0],), BookingStatus.CONFIRMED)
     show(services, pid, {s[0]: "0"})  # drift: it should show B:booked ...
     hold(services, late, pid, (s[1],))  # ... and this hold looks long abandoned
@@ -267,7 +269,7 @@ def test_the_scheduled_handler_and_the_local_scheduler_repair_the_same_way(
     services, new_performance, sql, settings
 ) -> None:
     pid, s = seats_of(new_performance, count=2)
-    first, second = accepted_seconds_ago(60), accepted_seconds_ago(60)
+    first, second = accepted_seconds_ago(60, pid), accepted_seconds_ago(60, pid)
     store(services, first, pid, (s[0],), BookingStatus.CONFIRMED)
     store(services, second, pid, (s[1],), BookingStatus.CONFIRMED)
     show(services, pid, {s[0]: "0", s[1]: f"B:{second}"})

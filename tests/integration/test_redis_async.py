@@ -276,7 +276,8 @@ def test_a_failed_queue_send_gives_the_seats_back_and_answers_503(
     with pytest.raises(ServiceUnavailable):
         strategy.book(request)
     assert seat_status(services, performance.performance_id, seat) == "AVAILABLE"
-    assert services.seat_store.read_record(request.booking_id).status is BookingStatus.FAILED
+    record = services.seat_store.read_record(request.booking_id, performance.performance_id)
+    assert record.status is BookingStatus.FAILED  # (an id of no ULID: found through its performance)
 
 
 def test_seat_state_lost_in_redis_is_rebuilt_from_mysql(services, new_performance, drain) -> None:

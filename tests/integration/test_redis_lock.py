@@ -18,9 +18,9 @@ import pytest
 from redis.lock import Lock
 
 from chalicelib.adapters.mysql import BookingRepository
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.services.booking import new_booking_id
 from chalicelib.strategies.redis_lock import LeaseWatchdog, RedisLockStrategy
 from chalicelib.strategies.redis_lock import strategy as redis_lock
 from tests.support.waiting import wait_for
@@ -36,7 +36,7 @@ def performance_of(services, new_performance, **kwargs) -> Performance:
 
 def request_for(performance: Performance, user_id: str, seat_ids: list[int]) -> BookingRequest:
     return BookingRequest(
-        new_booking_id(),
+        mint(performance.performance_id),
         performance.performance_id,
         user_id,
         tuple(sorted(seat_ids)),

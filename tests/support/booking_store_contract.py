@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import BookingExists, IdempotencyKeyTaken, SeatAlreadyBooked
 from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
-from chalicelib.services.booking import new_booking_id
 
 PENDING, CONFIRMED, FAILED = BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.FAILED
 
@@ -23,7 +23,7 @@ PENDING, CONFIRMED, FAILED = BookingStatus.PENDING, BookingStatus.CONFIRMED, Boo
 def booking(seats, *indexes: int, user: str = "ann", status: BookingStatus = PENDING) -> Booking:
     performance_id, seat_ids = seats
     chosen = tuple(seat_ids[i] for i in indexes)
-    return Booking(new_booking_id(), performance_id, user, chosen, status, "redis_async")
+    return Booking(mint(performance_id), performance_id, user, chosen, status, "redis_async")
 
 
 class BookingStoreContract:
@@ -66,7 +66,7 @@ class BookingStoreContract:
         assert store.holders_of(held.seat_ids) == {}
 
     def test_settling_an_unknown_booking_changes_nothing(self, store, seats) -> None:
-        settled = store.settle(new_booking_id(), CONFIRMED)
+        settled = store.settle(mint(seats[0]), CONFIRMED)
         assert (settled.booking, settled.changed) == (None, False)
 
     def test_confirming_in_line_meets_the_guard_and_stays_pending(self, store, seats) -> None:
@@ -127,5 +127,5 @@ class BookingStoreContract:
             b.booking_id for b in store.pending_accepted_before(later, held.performance_id)
         ]
         assert store.pending_accepted_before(time.time() - 60, held.performance_id) == []
-        assert store.statuses([held.booking_id, new_booking_id()]) == {held.booking_id: PENDING}
+        assert store.statuses([held.booking_id, mint(held.performance_id)]) == {held.booking_id: PENDING}
         assert held.performance_id in store.recently_active_performances(60)

@@ -22,7 +22,10 @@ def _settings_table() -> dict[str, str]:
 
 
 def _as_documented(default: object) -> str:
-    """How the page writes a default: `5` for 5.0, `0.01`, `2000000`, `bk`; an empty or None one as empty."""
+    """How the page writes a default: `5` for 5.0, `0.01`, `2000000`, `bk`, `0` for False; an empty or None
+    one as empty."""
+    if isinstance(default, bool):
+        return f"`{int(default)}`"
     if default in ("", None):
         return "empty"
     return f"`{default:g}`" if isinstance(default, float) else f"`{default}`"

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingStatus, Performance
 from chalicelib.domain.seat_holds import BookingRecord
-from chalicelib.services.booking import new_booking_id
 from chalicelib.services.reconcile import ABANDONED_TAKE_SECONDS
 from tests.support.fakes import RecordingQueue, RecordingStream
 from tests.support.offline import Offline
@@ -167,7 +167,7 @@ def test_reconcile_puts_back_a_holder_the_map_lost(
 
 def take_unknown_to_mysql(system: Offline, performance: Performance, seat: int) -> str:
     """A take whose journal write never happened (the request gave up on MySQL after Redis took)."""
-    booking_id = new_booking_id()
+    booking_id = mint(performance.performance_id)
     record = BookingRecord(booking_id, performance.performance_id, "ann", (seat,), "redis_async", PENDING)
     system.seat_store.reserve(record)
     return booking_id

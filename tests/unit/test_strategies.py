@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from chalicelib.domain.booking_ids import mint
 from chalicelib.domain.errors import NotFound, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested, LedgerEntry, LedgerOutcome, parse_stream_command
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.services.booking import new_booking_id
 from chalicelib.strategies.partitioning import section_partition
 from tests.support.offline import Offline
 
@@ -20,7 +20,12 @@ CONFIRMED, PENDING, FAILED = BookingStatus.CONFIRMED, BookingStatus.PENDING, Boo
 
 def request(performance: Performance, *seats: int, user: str = "ann") -> BookingRequest:
     return BookingRequest(
-        new_booking_id(), performance.performance_id, user, seats, performance.strategy, performance
+        mint(performance.performance_id),
+        performance.performance_id,
+        user,
+        seats,
+        performance.strategy,
+        performance,
     )
 
 
@@ -160,7 +165,9 @@ def test_give_up_fails_the_booking_once_and_gives_its_seats_back(system: Offline
 def test_give_up_claims_a_booking_mysql_never_heard_of_as_failed(system: Offline) -> None:
     performance = system.new_performance()
     seat = performance.seat_ids[0]
-    message = BookingRequested(new_booking_id(), performance.performance_id, "ann", (seat,), "redis_async")
+    message = BookingRequested(
+        mint(performance.performance_id), performance.performance_id, "ann", (seat,), "redis_async"
+    )
     assert system.strategies["redis_async"].give_up(message.booking_id, "lost", message) is FAILED
     assert system.bookings.get(message.booking_id).status is FAILED  # nothing can confirm it now
     assert system.strategies["redis_async"].finish(message) is FAILED
@@ -263,7 +270,14 @@ def test_the_database_guard_overrules_a_ledger_that_confirmed_a_taken_seat(syste
     refuses the second, which becomes REJECTED, and its ledger is told who really holds the seat."""
     performance = system.new_performance("stream_state")
     seat = performance.seat_ids[0]
-    other = Booking(new_booking_id(), performance.performance_id, "bob", (seat,), CONFIRMED, "stream_state")
+    other = Booking(
+        mint(performance.performance_id),
+        performance.performance_id,
+        "bob",
+        (seat,),
+        CONFIRMED,
+        "stream_state",
+    )
     system.bookings.insert(other)  # decided a moment ago; the map does not show it yet
     booking = book(system, performance, seat)
     entry = run_processor(system)[0]

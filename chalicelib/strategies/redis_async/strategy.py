@@ -103,7 +103,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         """Undo the take of a request that was not journaled: its seats, and its record (no such booking)."""
         try:
             self._seats.release(request.booking_id, request.performance_id, request.seat_ids)
-            self._seats.delete_record(request.booking_id)
+            self._seats.delete_record(request.booking_id, request.performance_id)
         except ServiceUnavailable as exc:  # the reconcile job frees a hold MySQL never heard of
             log.warning("booking %s: take not given back: %s", request.booking_id, exc)
 

@@ -1,0 +1,114 @@
+"""REDIS_CLUSTER=1's client (adapters/redis_client.py) against a real 3-primary cluster of this module's own:
+the same guard as the single-node client (a lost shard is RedisUnavailable, the breaker opens and recovers),
+a busy pool is not an outage, and the eviction policy is checked on every primary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.exceptions import CrossSlotTransactionError
+
+from chalicelib.adapters.redis_client import GuardedRedisCluster, RedisUnavailable, build_redis, is_outage
+from chalicelib.adapters.redis_policy import RedisMisconfigured, require_noeviction
+from chalicelib.config import Settings
+from infra.local.redis_cluster import LocalRedisCluster
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalRedisCluster]:
+    own = LocalRedisCluster().start()  # nodes are killed here: not the session's cluster
+    yield own
+    own.stop()
+
+
+@pytest.fixture()
+def client(cluster: LocalRedisCluster, settings: Settings) -> Iterator[GuardedRedisCluster]:
+    on_cluster = settings.replace(
+        redis_cluster=True,
+        redis_url=cluster.url,
+        redis_breaker_failures=2,
+        redis_breaker_reset_seconds=0.5,
+        redis_socket_timeout_seconds=0.5,
+        redis_pool_size=2,
+    )
+    built = build_redis(on_cluster)
+    assert isinstance(built, GuardedRedisCluster)
+    yield built
+    built.close()
+
+
+def test_a_lost_shard_is_an_outage_the_breaker_opens_on_and_recovers_from(
+    cluster: LocalRedisCluster, client: GuardedRedisCluster
+) -> None:
+    key = "t:{p7}:seats"
+    client.hset(key, "1", "0")
+    node = cluster.node_of(key)
+    node.kill()
+    try:
+        for _ in range(2):
+            with pytest.raises(RedisUnavailable):
+                client.hget(key, "1")
+        assert client.breaker.state == "open"
+        with pytest.raises(RedisUnavailable):  # refused at once, without touching the network
+            client.pipeline(transaction=True).get(key).execute()
+    finally:
+        node.start()
+        cluster.wait_ok()
+
+    def answers() -> bool:
+        try:
+            return client.hget(key, "1") is None  # back, empty (no persistence)
+        except RedisUnavailable:
+            return False
+
+    wait_for(answers, 20, "the cluster client to recover", 0.1)
+    assert client.breaker.state == "closed"
+
+
+def test_a_transaction_stays_in_one_slot_and_a_cross_slot_one_is_refused(client: GuardedRedisCluster) -> None:
+    same = client.pipeline(transaction=True)
+    same.set("t:{p8}:version", 3).hset("t:{p8}:seats", "1", "0").get("t:{p8}:version")
+    # (SET's reply: "OK" in a cluster transaction, True elsewhere; no caller reads a write's reply.)
+    assert same.execute()[1:] == [1, "3"]
+    crossing = client.pipeline(transaction=True)
+    crossing.get("t:{p8}:version").get("t:{p9}:version")
+    with pytest.raises(CrossSlotTransactionError):
+        crossing.execute()
+    assert client.breaker.state == "closed"  # a programming error is no outage
+
+
+def test_a_busy_pool_is_not_an_outage(client: GuardedRedisCluster, cluster: LocalRedisCluster) -> None:
+    """Every connection of a node's pool (2 here) in use: the next caller waits, then fails as busy, and the
+    breaker does not count it."""
+    key = "t:{p10}:seats"
+    client.set(key, 1)
+    node = client.get_node_from_key(key)
+    pool = node.redis_connection.connection_pool
+    held = [pool.get_connection() for _ in range(2)]
+    try:
+        with pytest.raises(redis.ConnectionError) as raised:
+            client.get(key)
+        assert not is_outage(raised.value.__cause__ or raised.value)
+        assert client.breaker.state == "closed"
+    finally:
+        for connection in held:
+            pool.release(connection)
+    assert client.get(key) == "1"
+
+
+def test_the_eviction_policy_is_checked_on_every_primary(
+    client: GuardedRedisCluster, cluster: LocalRedisCluster
+) -> None:
+    require_noeviction(client.unguarded())
+    last = cluster.nodes[-1].client()
+    last.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(RedisMisconfigured, match="allkeys-lru"):
+            require_noeviction(client.unguarded())
+    finally:
+        last.config_set("maxmemory-policy", "noeviction")
