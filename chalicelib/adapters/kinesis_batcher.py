@@ -216,7 +216,10 @@ class PutRecordsBatcher:
             state.cond.acquire()
             for entry in batch:
                 entry.in_flight = False
-        self._settle(state, batch, outcome)
+        try:
+            self._settle(state, batch, outcome)
+        except Exception as exc:  # an answer we cannot read: as unknown as a call that failed
+            self._settle(state, [entry for entry in batch if not entry.done], exc)
 
     def _retry_batch(self, state: _State) -> list[_Entry]:
         while state.retry and (now := self._clock()) < state.retry_at:

@@ -296,3 +296,18 @@ def test_a_forked_child_starts_with_a_batcher_of_its_own(make, kinesis) -> None:
     kinesis.release()
     thread.join(10)
     assert answer == "1 [['child']]"
+
+
+def test_an_answer_that_cannot_be_read_fails_the_records_it_does_not_vouch_for(make, kinesis) -> None:
+    batcher = make()
+    real = kinesis.put_records
+
+    def short_answer(**kwargs) -> dict:
+        answer = real(**kwargs)
+        return {**answer, "Records": answer["Records"][:1]}  # one answer for two records
+
+    kinesis.put_records = short_answer
+    with pytest.raises(StreamWriteError, match="PutRecords failed"):
+        batcher.put_many([("a", "k"), ("b", "k")])
+    kinesis.put_records = real
+    assert batcher.put("c", "k").sequence_number == "3"
