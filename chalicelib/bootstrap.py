@@ -112,8 +112,13 @@ def build(settings: Settings) -> Container:
     booking_queue = SqsQueue(sqs, settings.booking_queue_name)
     fifo_queue = SqsQueue(sqs, settings.fifo_queue_name)
     kinesis = aws.client("kinesis", settings)
-    request_stream = KinesisStream(kinesis, settings.request_stream_name)
-    changelog = KinesisStream(kinesis, settings.changelog_stream_name)
+    # A record's deadline is what one AWS call may take: past it the request answers 503, as a put did.
+    streams = {
+        "linger_seconds": settings.stream_linger_ms / 1000,
+        "deadline_seconds": settings.aws_read_timeout_seconds,
+    }
+    request_stream = KinesisStream(kinesis, settings.request_stream_name, **streams)
+    changelog = KinesisStream(kinesis, settings.changelog_stream_name, **streams)
     catalogue_store = CatalogueRepository(db)
 
     def partition_of(performance_id: int, seat_ids: tuple[int, ...]) -> str:

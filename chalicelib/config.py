@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     request_stream_name: str = "booking-requests-stream"
     changelog_stream_name: str = "booking-decisions-changelog"
     stream_shard_count: Int = 2
+    # A process's records for one stream go out in shared PutRecords calls (one in flight per stream): the
+    # first record of a batch waits at most this long for others. 0: at once, and whatever queued while the
+    # previous call was in flight still goes in one call, which under load is all a linger would gather
+    # (docs/strategies.md#batched-putrecords has the measurements). A record not in the stream within
+    # aws_read_timeout_seconds of its put fails (the request answers 503).
+    stream_linger_ms: Float = 0.0
     ledger_dir: str = "/tmp/seat-booking-ledger"
     # redis_lock: how long a seat's lease lives unless its holder's watchdog re-arms it.
     seat_lease_seconds: Float = 5.0

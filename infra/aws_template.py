@@ -87,8 +87,8 @@ KINESIS_EVENT_SOURCE_ACTIONS = [
 # SqsQueue: get_queue_url once, then send_message / change_message_visibility; /health: get_queue_attributes.
 SQS_PRODUCER_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"]
 SQS_BACKOFF_ACTIONS = ["sqs:GetQueueUrl", "sqs:ChangeMessageVisibility"]
-# KinesisStream.put and ping (/health).
-KINESIS_PRODUCER_ACTIONS = ["kinesis:PutRecord", "kinesis:DescribeStreamSummary"]
+# KinesisStream.put / put_many (PutRecords, batched: adapters/kinesis_batcher.py) and ping (/health).
+KINESIS_PRODUCER_ACTIONS = ["kinesis:PutRecords", "kinesis:DescribeStreamSummary"]
 # KinesisStream.read_since: the ledger catches up with the changelog before each batch.
 KINESIS_READER_ACTIONS = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
 

@@ -1,23 +1,36 @@
-"""Kinesis: `stream_state`'s request stream (partitioned by section) and its decision changelog."""
+"""Kinesis: `stream_state`'s request stream (partitioned by section) and its decision changelog.
+
+Records are written through a PutRecordsBatcher (kinesis_batcher.py): concurrent puts of a process share
+PutRecords calls, and each put returns only once its own record is in the stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+
+from chalicelib.adapters.kinesis_batcher import PutRecordsBatcher
 
 READ_LIMIT = 1000
 
 
 class KinesisStream:
-    def __init__(self, kinesis_client, stream_name: str) -> None:
+    def __init__(
+        self, kinesis_client, stream_name: str, *, linger_seconds: float = 0.0, deadline_seconds: float = 5.0
+    ) -> None:
         self._kinesis = kinesis_client
         self.name = stream_name
+        self.writer = PutRecordsBatcher(
+            kinesis_client, stream_name, linger_seconds=linger_seconds, deadline_seconds=deadline_seconds
+        )
 
     def put(self, data: str, partition_key: str) -> str:
-        """Append one record; -> its sequence number. Records of one partition key keep their order."""
-        response = self._kinesis.put_record(
-            StreamName=self.name, Data=data.encode(), PartitionKey=partition_key
-        )
-        return response["SequenceNumber"]
+        """Append one record; -> its sequence number, once it is in the stream. A put that returned is ahead
+        of every later put of the same partition key; concurrent puts share a PutRecords call (in no promised
+        order among themselves). Raises StreamWriteError if the record may not be in the stream."""
+        return self.writer.put(data, partition_key).sequence_number
+
+    def put_many(self, records: Sequence[tuple[str, str]]) -> list[str]:
+        """Append (data, partition key) records in one go (no order among them); -> their sequence numbers."""
+        return [written.sequence_number for written in self.writer.put_many(records)]
 
     def read_since(self, positions: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
         """Every record after `positions` (shard id -> last sequence number read), up to each shard's tip;

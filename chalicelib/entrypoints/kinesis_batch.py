@@ -17,6 +17,7 @@ from chalicelib.domain.messages import InvalidMessage, LedgerEntry, parse_stream
 from chalicelib.services.metrics import Metrics, count_settled
 from chalicelib.services.ports import RecordStream
 from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger
+from chalicelib.strategies.stream_state.ledger import commuting_runs
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,11 @@ def _failed_from(record: KinesisStreamRecord) -> dict:
 class LedgerBatchHandler:
     """The processor. Not Powertools' BatchProcessor: it carries on after a failed record, and a ledger
     must not decide a later request of the partition before an earlier one (order is the whole point), so
-    this stops at the first failure and reports it; Lambda retries from there."""
+    this stops at the first failure and reports it; Lambda retries from there.
+
+    The batch's decisions are made in order, then appended to the changelog in as few PutRecords as order
+    allows: runs of entries that commute (ledger.commuting_runs), one run after the other. A run that cannot
+    be written is reported from its first record: the redelivery re-emits decisions already made."""
 
     def __init__(self, ledger: SeatLedger, changelog: RecordStream) -> None:
         self._ledger = ledger
@@ -43,27 +48,55 @@ class LedgerBatchHandler:
         except Exception:
             log.exception("could not catch the ledger up with the changelog; the batch is retried")
             return _failed_from(records[0])
+        decided: list[tuple[KinesisStreamRecord, LedgerEntry | None]] = []
+        failed: KinesisStreamRecord | None = None
         for record in records:
-            if not self._decide(record):
-                return _failed_from(record)
+            outcome = self._decide(record)
+            if outcome is False:
+                failed = record
+                break
+            decided.append((record, outcome))
+        unwritten = self._append(decided)
+        if unwritten is not None:
+            return _failed_from(unwritten)
+        if failed is not None:
+            return _failed_from(failed)
         return {"batchItemFailures": []}
 
-    def _decide(self, record: KinesisStreamRecord) -> bool:
+    def _decide(self, record: KinesisStreamRecord) -> LedgerEntry | bool | None:
+        """-> the entry to append (None: nothing to record), or False if the record failed."""
         try:
             command = parse_stream_command(record.kinesis.data_as_text())
         except (InvalidMessage, UnicodeDecodeError) as exc:
             # Retrying cannot repair it, and stopping here would block the whole partition.
             log.error("skipping malformed record %s: %s", record.kinesis.sequence_number, exc)
-            return True
+            return None
         with correlated(command.booking_id):
             try:
-                entry = self._ledger.decide(command)
-                if entry is not None:
-                    self._changelog.put(entry.to_json(), record.kinesis.partition_key)
+                return self._ledger.decide(command)
             except Exception:
                 log.exception("record %s failed; it and the rest of the batch are retried", record.event_id)
                 return False
-        return True
+
+    def _append(
+        self, decided: list[tuple[KinesisStreamRecord, LedgerEntry | None]]
+    ) -> KinesisStreamRecord | None:
+        """Append the entries run by run -> the first record of the run that could not be written (None:
+        all written)."""
+        for run in commuting_runs(decided, lambda item: item[1]):
+            entries = [(entry.to_json(), record.kinesis.partition_key) for record, entry in run if entry]
+            if not entries:
+                continue
+            try:
+                self._changelog.put_many(entries)
+            except Exception:
+                log.exception(
+                    "%d changelog entries from record %s on may not be written; retried from there",
+                    len(entries),
+                    run[0][0].kinesis.sequence_number,
+                )
+                return run[0][0]
+        return None
 
 
 class PersisterBatchHandler:

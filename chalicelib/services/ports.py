@@ -203,7 +203,13 @@ class RecordStream(Protocol):
     """A Kinesis stream (stream_state's request stream and changelog): records in order per shard."""
 
     def put(self, data: str, partition_key: str) -> str:
-        """Append a record -> its sequence number. Raises if it may not have been appended."""
+        """Append a record -> its sequence number. Raises if it may not have been appended. A put that
+        returned is ahead of every later put of its partition key; concurrent puts are in no given order."""
+        ...
+
+    def put_many(self, records: Sequence[tuple[str, str]]) -> list[str]:
+        """Append (data, partition key) records at once, in no given order among them (order them by
+        putting them in successive calls) -> their sequence numbers. Raises if any may not be appended."""
         ...
 
     def read_since(self, positions: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:

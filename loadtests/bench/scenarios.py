@@ -62,7 +62,7 @@ MIXED = (MIXED_UNIFORM, MIXED_ZIPF)
 CROWDS = (CROWD_SOLO, CROWD)
 # The burst the crowd watches: the front rows of the first section of the 5,000-seat map (5 x 40 = 200 seats,
 # hot-section's count). Over the whole map every strategy would accept thousands of bookings, and stream_state
-# (one Kinesis PutRecord per accepted request, ~50/s on LocalStack) would take minutes per run.
+# (Kinesis puts of every accepted request, batched per server process since issue 16) would take minutes.
 CROWD_HOT_ROWS = 5
 # Left out of the full bench's crowd unless asked for (--crowd-strategies): stream_state's burst takes ~60 s
 # and its drain ~2 min more on LocalStack's Kinesis (one PutRecord per accepted request and per decision),

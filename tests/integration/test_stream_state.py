@@ -10,11 +10,13 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from chalicelib.domain.messages import parse_stream_command
 from tests.integration.test_races import audit, race, split
 from tests.support.waiting import wait_for
 
@@ -101,3 +103,65 @@ def test_killed_processor_rebuilds_from_the_changelog_and_sells_no_seat_twice(
         f"\nstream_state kill/restart: {len(accepted)} accepted, {len(at_kill)} final at the kill,"
         f" final {dict(Counter(final.values()))}"
     )
+
+
+def test_concurrent_requests_share_put_records_calls_and_every_202_is_in_the_stream_once(
+    services, new_performance, drain, sql, monkeypatch
+) -> None:
+    """The request path's batching on the emulator (moto): 300 requests at once over one section's 40 seats.
+    The first PutRecords call is held until several records wait behind it (a hook, not a sleep), so calls
+    are shared for sure; every 202 must then be in the request stream exactly once, and the processor's
+    decisions reach the changelog in a few PutRecords calls, not one per decision."""
+    drain()  # a quiet stream: this test's records are the only new ones
+    performance = new_performance(strategy="stream_state", rows=2, seats_per_row=20)
+    pid, first = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    requests, changelog = services.request_stream.writer, services.ledger._changelog.writer
+    state = requests._state
+    real_put_records = requests._kinesis.put_records
+    held = threading.Event()
+
+    def put_records(**kwargs):
+        if not held.is_set():  # the first call: wait (at most 30 s) until others queue behind it
+            held.set()
+            with state.cond:
+                state.cond.wait_for(lambda: len(state.queue) >= 20, timeout=30)
+        return real_put_records(**kwargs)
+
+    monkeypatch.setattr(requests, "_kinesis", _Calls(requests._kinesis, put_records))
+    rng = random.Random(16)
+    wanted = [rng.sample(range(first, first + 40), rng.randint(1, 3)) for _ in range(300)]
+    book = services.booking_service.book
+    calls_before = requests.calls
+    attempts = [lambda i=i: book(pid, {"user_id": f"u{i}", "seat_ids": wanted[i]}, None) for i in range(300)]
+    accepted, _ = split(race(attempts)[0])
+    calls = requests.calls - calls_before
+    assert len(accepted) == 300, "the map shows nothing taken before the ledger decides: all wait in line"
+    assert calls < len(accepted), f"{calls} PutRecords calls for {len(accepted)} records: none shared"
+
+    in_stream = Counter(
+        command.booking_id
+        for _, _, data in services.request_stream.read_since({})
+        if (command := parse_stream_command(data)).performance_id == pid
+    )
+    assert in_stream == Counter(b.booking_id for b in accepted), "every 202 in the stream, exactly once"
+
+    changelog_before = changelog.calls
+    drain()
+    decisions = changelog.calls - changelog_before
+    final = audit(sql, services, "stream_state", pid, accepted)
+    assert decisions <= len(accepted) // 10, f"{decisions} changelog calls for {len(accepted)} decisions"
+    print(
+        f"\nstream_state batching: {len(accepted)} requests in {calls} PutRecords calls, their decisions in"
+        f" {decisions}; final {dict(Counter(final.values()))}"
+    )
+
+
+class _Calls:
+    """A boto3 client whose put_records is replaced; everything else is the client's own."""
+
+    def __init__(self, client, put_records) -> None:
+        self._client = client
+        self.put_records = put_records
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from chalicelib.adapters.mysql import Settlement
@@ -328,12 +328,18 @@ class RecordingStream:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, str]] = []  # (data, partition key)
+        self.calls: list[list[tuple[str, str]]] = []  # what each put / put_many appended at once
         self.outage = Outage("stream")
 
     def put(self, data: str, partition_key: str) -> str:
+        return self.put_many([(data, partition_key)])[0]
+
+    def put_many(self, records: Sequence[tuple[str, str]]) -> list[str]:
         self.outage.check("put")
-        self.records.append((data, partition_key))
-        return str(len(self.records))
+        self.calls.append(list(records))
+        first = len(self.records) + 1
+        self.records.extend(records)
+        return [str(position) for position in range(first, len(self.records) + 1)]
 
     def read_since(self, positions: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
         start = int(positions.get(self.SHARD, "0"))

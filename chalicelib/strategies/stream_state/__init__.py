@@ -6,7 +6,8 @@ Request path:   a seat the map already shows taken -> 409 at once; otherwise the
                 (Kinesis, partition key = the section of the lowest seat) -> 202 PENDING: a place in line.
 Processor:      per shard, in order (one invocation per shard at a time): catch the ledger up with the
                 changelog, then for each request: are its seats free in the ledger (RocksDB)? take them :
-                refuse -> append the decision to the changelog (Kinesis). No MySQL, no Redis, no lock.
+                refuse; then append the batch's decisions to the changelog (Kinesis PutRecords, in runs of
+                entries that commute: ledger.commuting_runs). No MySQL, no Redis, no lock.
 Persister:      a second consumer reads the changelog and settles each decision in MySQL (PENDING ->
                 CONFIRMED/REJECTED, a compare-and-set: idempotent), then updates the Redis seat map and the
                 booking's record. Its event source retries a failing batch until MySQL takes it (no batch is

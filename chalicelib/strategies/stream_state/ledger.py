@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from chalicelib.domain.messages import (
     BookingRequested,
@@ -18,6 +19,7 @@ from chalicelib.services.ports import KeyValueStore, RecordStream
 log = logging.getLogger(__name__)
 
 POSITIONS_KEY = "changelog-positions"
+T = TypeVar("T")
 
 
 def _seat_key(performance_id: int, seat_id: int) -> str:
@@ -123,6 +125,35 @@ class SeatLedger:
             self._positions[position[0]] = position[1]
             puts[POSITIONS_KEY] = json.dumps(self._positions)
         store.write(puts, [key for key in deletes if key not in puts])
+
+
+def touched_keys(entry: LedgerEntry) -> frozenset[str]:
+    """The ledger keys whose state replaying `entry` reads or writes (see SeatLedger._apply)."""
+    keys = {_booking_key(entry.booking_id)}
+    if entry.outcome in (LedgerOutcome.CONFIRMED, LedgerOutcome.RELEASED):
+        keys.update(_seat_key(entry.performance_id, seat) for seat in entry.seat_ids)
+    for seat, holder in entry.holders:
+        keys.update((_seat_key(entry.performance_id, seat), _booking_key(holder)))
+    return frozenset(keys)
+
+
+def commuting_runs(entries: Sequence[T], entry_of: Callable[[T], LedgerEntry | None]) -> list[list[T]]:
+    """Split items (in decision order) into consecutive runs whose entries touch disjoint ledger keys.
+
+    Entries of one run commute: replayed in any order they leave the ledger as in decision order, so a run
+    can go out in one PutRecords (which keeps no order); the runs go out one after the other. A hot section's
+    decisions are mostly of distinct seats (or refusals, which touch their booking only): one run."""
+    runs: list[list[T]] = []
+    touched: set[str] = set()
+    for item in entries:
+        entry = entry_of(item)
+        keys = touched_keys(entry) if entry is not None else frozenset()
+        if not runs or not touched.isdisjoint(keys):
+            runs.append([])
+            touched = set()
+        runs[-1].append(item)
+        touched |= keys
+    return runs
 
 
 def _released(store: KeyValueStore, booking_id: str) -> bool:
