@@ -89,6 +89,7 @@ class Supervisor:
         self._delay = [_RESTART_DELAY_FIRST_SECONDS] * count
         self._restart_at: list[float | None] = [None] * count
         self.restarts = [0] * count
+        self._stopped = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -103,6 +104,8 @@ class Supervisor:
     def check(self) -> None:
         """One round: restart the children that exited (or schedule it, if they died right after a start)."""
         with self._lock:
+            if self._stopped:
+                return
             now = self._clock()
             for index, child in enumerate(self.children):
                 if self._restart_at[index] is not None:
@@ -139,6 +142,7 @@ class Supervisor:
 
     def stop(self, timeout: float = 15.0) -> None:
         with self._lock:
+            self._stopped = True
             live = [child for child in self.children if child is not None and child.poll() is None]
             for child in live:
                 child.send_signal(signal.SIGTERM)
