@@ -32,7 +32,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -113,8 +113,9 @@ class FileCheckpoints:
 
     Every write replaces the file atomically (temp file + os.replace): a crash leaves the old or the new
     positions, never a torn file. Safe across threads (a lock per path) and across processes (an exclusive
-    `flock` on `<file>.lock` around every read-modify-write): the worker's processes share one file, each
-    writing the shards it reads, and none may put back positions another has just advanced."""
+    `flock` on the file's directory around every read-modify-write: the file itself is replaced by each
+    write, so it cannot carry the lock): the worker's processes share one file, each writing the shards it
+    reads, and none may put back positions another has just advanced."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).resolve()
@@ -131,11 +132,14 @@ class FileCheckpoints:
             self._write(positions)
 
     @contextlib.contextmanager
-    def _across_processes(self):
+    def _across_processes(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f"{self.path.name}.lock"), "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(directory, fcntl.LOCK_EX)  # released when closed, or when the process dies
             yield
+        finally:
+            os.close(directory)
 
     def _load(self) -> dict[str, str]:
         try:
