@@ -1,7 +1,7 @@
-"""The worker as several processes (infra/local/worker.py): what each process of it polls, against a real
-moto server and MariaDB, with processes that really poll at once (tests/support/poller_process.py: each
-writes every delivery it gets to an audit table, with its pid), and the real worker supervising its
-children (a killed child is started again; SIGTERM stops them all).
+"""The worker as several processes (infra/local/worker.py): what each process of it polls, against moto
+server and LocalStack (host mode) and MariaDB, with processes that really poll at once
+(tests/support/poller_process.py: each writes every delivery it gets to an audit table, with its pid), and
+the real worker supervising its children (a killed child is started again; SIGTERM stops them all).
 """
 
 from __future__ import annotations
@@ -32,10 +32,16 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
+def moto_server() -> Iterator[str]:
     server, url = start_moto_server()
     yield url
     stop_moto_server(server)
+
+
+@pytest.fixture(params=["moto", pytest.param("localstack", marks=pytest.mark.localstack)])
+def endpoint(request) -> str:
+    """Both emulators: each has its own receive, visibility and FIFO group code, which these tests race."""
+    return request.getfixturevalue("moto_server" if request.param == "moto" else "localstack_endpoint")
 
 
 def client(service: str, endpoint: str) -> Any:
