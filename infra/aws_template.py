@@ -22,9 +22,14 @@ patches what it emitted (it never adds a second event source) and adds the rest:
 - the ledger processor's ephemeral storage (/tmp holds its RocksDB) as a parameter;
 - CloudWatch alarms that show a stuck consumer: the ledger processor's and the persister's IteratorAge, and a
   message in either SQS DLQ or the persister's failure queue (notifying `AlarmTopicArn` when set);
-- an ElastiCache parameter group with `maxmemory-policy: noeviction` (a seat hold or an idempotency record
-  must never be evicted). The template creates no ElastiCache cluster: the cluster must use this group
-  (output `RedisParameterGroupName`); chalicelib/adapters/redis_policy.py refuses any other policy;
+- the event sources' batch size, batching window and concurrency (SQS ScalingConfig.MaximumConcurrency,
+  Kinesis ParallelizationFactor) as parameters whose defaults come from the bench (EVENT_SOURCE_DEFAULTS);
+- the Redis: an ElastiCache replication group, in cluster mode or not (`RedisClusterMode`: `NumNodeGroups`
+  shards of `ReplicasPerNodeGroup` replicas each, or one primary with its replicas), TLS, Multi-AZ, with a
+  parameter group of `maxmemory-policy: noeviction` (a seat hold or an idempotency record must never be
+  evicted; chalicelib/adapters/redis_policy.py refuses any other policy) and `cluster-enabled` to match; the
+  functions get its endpoint in REDIS_URL (the configuration endpoint in cluster mode, a seed node for
+  redis-py's cluster client) and REDIS_CLUSTER "1" or "0";
 - a CloudFront distribution in front of the API's stage (parameter `CdnEnabled`, output `CdnEndpointURL`):
   the seat map (`/performances/*/seats`, GET/HEAD only) is cached as its `Cache-Control` says (s-maxage 1 s,
   capped by the cache policy's MaxTTL, plus stale-while-revalidate 1 s: a shared copy is at most 2 s old,
@@ -37,7 +42,7 @@ template whose ADMIN_TOKEN or database password is anything else.
 
 The `localstack` target (the compose path) keeps the queues and streams out of the template, because
 `infra/provision.py` creates them there exactly as on the emulator, and leaves out the VPC, the alarms and
-the parameter group (the compose LocalStack runs neither CloudWatch nor ElastiCache).
+the Redis (the compose LocalStack runs neither CloudWatch nor ElastiCache).
 """
 
 from __future__ import annotations
@@ -97,6 +102,11 @@ FIFO_QUEUE, FIFO_DLQ = "FifoRequestQueue", "FifoRequestDeadLetterQueue"
 REQUEST_STREAM, CHANGELOG_STREAM = "RequestStream", "ChangelogStream"
 PERSISTER_FAILURES = "PersisterFailureQueue"
 REDIS_PARAMETER_GROUP = "RedisParameterGroup"
+REDIS, REDIS_SUBNET_GROUP = "Redis", "RedisSubnetGroup"
+REDIS_CLUSTER_CONDITION = "WithRedisClusterMode"
+# The cluster helper's setting (chalicelib/config.py, REDIS_CLUSTER=1: redis-py's cluster client everywhere).
+REDIS_CLUSTER_VARIABLE = "REDIS_CLUSTER"
+REDIS_ENGINE_VERSION = "7.1"
 # A Kinesis consumer this far behind for this long is stuck (retrying one batch), not merely busy: a healthy
 # one keeps its IteratorAge at seconds. Five one-minute maxima in a row ride out a single slow batch.
 ITERATOR_AGE_PERIOD_SECONDS = 60
@@ -187,6 +197,40 @@ CONCURRENCY = {
     PERSISTER: ("PersisterConcurrency", 4),
 }
 RECONCILE_CONCURRENCY = 1  # two overlapping reconcile runs would only repeat each other's reads
+
+
+@dataclass(frozen=True)
+class EventSourceDefaults:
+    """An event source's parameters (prefix + BatchSize, BatchingWindowSeconds, ParallelizationFactor) and
+    their defaults; batch_size None: the decorator's batch_size in app.py, as Chalice packaged it."""
+
+    prefix: str
+    batch_size: int | None
+    max_batch_size: int
+    window_seconds: int | None  # None: no batching window (FIFO queues take none)
+    parallelization: int | None = None  # Kinesis only
+
+
+# Where the defaults come from (docs/benchmark.md, loadtests/results/20261202T195502Z; the worker in
+# processes, docs/benchmark.md "Consumers in processes"):
+# - SQS batch size 10, no window: a ReceiveMessage returns at most 10 messages, so a bigger batch is several
+#   receives gathered over a window, and every confirm then waits for that window (a queue in a rush fills
+#   10 at once anyway). The bench's receive + delete ceiling is 1,385 msgs/s at 10 a call with 2 pollers;
+#   a consumer persisted 493 (redis_async) and 563 (fifo_partition) msgs/s from one process of 2 concurrent
+#   batches, ~0.9 ms of consumer CPU per message: about 250 msgs/s per batch in flight, i.e. per Lambda
+#   environment, so the default MaximumConcurrency (BookingConsumerConcurrency 10, FifoConsumerConcurrency
+#   5, also reserved concurrency and MySQL connections) persists ~2,500 and ~1,250 msgs/s.
+# - Kinesis batch size 100, no window: GetRecords returns ~5,050 records/s at 100 a call on the emulator,
+#   and a window would delay every stream_state decision by its length. The ledger stays at
+#   ParallelizationFactor 1 (order per shard is its correctness); the persister's entries are idempotent and
+#   keyed per section (order per key is kept by any factor), default 1: at 150 decisions/s per shard
+#   (stream_state drain) the request stream's PutRecord, not the persister, is the bottleneck.
+EVENT_SOURCE_DEFAULTS = {
+    "OnBookingEvent": EventSourceDefaults("BookingConsumer", None, 10_000, 0),
+    "OnBookingRequestInLine": EventSourceDefaults("FifoConsumer", None, 10, None),
+    "OnSeatRequest": EventSourceDefaults("LedgerProcessor", None, 10_000, 0),
+    "OnSeatDecision": EventSourceDefaults("Persister", None, 10_000, 0, parallelization=1),
+}
 
 
 def enable_partial_batch_responses(template: dict) -> list[str]:
@@ -369,6 +413,8 @@ class _Builder:
             -1,
             10000,
         )
+        for function, defaults in EVENT_SOURCE_DEFAULTS.items():
+            self.add_event_source_parameters(function, defaults)
         self.parameters["LedgerEphemeralStorageMiB"] = _number(
             1024, "The ledger processor's /tmp (its RocksDB store), in MiB", 512, 10240
         )
@@ -425,9 +471,36 @@ class _Builder:
         self.parameters["RedisParameterGroupFamily"] = {
             "Type": "String",
             "Default": "redis7",
-            "Description": "Engine family of the ElastiCache parameter group (that of the Redis cluster "
-            "that uses it)",
+            "Description": f"Engine family of the ElastiCache parameter group (that of Redis "
+            f"{REDIS_ENGINE_VERSION}, the replication group's engine)",
         }
+        self.parameters.update(
+            {
+                "RedisClusterMode": {
+                    "Type": "String",
+                    "Default": "false",
+                    "AllowedValues": ["true", "false"],
+                    "Description": "true: ElastiCache cluster mode, RedisNumNodeGroups shards (performances "
+                    "spread over them by hash tag; functions get REDIS_CLUSTER=1). false: one primary and "
+                    "its replicas (REDIS_CLUSTER=0). Changing it replaces the Redis (docs/deploy.md)",
+                },
+                "RedisNumNodeGroups": _number(
+                    3, "Cluster mode: shards (node groups), each a primary with its replicas", 1, 500
+                ),
+                "RedisReplicasPerNodeGroup": _number(
+                    1, "Replicas of each primary (at least one: automatic failover, Multi-AZ)", 1, 5
+                ),
+                "RedisNodeType": {
+                    "Type": "String",
+                    "Default": "cache.r7g.large",
+                    "Description": "ElastiCache node type of every node",
+                },
+                "RedisSecurityGroupIds": {
+                    "Type": "List<AWS::EC2::SecurityGroup::Id>",
+                    "Description": "Security groups of the Redis nodes: allow 6379 from SecurityGroupIds",
+                },
+            }
+        )
         self.parameters["CdnEnabled"] = {
             "Type": "String",
             "Default": "true",
@@ -445,6 +518,32 @@ class _Builder:
         conditions["WithCdn"] = {"Fn::Equals": [_ref("CdnEnabled"), "true"]}
         conditions["WithVpcEndpoints"] = {"Fn::Not": [{"Fn::Equals": [_ref("VpcEndpointsInVpc"), ""]}]}
         conditions["WithAlarmTopic"] = {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]}
+        conditions[REDIS_CLUSTER_CONDITION] = {"Fn::Equals": [_ref("RedisClusterMode"), "true"]}
+
+    def add_event_source_parameters(self, function: str, defaults: EventSourceDefaults) -> None:
+        (event,) = self.functions[function]["Properties"]["Events"].values()
+        packaged = int(event["Properties"].get("BatchSize", 10))
+        self.parameters[f"{defaults.prefix}BatchSize"] = _number(
+            defaults.batch_size or packaged,
+            f"Records per invocation of {function} (above 10 on SQS: only with a batching window)",
+            1,
+            defaults.max_batch_size,
+        )
+        if defaults.window_seconds is not None:
+            self.parameters[f"{defaults.prefix}BatchingWindowSeconds"] = _number(
+                defaults.window_seconds,
+                f"Seconds {function}'s event source may gather a batch (every record waits up to this)",
+                0,
+                300,
+            )
+        if defaults.parallelization is not None:
+            self.parameters[f"{defaults.prefix}ParallelizationFactor"] = _number(
+                defaults.parallelization,
+                f"Concurrent batches of {function} per shard (order is kept per partition key); shards x "
+                "this should not exceed its reserved concurrency",
+                1,
+                10,
+            )
 
     # --- queues and streams ---------------------------------------------------------------------------------
     def add_queues_and_streams(self) -> None:
@@ -540,6 +639,10 @@ class _Builder:
             kind, source = spec.trigger
             (event,) = self.functions[name]["Properties"]["Events"].values()
             properties = event["Properties"]
+            defaults = EVENT_SOURCE_DEFAULTS[name]
+            properties["BatchSize"] = _ref(f"{defaults.prefix}BatchSize")
+            if defaults.window_seconds is not None:
+                properties["MaximumBatchingWindowInSeconds"] = _ref(f"{defaults.prefix}BatchingWindowSeconds")
             if kind == "SQS":
                 properties["Queue"] = self.arn(source)
                 properties["ScalingConfig"] = {"MaximumConcurrency": _ref(CONCURRENCY[name][0])}
@@ -559,7 +662,7 @@ class _Builder:
                 # Retried until MySQL returns (by default): a parked batch is a decision the ledger made
                 # that MySQL never hears of. No age limit either, or a long outage would park it anyway.
                 properties.update(
-                    ParallelizationFactor=1,
+                    ParallelizationFactor=_ref(f"{defaults.prefix}ParallelizationFactor"),
                     BisectBatchOnFunctionError=True,  # entries are independent and idempotent
                     MaximumRetryAttempts=_ref("PersisterMaxRetryAttempts"),
                     MaximumRecordAgeInSeconds=-1,
@@ -576,6 +679,8 @@ class _Builder:
             variables.update(env_overrides)
             if self.target == "aws":
                 variables[Settings.env_name("stream_shard_count")] = _ref("StreamShardCount")
+                variables[Settings.env_name("redis_url")] = self.redis_url()
+                variables[REDIS_CLUSTER_VARIABLE] = {"Fn::If": [REDIS_CLUSTER_CONDITION, "1", "0"]}
                 properties["VpcConfig"] = {
                     "SubnetIds": _ref("SubnetIds"),
                     "SecurityGroupIds": _ref("SecurityGroupIds"),
@@ -686,22 +791,78 @@ class _Builder:
                 threshold=0,
             )
 
-    def add_redis_parameter_group(self) -> None:
+    def redis_url(self) -> dict:
+        """REDIS_URL of the functions: the replication group's configuration endpoint in cluster mode (a seed
+        node: redis-py's cluster client discovers the shards from it), else its primary endpoint. TLS."""
+        endpoint = {
+            "Fn::If": [
+                REDIS_CLUSTER_CONDITION,
+                {"Fn::GetAtt": [REDIS, "ConfigurationEndPoint.Address"]},
+                {"Fn::GetAtt": [REDIS, "PrimaryEndPoint.Address"]},
+            ]
+        }
+        port = {
+            "Fn::If": [
+                REDIS_CLUSTER_CONDITION,
+                {"Fn::GetAtt": [REDIS, "ConfigurationEndPoint.Port"]},
+                {"Fn::GetAtt": [REDIS, "PrimaryEndPoint.Port"]},
+            ]
+        }
+        return {"Fn::Sub": ["rediss://${Host}:${Port}/0", {"Host": endpoint, "Port": port}]}
+
+    def add_redis(self) -> None:
         """Redis must refuse writes when full rather than evict: an evicted seat hold frees a seat someone is
-        paying for, an evicted idempotency record books a retry twice. The cluster is not in this template,
-        so the group is an output its operator attaches (require_noeviction checks it at start)."""
+        paying for, an evicted idempotency record books a retry twice (require_noeviction checks it at
+        start). Cluster mode or not is the parameter group's `cluster-enabled` and the replication group's
+        node groups; every key of a performance shares its hash tag, so either serves the same code."""
         self.resources[REDIS_PARAMETER_GROUP] = {
             "Type": "AWS::ElastiCache::ParameterGroup",
             "Properties": {
                 "CacheParameterGroupFamily": _ref("RedisParameterGroupFamily"),
                 "Description": "seat-booking: noeviction, a seat hold or an idempotency record must never "
                 "be evicted",
-                "Properties": {"maxmemory-policy": "noeviction"},
+                "Properties": {
+                    "maxmemory-policy": "noeviction",
+                    "cluster-enabled": {"Fn::If": [REDIS_CLUSTER_CONDITION, "yes", "no"]},
+                },
+            },
+        }
+        self.resources[REDIS_SUBNET_GROUP] = {
+            "Type": "AWS::ElastiCache::SubnetGroup",
+            "Properties": {
+                "Description": "seat-booking: the functions' private subnets",
+                "SubnetIds": _ref("SubnetIds"),
+            },
+        }
+        self.resources[REDIS] = {
+            "Type": "AWS::ElastiCache::ReplicationGroup",
+            # A snapshot when the group is deleted or replaced (RedisClusterMode changed, say).
+            "DeletionPolicy": "Snapshot",
+            "UpdateReplacePolicy": "Snapshot",
+            "Properties": {
+                "ReplicationGroupDescription": "seat-booking: seat maps, holds, idempotency records",
+                "Engine": "redis",
+                "EngineVersion": REDIS_ENGINE_VERSION,
+                "CacheNodeType": _ref("RedisNodeType"),
+                "CacheParameterGroupName": _ref(REDIS_PARAMETER_GROUP),
+                "CacheSubnetGroupName": _ref(REDIS_SUBNET_GROUP),
+                "SecurityGroupIds": _ref("RedisSecurityGroupIds"),
+                "NumNodeGroups": {"Fn::If": [REDIS_CLUSTER_CONDITION, _ref("RedisNumNodeGroups"), 1]},
+                "ReplicasPerNodeGroup": _ref("RedisReplicasPerNodeGroup"),
+                "AutomaticFailoverEnabled": True,
+                "MultiAZEnabled": True,
+                "TransitEncryptionEnabled": True,
+                "AtRestEncryptionEnabled": True,
+                "SnapshotRetentionLimit": 1,
             },
         }
         self.outputs[f"{REDIS_PARAMETER_GROUP}Name"] = {
-            "Description": "Use this parameter group for the ElastiCache cluster in REDIS_URL",
+            "Description": "The Redis' parameter group (noeviction)",
             "Value": _ref(REDIS_PARAMETER_GROUP),
+        }
+        self.outputs["RedisURL"] = {
+            "Description": "The functions' REDIS_URL (cluster mode: the configuration endpoint)",
+            "Value": self.redis_url(),
         }
 
     # --- the CDN --------------------------------------------------------------------------------------------
@@ -837,6 +998,6 @@ def build_template(
     builder.add_roles()
     if target == "aws":
         builder.add_alarms()
-        builder.add_redis_parameter_group()
+        builder.add_redis()
         builder.add_cdn()
     return builder.template

@@ -6,7 +6,8 @@ What a deployed handler sees, and what happens to the records after, follows the
 `FunctionResponseTypes: [ReportBatchItemFailures]`:
 
 * one worker per shard (ParallelizationFactor 1): a shard's records are delivered strictly in order, and a
-  shard is blocked while its batch is retried;
+  shard is blocked while its batch is retried; a worker of several processes (infra/local/worker.py) reads
+  only its share of the shards (`shard_share`), so every shard has exactly one reader;
 * the event is Lambda's Kinesis event (base64 data, `shardId-…:<seq>` event ids, float arrival times);
 * the mapping, not the function, owns the position: a checkpoint per function + stream + shard, advanced only
   after a successful invocation; a new poller resumes after it, or at `starting_position` without one;
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -110,7 +112,10 @@ class FileCheckpoints:
     """Checkpoints in a JSON file ({"<function>|<stream>|<shard>": "<sequence number>"}), surviving restarts.
 
     Every write replaces the file atomically (temp file + os.replace): a crash leaves the old or the new
-    positions, never a torn file. Safe across threads of one process, not across processes."""
+    positions, never a torn file. Safe across threads (a lock per path) and across processes (an exclusive
+    `flock` on the file's directory around every read-modify-write: the file itself is replaced by each
+    write, so it cannot carry the lock): the worker's processes share one file, each writing the shards it
+    reads, and none may put back positions another has just advanced."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).resolve()
@@ -121,10 +126,20 @@ class FileCheckpoints:
             return self._load().get(str(key))
 
     def put(self, key: CheckpointKey, sequence_number: str) -> None:
-        with self._lock:
+        with self._lock, self._across_processes():
             positions = self._load()
             positions[str(key)] = sequence_number
             self._write(positions)
+
+    @contextlib.contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(directory, fcntl.LOCK_EX)  # released when closed, or when the process dies
+            yield
+        finally:
+            os.close(directory)
 
     def _load(self) -> dict[str, str]:
         try:
@@ -236,8 +251,10 @@ class KinesisEventSourcePoller:
         max_batching_window_seconds: float = 0,
         retry_delay_seconds: float = 0.5,
         invoke_identity_arn: str | None = None,
+        shard_share: tuple[int, int] = (0, 1),
         logger: logging.Logger | None = None,
     ) -> None:
+        share_of_shards(["shardId-0"], shard_share)  # validates it
         _validate(
             batch_size, starting_position, maximum_retry_attempts, timeout_seconds, poll_interval_seconds
         )
@@ -258,6 +275,7 @@ class KinesisEventSourcePoller:
         self.max_batching_window_seconds = max_batching_window_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self._invoke_identity_arn = invoke_identity_arn
+        self.shard_share = shard_share
         self._log = logger or logging.getLogger(__name__)
         self._stream_arn: str | None = None
         self._shards: list[_Shard] | None = None
@@ -388,7 +406,8 @@ class KinesisEventSourcePoller:
         """The stream's shards, listed once (lazily: the emulator may not be up when the poller is built).
 
         Resharding is not followed: shards created later by a split or merge are not read, and parent and
-        child shards that already exist are read side by side rather than parents first."""
+        child shards that already exist are read side by side rather than parents first. Only this poller's
+        `shard_share` of them is kept (all of them by default)."""
         with self._discovery_lock:
             if self._shards is None:
                 summary = self._kinesis.describe_stream_summary(StreamName=self.stream_name)
@@ -396,7 +415,7 @@ class KinesisEventSourcePoller:
                 created = description["StreamCreationTimestamp"].astimezone(UTC)
                 stream = f"{description['StreamARN']}@{created.isoformat(timespec='milliseconds')}"
                 shards = []
-                for shard_id in self._list_shard_ids():
+                for shard_id in share_of_shards(self._list_shard_ids(), self.shard_share):
                     key = CheckpointKey(self.function_name, stream, shard_id)
                     shards.append(_Shard(shard_id, key, position=self._checkpoints.get(key)))
                 self._stream_arn = description["StreamARN"]
@@ -639,6 +658,17 @@ class KinesisEventSourcePoller:
             self._log.warning("%s of %s failed (%s); retry in %.1f s", what, self.stream_name, error, delay)
         else:
             self._log.error("%s of %s failed; retry in %.1f s", what, self.stream_name, delay, exc_info=error)
+
+
+def share_of_shards(shard_ids: Iterable[str], share: tuple[int, int]) -> list[str]:
+    """The shards process `index` of `count` reads: every count-th of the shard ids in sorted order, starting
+    at the index-th. The shares of indexes 0..count-1 are disjoint and together hold every shard, so with one
+    process per index each shard has one reader and none has none; the same index gets the same shards
+    again after a restart (as long as the stream keeps its shards), and resumes at their checkpoints."""
+    index, count = share
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard_share must be (index, count) with 0 <= index < count, got {share!r}")
+    return [shard_id for position, shard_id in enumerate(sorted(shard_ids)) if position % count == index]
 
 
 def _validate(

@@ -6,7 +6,8 @@
    moto server (infra/local/emulator.py); --emulator localstack|moto picks one
 3. migrations, queues and streams (infra/provision.py), the demo event
 4. the HTTP server (infra/local/wsgi.py: Chalice behind granian) and the worker (infra/local/worker.py:
-   every SQS and Kinesis event source of the app, delivered to the real handlers)
+   every SQS and Kinesis event source of the app, delivered to the real handlers, in WORKER_PROCESSES
+   processes, default one per core, which it supervises and stops with itself)
 """
 
 from __future__ import annotations

@@ -92,7 +92,18 @@ def run_command(argv: list[str]) -> int:
         help="connections a granian worker serves at once (default: the crowd's viewers + the burst's "
         "connections + 256, at least granian's 2,048 / workers; an idle keep-alive connection holds one)",
     )
-    parser.add_argument("--consumer-concurrency", type=int, default=2, help="concurrent batches per queue")
+    parser.add_argument(
+        "--consumer-concurrency",
+        type=int,
+        default=2,
+        help="concurrent batches per queue and consumer process",
+    )
+    parser.add_argument(
+        "--consumer-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="consumer processes (infra/local/worker.py --processes; default: one per core)",
+    )
     parser.add_argument(
         "--emulator", choices=("auto", "localstack", "moto"), default=os.environ.get("EMULATOR") or "auto"
     )
@@ -206,6 +217,7 @@ def run_command(argv: list[str]) -> int:
         backpressure=args.backpressure
         or max(2048 // max(1, args.workers), profile.viewers + profile.concurrency + 256),
         consumer_concurrency=args.consumer_concurrency,
+        consumer_processes=args.consumer_processes,
         emulator=args.emulator,
         state_dir=state_dir,
         log_dir=out_dir / "raw" / "logs",

@@ -57,9 +57,12 @@ class Auditor:
         return f"{self._prefix}:{{p{performance_id}}}:seats"
 
     def bookings(self, performance_id: int) -> dict[str, tuple[str, float]]:
-        """booking id -> (status, epoch seconds the row was written: the final decision's time)."""
+        """booking id -> (status, epoch seconds the row was last written: the final decision's time). Not
+        created_at: the journal writes an asynchronous booking's row PENDING before its 202, so its creation
+        time is the request's, and the consumers' pace (persist_rps, drain_rps) and the confirm latency
+        would measure the HTTP load instead."""
         rows = self._sql(
-            "SELECT booking_id, status, UNIX_TIMESTAMP(created_at) FROM bookings WHERE performance_id = %s",
+            "SELECT booking_id, status, UNIX_TIMESTAMP(updated_at) FROM bookings WHERE performance_id = %s",
             performance_id,
         )
         return {booking_id: (status, float(written)) for booking_id, status, written in rows}

@@ -333,7 +333,8 @@ class Bench:
                     profile.ceiling_messages,
                     profile.ceiling_records,
                     threads=8,
-                    consumers=stack.config.consumer_concurrency,
+                    # as many pollers as the worker runs at once: its processes' concurrent batches
+                    consumers=stack.config.consumer_concurrency * stack.config.consumer_processes,
                 )
             results["phase_seconds"] = {"emulator_and_ceilings": round(time.monotonic() - bench_started, 1)}
             stack.prepare_data()
@@ -457,9 +458,12 @@ class Bench:
             "threads": c.threads,
             "backpressure": c.backpressure,
             "consumers": (
-                f"infra/local/worker.py, 1 process, {c.consumer_concurrency} concurrent batches per SQS "
-                f"queue, 1 reader per Kinesis shard (polled every {c.kinesis_poll_interval:g} s)"
+                f"infra/local/worker.py, {c.consumer_processes} process(es), {c.consumer_concurrency} "
+                f"concurrent batches per SQS queue in each, 1 reader per Kinesis shard (polled every "
+                f"{c.kinesis_poll_interval:g} s)"
             ),
+            "consumer_processes": c.consumer_processes,
+            "consumer_concurrency": c.consumer_concurrency,
             "emulator": self.stack.emulator_name,
             "emulator_note": self.stack.emulator_note,
             "database": c.database_url.rsplit("/", 1)[-1],
@@ -513,7 +517,7 @@ class Bench:
         if profiled:
             targets = {f"server-{i}": pid for i, pid in enumerate(stack.server_worker_pids())}
             if strategy in sc.ASYNC_STRATEGIES:
-                targets["consumers"] = stack.worker_pids()[0]
+                targets["consumers"] = stack.consumer_pids()[0]  # one of the consumer processes
             name = f"{strategy or 'noop'}-{scenario}"
             profiler = Profiler(targets, self.out_dir / "raw" / "profiles" / name)
             if not profiler.start():

@@ -90,7 +90,9 @@ class StackConfig:
     workers: int = 2
     threads: int = 16
     backpressure: int | None = None  # connections per granian worker at once (None: granian's default)
-    consumer_concurrency: int = 2
+    consumer_concurrency: int = 2  # concurrent batches per queue, in each consumer process
+    # infra/local/worker.py --processes: consumer processes (SQS polled by all, each Kinesis shard by one)
+    consumer_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Lambda's Kinesis event source mapping reads each shard about once a second; the worker's default (0.2 s)
     # is for snappy development, and on LocalStack each idle read costs CPU the server then lacks.
     kinesis_poll_interval: float = 1.0
@@ -118,6 +120,7 @@ class Stack:
         self._emulator_process: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
+        self._paused: list[int] = []
         self._logs: list = []
         self._pending_streams: threading.Thread | None = None
         self.redis_cluster = None
@@ -339,6 +342,8 @@ class Stack:
             "local",
             "--concurrency",
             str(c.consumer_concurrency),
+            "--processes",
+            str(c.consumer_processes),
             "--stream-checkpoints",
             str(c.state_dir / "kinesis-checkpoints.json"),
             "--function-name-prefix",
@@ -352,15 +357,22 @@ class Stack:
             answers(f"{self.base_url}/health")
 
     def pause_consumers(self) -> bool:
-        """SIGSTOP the worker process (drain scenario): messages pile up as if every consumer were busy."""
-        if self.worker is None or self.worker.poll() is not None:
+        """SIGSTOP the worker's processes (drain scenario): messages pile up as if every consumer were busy.
+        The supervisor first, so it never sees a child stopped; resumed last."""
+        pids = self.worker_pids()
+        if not pids:
             return False
-        self.worker.send_signal(signal.SIGSTOP)
+        self._paused = pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         return True
 
     def resume_consumers(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGCONT)
+        for pid in reversed(self._paused):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._paused = []
 
     def alive(self) -> bool:
         return all(p is not None and p.poll() is None for p in (self.server, self.worker))
@@ -382,7 +394,20 @@ class Stack:
         return [child.pid for child in psutil.Process(self.server.pid).children(recursive=True)]
 
     def worker_pids(self) -> list[int]:
-        return [self.worker.pid] if self.worker is not None and self.worker.poll() is None else []
+        """The worker (with --processes > 1 its supervisor) and the consumer processes it runs."""
+        import psutil
+
+        if self.worker is None or self.worker.poll() is not None:
+            return []
+        try:
+            return [self.worker.pid, *(child.pid for child in psutil.Process(self.worker.pid).children())]
+        except psutil.NoSuchProcess:
+            return []
+
+    def consumer_pids(self) -> list[int]:
+        """The processes that run the pollers (the supervisor's children; else the worker itself)."""
+        pids = self.worker_pids()
+        return pids[1:] or pids
 
     def stop(self) -> None:
         # Everything has drained by now: the emulator stops alongside the server and the worker, not after.

@@ -395,6 +395,8 @@ def start_worker(fault: Fault, ledger_dir: Path, log_file: Path) -> subprocess.P
                 "infra.local.worker",
                 "--stage",
                 "local",  # the environment is complete and wins over the stage's values
+                "--processes",
+                "1",  # the one process this test freezes and kills (several: test_worker_processes.py)
                 "--stream-checkpoints",
                 str(fault.checkpoints.path),
                 "--function-name-prefix",

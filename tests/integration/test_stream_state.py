@@ -34,6 +34,8 @@ def start_worker(ledger_dir: Path, checkpoint_file: str, log_file: Path) -> subp
                 "infra.local.worker",
                 "--stage",
                 "local",  # the test environment is already set and wins over the stage's values
+                "--processes",
+                "1",  # the one process this test freezes and kills (several: test_worker_processes.py)
                 "--stream-checkpoints",
                 checkpoint_file,
                 "--function-name-prefix",

@@ -78,7 +78,8 @@ def app_settings(app_environment: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def worker(services, worker_state: Path, emulator: str, app_environment: dict[str, str]) -> Iterator[Worker]:
-    """The stack's worker process (every event source and schedule, as threads of one process)."""
+    """The stack's worker (every event source and schedule), as `make run` starts it: WORKER_PROCESSES
+    processes, one per core by default, under a supervisor (Worker.paused stops them all)."""
     # Each emulator has its own streams: the worker's positions in one mean nothing in the other.
     state = worker_state / emulator
     state.mkdir(exist_ok=True)

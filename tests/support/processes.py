@@ -58,17 +58,34 @@ def group_alive(process: subprocess.Popen) -> bool:
 
 
 class Worker:
-    """The worker process, which a test may pause to make "both requests are in line before either is
-    decided" a certainty instead of a race against the pollers."""
+    """The worker process (and the processes it supervises, infra/local/worker.py --processes), which a test
+    may pause to make "both requests are in line before either is decided" a certainty instead of a race
+    against the pollers."""
 
     def __init__(self, process: subprocess.Popen) -> None:
         self._process = process
 
+    def pids(self) -> list[int]:
+        """The worker and its children (the supervisor first: it is stopped first and resumed last, so it
+        never sees a stopped child as one to restart)."""
+        import psutil
+
+        if self._process.poll() is not None:
+            return []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [self._process.pid, *(c.pid for c in psutil.Process(self._process.pid).children())]
+        return []
+
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """SIGSTOP for the block, SIGCONT after: whatever it had received it handles once resumed."""
-        self._process.send_signal(signal.SIGSTOP)
+        """SIGSTOP for the block, SIGCONT after: whatever they had received they handle once resumed."""
+        pids = self.pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         try:
             yield
         finally:
-            self._process.send_signal(signal.SIGCONT)
+            for pid in reversed(pids):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)

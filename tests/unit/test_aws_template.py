@@ -250,14 +250,83 @@ def test_the_api_passes_the_seat_maps_prepared_gzip_on_as_bytes(aws_cfn: dict) -
     assert api["Properties"]["Body"]["x-amazon-apigateway-binary-media-types"] == ["*/*"]
 
 
-def test_the_redis_parameter_group_never_evicts(aws_cfn: dict) -> None:
+def test_the_redis_never_evicts_and_is_in_cluster_mode_or_not_as_the_parameter_says(aws_cfn: dict) -> None:
     (name, group), *others = _of_type(aws_cfn, "AWS::ElastiCache::ParameterGroup").items()
     assert others == []
-    assert group["Properties"]["Properties"] == {"maxmemory-policy": "noeviction"}
+    assert group["Properties"]["Properties"] == {
+        "maxmemory-policy": "noeviction",
+        "cluster-enabled": {"Fn::If": ["WithRedisClusterMode", "yes", "no"]},
+    }
     assert group["Properties"]["CacheParameterGroupFamily"] == {"Ref": "RedisParameterGroupFamily"}
     assert aws_cfn["Parameters"]["RedisParameterGroupFamily"]["Default"] == "redis7"
-    assert "evicted" in group["Properties"]["Description"]
     assert aws_cfn["Outputs"]["RedisParameterGroupName"]["Value"] == {"Ref": name}
+
+    parameters = aws_cfn["Parameters"]
+    assert parameters["RedisClusterMode"]["AllowedValues"] == ["true", "false"]
+    assert parameters["RedisClusterMode"]["Default"] == "false"  # one primary and its replica, as before
+    assert aws_cfn["Conditions"]["WithRedisClusterMode"] == {
+        "Fn::Equals": [{"Ref": "RedisClusterMode"}, "true"]
+    }
+    ((redis_name, redis),) = _of_type(aws_cfn, "AWS::ElastiCache::ReplicationGroup").items()
+    properties = redis["Properties"]
+    assert properties["CacheParameterGroupName"] == {"Ref": name}
+    assert properties["NumNodeGroups"] == {
+        "Fn::If": ["WithRedisClusterMode", {"Ref": "RedisNumNodeGroups"}, 1]
+    }
+    assert properties["ReplicasPerNodeGroup"] == {"Ref": "RedisReplicasPerNodeGroup"}
+    assert parameters["RedisReplicasPerNodeGroup"]["MinValue"] >= 1, "a replica to fail over to"
+    assert properties["AutomaticFailoverEnabled"] is True and properties["MultiAZEnabled"] is True
+    assert properties["TransitEncryptionEnabled"] is True and properties["AtRestEncryptionEnabled"] is True
+    (subnets,) = _of_type(aws_cfn, "AWS::ElastiCache::SubnetGroup").values()
+    assert subnets["Properties"]["SubnetIds"] == {"Ref": "SubnetIds"}
+
+    # Every function: the group's endpoint (the configuration endpoint in cluster mode) and REDIS_CLUSTER.
+    for function in _of_type(aws_cfn, "AWS::Lambda::Function").values():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["REDIS_CLUSTER"] == {"Fn::If": ["WithRedisClusterMode", "1", "0"]}
+        template, values = env["REDIS_URL"]["Fn::Sub"]
+        assert template.startswith("rediss://")
+        assert values["Host"] == {
+            "Fn::If": [
+                "WithRedisClusterMode",
+                {"Fn::GetAtt": [redis_name, "ConfigurationEndPoint.Address"]},
+                {"Fn::GetAtt": [redis_name, "PrimaryEndPoint.Address"]},
+            ]
+        }
+
+
+def test_event_sources_take_batch_size_window_and_concurrency_from_parameters(aws_cfn: dict) -> None:
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in _of_type(aws_cfn, "AWS::Lambda::EventSourceMapping").values()
+    }
+    parameters = aws_cfn["Parameters"]
+    expected = {  # function: (prefix, default batch size = the decorator's in app.py, window?)
+        "OnBookingEvent": ("BookingConsumer", 10, True),
+        "OnBookingRequestInLine": ("FifoConsumer", 10, False),  # FIFO queues take no batching window
+        "OnSeatRequest": ("LedgerProcessor", 100, True),
+        "OnSeatDecision": ("Persister", 100, True),
+    }
+    for function, (prefix, batch_size, window) in expected.items():
+        mapping = mappings[function]
+        assert mapping["BatchSize"] == {"Ref": f"{prefix}BatchSize"}
+        assert parameters[f"{prefix}BatchSize"]["Default"] == batch_size
+        if window:
+            assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": f"{prefix}BatchingWindowSeconds"}
+            assert parameters[f"{prefix}BatchingWindowSeconds"]["Default"] == 0  # confirms wait for none
+        else:
+            assert mapping.get("MaximumBatchingWindowInSeconds", 0) == 0  # Chalice's 0, or none
+    assert parameters["FifoConsumerBatchSize"]["MaxValue"] == 10
+    assert mappings["OnBookingEvent"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "BookingConsumerConcurrency"}
+    }
+    assert mappings["OnBookingRequestInLine"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "FifoConsumerConcurrency"}
+    }
+    assert mappings["OnSeatRequest"]["ParallelizationFactor"] == 1, "the ledger's order per shard"
+    assert mappings["OnSeatDecision"]["ParallelizationFactor"] == {"Ref": "PersisterParallelizationFactor"}
+    assert parameters["PersisterParallelizationFactor"]["Default"] == 1
+    assert parameters["PersisterParallelizationFactor"]["MaxValue"] == 10
 
 
 def _cdn(cfn: dict) -> tuple[dict, list[dict]]:
