@@ -86,6 +86,9 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("--wrk-connections", type=int, default=64, help="wrk: connections")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk: threads")
     parser.add_argument(
+        "--wrk-rounds", type=int, default=3, help="wrk: rounds of /ping then every strategy, in turn"
+    )
+    parser.add_argument(
         "--viewers", type=int, help="crowd: people following the seat map during the burst (default 2,000)"
     )
     parser.add_argument(
@@ -213,6 +216,7 @@ def run_command(argv: list[str]) -> int:
         wrk_threads=args.wrk_threads,
         wrk_connections=args.wrk_connections,
         wrk_seconds=args.wrk_seconds,
+        wrk_rounds=args.wrk_rounds,
     )
     if args.out:
         out_dir = args.out

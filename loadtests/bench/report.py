@@ -119,7 +119,7 @@ def hot_seat_table(results: dict) -> str:
         lines.append(
             f"| (/ping) | wrk | {_num(wrk['ping_rps'])} | 1 | {_num(wrk['ping_server_ms'], 3)} | 1 |"
         )
-        for run in wrk["hot_seat"]:
+        for run in wrk.get("summary", []):
             lines.append(
                 f"| `{run['strategy']}` (409 only) | wrk | {_num(run['throughput_rps'])} | "
                 f"{_pct(run['share_of_ping'])} | {_num(run['server_ms_per_request'], 3)} | "
@@ -508,9 +508,10 @@ def anomalies(results: dict) -> list[str]:
     for run in (results.get("wrk") or {}).get("hot_seat", []):
         if not run["invariants_ok"]:
             out.append(
-                f"wrk {run['strategy']} hot-seat: statuses {run['status_counts']}, socket errors "
-                f"{run['socket_errors']}, double {run['double_bookings']}, lost {run['lost_bookings']}, "
-                f"drift {run['drift']}, unanswered bookings {run['unanswered_bookings']}"
+                f"wrk {run['strategy']} hot-seat (round {run['round']}): statuses {run['status_counts']}, "
+                f"socket errors {run['socket_errors']}, double {run['double_bookings']}, "
+                f"lost {run['lost_bookings']}, drift {run['drift']}, "
+                f"unanswered bookings {run['unanswered_bookings']}"
             )
     for run in results["runs"]:
         ghosts = run.get("unanswered_bookings") or (run.get("audit") or {}).get("unanswered_bookings")

@@ -83,6 +83,7 @@ class Plan:
     wrk_threads: int = 2
     wrk_connections: int = 64
     wrk_seconds: float = 10.0
+    wrk_rounds: int = 3
 
     def runs(self) -> list[tuple[str | None, str]]:
         order: list[tuple[str | None, str]] = [(None, s) for s in sc.ONCE if s in self.scenarios]
@@ -376,7 +377,12 @@ class Bench:
                 self._tick("wrk: /ping and hot-seat refusals")
                 plan = self.plan
                 results["wrk"] = wrk.measure(
-                    self, plan.strategies, plan.wrk_threads, plan.wrk_connections, plan.wrk_seconds
+                    self,
+                    plan.strategies,
+                    plan.wrk_threads,
+                    plan.wrk_connections,
+                    plan.wrk_seconds,
+                    plan.wrk_rounds,
                 )
                 self._write(results)
             for wanted in self._profile_runs(results["runs"]):

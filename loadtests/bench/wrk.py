@@ -7,11 +7,12 @@ the bursts' "÷ /ping" ratios look better than the server is. wrk (C, a few µs 
 to the server. It does not replace the bursts (their per-request latencies, booking ids and audit stay
 load.py's); it adds, after them, the issue's throughput-only measurement:
 
-    /ping                 wrk -t THREADS -c CONNECTIONS -d SECONDS, before and after the strategies
+    /ping                 wrk -t THREADS -c CONNECTIONS -d SECONDS, first in every round and once at the end
     hot-seat refusals     per strategy: a fresh one-section performance, its first seat sold by one request,
                           then wrk POSTs that seat for a new user each request (a Lua counter): every answer
                           a 409 refused from the seat state (any other status is counted and reported);
-                          audited afterwards (the one sale, nothing else, Redis and MySQL agreeing)
+                          audited afterwards (the one sale, nothing else, Redis and MySQL agreeing);
+                          ROUNDS rounds, in turn
 
 Each measurement: req/s, and the server's CPU per request (psutil, all granian processes, as the bursts').
 wrk is optional: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`; without it `--wrk` is refused
@@ -86,8 +87,12 @@ def run_wrk(url: str, threads: int, connections: int, seconds: float, script: Pa
     }
 
 
-def measure(bench, strategies: tuple[str, ...], threads: int, connections: int, seconds: float) -> dict:
-    """The wrk measurements of one bench (bench: the runner's Bench, its stack up) -> results["wrk"]."""
+def measure(
+    bench, strategies: tuple[str, ...], threads: int, connections: int, seconds: float, rounds: int = 3
+) -> dict:
+    """The wrk measurements of one bench (bench: the runner's Bench, its stack up) -> results["wrk"]: every
+    measurement, and per strategy the mean over the rounds against the mean of every /ping measurement
+    (interleaved, so a neighbour's load on the shared machine weighs on both)."""
     from loadtests.bench.profiling import CpuMeter
 
     stack = bench.stack
@@ -110,56 +115,82 @@ def measure(bench, strategies: tuple[str, ...], threads: int, connections: int, 
 
     ping_url = f"{stack.base_url}{sc.NOOP_PATH}"
     out: dict = {
-        "generator": f"wrk {threads} threads, {connections} connections, {seconds:g} s per measurement",
-        "ping": [measured("/ping", ping_url)],
+        "generator": (
+            f"wrk {threads} threads, {connections} connections, {seconds:g} s per measurement, {rounds} "
+            "round(s) of /ping then every strategy in turn, /ping once more at the end"
+        ),
+        "ping": [],
         "hot_seat": [],
     }
+    sold: dict[str, tuple[sc.Layout, dict, Path]] = {}
     try:
-        for strategy in strategies:
+        for strategy in strategies:  # every seat sold (and decided) before any measurement
             layout = bench._new_performance(sc.HOT_SEAT, strategy)
             seat = layout.sections[0][0][0]
-            path = f"/performances/{layout.performance_id}/bookings"
-            sale = bench_sale(stack.base_url + path, seat, f"wrk-sale-{strategy}")
-            accepted = [(sale["booking_id"], sale["status"], [seat])]
+            url = f"{stack.base_url}/performances/{layout.performance_id}/bookings"
+            sale = bench_sale(url, seat, f"wrk-sale-{strategy}")
             bench._auditor.wait_drained(layout.performance_id, {sale["booking_id"]}, 120)
-            script = work / f"{strategy}.lua"
-            tag = f"wrk-{strategy}-{int(time.time() * 1000) % 10**8}"
-            script.write_text(HOT_SEAT_SCRIPT % {"tag": tag, "seat": seat})
-            result = measured(f"{strategy} hot-seat refusals", stack.base_url + path, script)
-            result["strategy"] = strategy
+            sold[strategy] = (layout, sale, work / f"{strategy}.lua")
+        for number in range(rounds):
+            out["ping"].append(measured("/ping", ping_url))
+            for strategy, (layout, _, script) in sold.items():
+                tag = f"wrk-{strategy}-{number}-{int(time.time() * 1000) % 10**8}"
+                script.write_text(HOT_SEAT_SCRIPT % {"tag": tag, "seat": layout.sections[0][0][0]})
+                url = f"{stack.base_url}/performances/{layout.performance_id}/bookings"
+                result = measured(f"{strategy} hot-seat refusals", url, script)
+                result.update({"strategy": strategy, "round": number + 1})
+                out["hot_seat"].append(result)
+        out["ping"].append(measured("/ping", ping_url))
+        for strategy, (layout, sale, _) in sold.items():
+            accepted = [(sale["booking_id"], sale["status"], [layout.sections[0][0][0]])]
             drained = bench._auditor.wait_drained(layout.performance_id, {sale["booking_id"]}, 120)
             audit = bench._auditor.audit(layout.performance_id, accepted, bench._reconciler)
-            others = sum(n for status, n in result["status_counts"].items() if status != "409")
-            result.update(
-                {
-                    "not_409": others,
-                    "double_bookings": audit["double_bookings"],
-                    "lost_bookings": audit["lost_bookings"],
-                    "drift": audit["drift"],
-                    "drained": drained["drained"],
-                }
-            )
-            result["unanswered_bookings"] = audit["audit"]["unanswered_bookings"]
-            result["invariants_ok"] = (
-                others == 0
-                and result["socket_errors"] == 0
-                and result["unanswered_bookings"] == 0
-                and audit["double_bookings"] == 0
-                and audit["lost_bookings"] == 0
-                and audit["drift"] == 0
-            )
-            out["hot_seat"].append(result)
-        out["ping"].append(measured("/ping (again)", ping_url))
+            for result in out["hot_seat"]:
+                if result["strategy"] != strategy:
+                    continue
+                others = sum(n for status, n in result["status_counts"].items() if status != "409")
+                result.update(
+                    {
+                        "not_409": others,
+                        "double_bookings": audit["double_bookings"],
+                        "lost_bookings": audit["lost_bookings"],
+                        "drift": audit["drift"],
+                        "drained": drained["drained"],
+                        "unanswered_bookings": audit["audit"]["unanswered_bookings"],
+                    }
+                )
+                result["invariants_ok"] = (
+                    others == 0
+                    and result["socket_errors"] == 0
+                    and result["unanswered_bookings"] == 0
+                    and audit["double_bookings"] == 0
+                    and audit["lost_bookings"] == 0
+                    and audit["drift"] == 0
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ping_rps = sum(p["throughput_rps"] for p in out["ping"]) / len(out["ping"])
     ping_ms = [p["server_ms_per_request"] for p in out["ping"] if p["server_ms_per_request"]]
     out["ping_rps"] = round(ping_rps, 1)
     out["ping_server_ms"] = round(sum(ping_ms) / len(ping_ms), 3) if ping_ms else None
-    for result in out["hot_seat"]:
-        result["share_of_ping"] = round(result["throughput_rps"] / ping_rps, 3) if ping_rps else None
-        server, ping = result["server_ms_per_request"], out["ping_server_ms"]
-        result["cpu_x_ping"] = round(server / ping, 2) if server and ping else None
+    summary = []
+    for strategy in sold:
+        rounds_of = [r for r in out["hot_seat"] if r["strategy"] == strategy]
+        rps = sum(r["throughput_rps"] for r in rounds_of) / len(rounds_of)
+        served = [r["server_ms_per_request"] for r in rounds_of if r["server_ms_per_request"]]
+        server = sum(served) / len(served) if served else None
+        ping = out["ping_server_ms"]
+        summary.append(
+            {
+                "strategy": strategy,
+                "throughput_rps": round(rps, 1),
+                "share_of_ping": round(rps / ping_rps, 3) if ping_rps else None,
+                "server_ms_per_request": round(server, 3) if server else None,
+                "cpu_x_ping": round(server / ping, 2) if server and ping else None,
+                "invariants_ok": all(r["invariants_ok"] for r in rounds_of),
+            }
+        )
+    out["summary"] = summary
     return out
 
 
