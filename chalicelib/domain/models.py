@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 # The five ways to decide who gets a seat (chalicelib/strategies): a performance names one.
 STRATEGY_NAMES = ("db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state")
@@ -113,9 +114,32 @@ class Event:
     performances: tuple[Performance, ...] = ()
 
 
+class MintedWhenFirstRead:
+    """A dataclass field given either its value or a function that makes it: the function is called when the
+    field is first read, and its value kept. A booking request's id is given so (services/booking.py): a
+    request refused before any step reads its id — a refusal from the seat map, nearly every request of a
+    rush — never mints one; a strategy that needs the id first (redis_async's take writes the booking's
+    record with the seats) mints it there."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            raise AttributeError  # read on the class: a required field, no default
+        value = obj.__dict__[self._slot]
+        if callable(value):
+            value = obj.__dict__[self._slot] = value()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._slot] = value  # the frozen dataclass's __init__ sets it once, through here
+
+
 @dataclass(frozen=True)
 class BookingRequest:
-    booking_id: str
+    # The id, or a function that mints it when a step first reads it (MintedWhenFirstRead).
+    booking_id: str | Callable[[], str] = MintedWhenFirstRead()  # type: ignore[assignment]
     performance_id: int
     user_id: str
     seat_ids: tuple[int, ...]  # distinct, sorted: every strategy takes seats in this fixed order

@@ -117,7 +117,10 @@ def _not_blank(value: Any) -> Any:
 
 
 def _no_control_characters(value: str) -> str:
-    # Category C* = control, format, surrogate, private use, unassigned: never part of a name.
+    # Category C* = control, format, surrogate, private use, unassigned: never part of a name. Printable ASCII
+    # (0x20-0x7E, what nearly every id is) has none: answered without a look-up per character.
+    if value.isascii() and value.isprintable():
+        return value
     if any(unicodedata.category(ch).startswith("C") for ch in value):
         raise PydanticCustomError("control_characters", "control characters")
     return value

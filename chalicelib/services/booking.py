@@ -107,7 +107,8 @@ class BookingService:
         self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
     ) -> Booking:
         request = BookingRequest(
-            booking_id=mint(performance.performance_id, user_id, key),
+            # Minted when a step first needs it: a request refused before that (from the seat map) mints none.
+            booking_id=lambda: mint(performance.performance_id, user_id, key),
             performance_id=performance.performance_id,
             user_id=user_id,
             seat_ids=seat_ids,

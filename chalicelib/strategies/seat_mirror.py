@@ -1,7 +1,9 @@
 """Keeping the Redis seat map (what GET /performances/{id}/seats shows) and the booking's record in line with
 what MySQL — the truth — says of a booking. Every change is owner-checked Lua, so a late or repeated mirror
 never touches another booking's seat. A mirror that cannot reach Redis never fails a booking MySQL has
-decided: the performance is noted, and its map is realigned with MySQL in place once Redis answers."""
+decided: the performance is noted, and its map is realigned with MySQL in place once Redis answers.
+
+The map it keeps also answers the lock strategies' refusals early (`refuse_seats_shown_taken`)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import logging
 
 import redis
 
-from chalicelib.domain.errors import ServiceUnavailable
-from chalicelib.domain.models import Booking, BookingStatus
+from chalicelib.domain.errors import SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.seat_map import shown_booking
 from chalicelib.services.ports import SeatStore
 
 log = logging.getLogger(__name__)
@@ -33,3 +36,20 @@ def mirror(seats: SeatStore, booking: Booking) -> None:
             "booking %s is %s but the seat map missed it: %s", booking.booking_id, booking.status, exc
         )
         seats.note_missed(booking.performance_id)
+
+
+def refuse_seats_shown_taken(seats: SeatStore, request: BookingRequest) -> None:
+    """The lock strategies' early refusal: a seat the map already shows sold or held is refused with one
+    HMGET, before a lease or a MySQL transaction is spent on it (in a rush for one seat: nearly every one).
+    MySQL stays the judge of every acceptance: a seat shown free still goes to MySQL, which may refuse it. A
+    map that is not loaded, or a Redis that does not answer, says nothing: the request goes on to MySQL as
+    if this check did not exist. A map may show a seat taken that MySQL has just freed (a cancel whose mirror
+    missed Redis, until the map is realigned): then a 409 that a moment later would have been a 201 — the same
+    trade the asynchronous strategies make, never a seat promised twice."""
+    try:
+        taken = seats.taken_among(request.performance_id, request.seat_ids)
+    except (redis.RedisError, ServiceUnavailable):
+        return
+    if taken:
+        holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
+        raise SeatUnavailable(list(taken), holders=holders)

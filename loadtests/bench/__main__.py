@@ -5,6 +5,9 @@
     python -m loadtests.bench --strategies redis_async,db_lock --scenarios baseline,hot-seat --requests 2000
     python -m loadtests.bench --scenarios baseline,read-full,read-compact,crowd --viewers 500
     python -m loadtests.bench --profile-run redis_async:hot-seat --profile-run db_lock:hot-seat
+    python -m loadtests.bench --scenarios baseline,hot-seat --wrk
+                                                 the bursts, then /ping and every strategy's hot-seat
+                                                 refusals under wrk (an optional C load generator)
     python -m loadtests.bench report DIR         re-render DIR/report.md and the charts from DIR/results.json
     python -m loadtests.bench readme [DIR]       the comparison table of docs/benchmark.md from DIR (default:
                                                  the latest full results folder in loadtests/results/)
@@ -28,7 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench import scenarios as sc
-from loadtests.bench.runner import PROFILES, RESULTS_DIR, Bench, Plan, default_out_dir, latest_results_dir
+from loadtests.bench.runner import (
+    DEFAULT_GENERATORS,
+    PROFILES,
+    RESULTS_DIR,
+    Bench,
+    Plan,
+    default_out_dir,
+    latest_results_dir,
+)
 from loadtests.bench.stack import StackConfig
 
 
@@ -59,7 +70,24 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("--drain-requests", type=int, help="bookings accepted while the consumers are paused")
     parser.add_argument("--mixed-seconds", type=float, help="duration of each mixed run")
     parser.add_argument("--mixed-concurrency", type=int, help="virtual users of the mixed runs")
-    parser.add_argument("--generators", type=int, help="load generator processes (default 1)")
+    parser.add_argument(
+        "--generators",
+        type=int,
+        help=f"load generator processes a burst or mixed run is split over (default {DEFAULT_GENERATORS})",
+    )
+    parser.add_argument(
+        "--wrk",
+        action="store_true",
+        help="after the runs, /ping and each strategy's hot-seat refusals under wrk (a C load generator; "
+        "`apt-get install wrk`): the throughput-only measurement with a generator that leaves the cores to "
+        "the server",
+    )
+    parser.add_argument("--wrk-seconds", type=float, default=10.0, help="wrk: seconds per measurement")
+    parser.add_argument("--wrk-connections", type=int, default=64, help="wrk: connections")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk: threads")
+    parser.add_argument(
+        "--wrk-rounds", type=int, default=3, help="wrk: rounds of /ping then every strategy, in turn"
+    )
     parser.add_argument(
         "--viewers", type=int, help="crowd: people following the seat map during the burst (default 2,000)"
     )
@@ -178,6 +206,11 @@ def run_command(argv: list[str]) -> int:
     else:
         crowd_strategies = tuple(s for s in strategies if s not in sc.SLOW_CROWD_STRATEGIES) or strategies
     scenarios = _csv(args.scenarios, sc.SCENARIOS, "scenario")
+    if args.wrk:
+        from loadtests.bench import wrk
+
+        if wrk.available() is None:
+            raise SystemExit("--wrk: wrk is not installed (apt-get install wrk, or brew install wrk)")
     left_out = [s for s in strategies if s not in crowd_strategies]
     if left_out and any(s in scenarios for s in sc.CROWDS):
         args.note.append(
@@ -195,6 +228,11 @@ def run_command(argv: list[str]) -> int:
         charts=not args.no_charts,
         progress=not args.no_progress,
         notes=list(args.note),
+        wrk=args.wrk,
+        wrk_threads=args.wrk_threads,
+        wrk_connections=args.wrk_connections,
+        wrk_seconds=args.wrk_seconds,
+        wrk_rounds=args.wrk_rounds,
     )
     if args.out:
         out_dir = args.out

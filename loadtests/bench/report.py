@@ -89,6 +89,49 @@ def comparison_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def hot_seat_table(results: dict) -> str:
+    """Every strategy's hot-seat burst against /ping's of the same bench: req/s and server CPU per request as
+    shares and multiples (the issue 16 targets), from the bench's own generator and, with --wrk, from wrk."""
+    baseline = _run(results, None, "baseline")
+    lines = [
+        "| strategy | generator | hot-seat req/s | ÷ /ping req/s | server ms/request | × /ping's |",
+        "|---|---|---|---|---|---|",
+    ]
+    ping_ms = server_ms_per_request(baseline) if baseline else None
+    processes = (baseline or {}).get("generator", {}).get("processes", 1)
+    if baseline:
+        lines.append(
+            f"| (/ping) | load.py × {processes} | {_num(baseline['throughput_rps'])} | 1 | "
+            f"{_num(ping_ms, 3)} | 1 |"
+        )
+    for run in results["runs"]:
+        if run["scenario"] != "hot-seat":
+            continue
+        server = server_ms_per_request(run)
+        share = run["throughput_rps"] / baseline["throughput_rps"] if baseline else None
+        times = server / ping_ms if server and ping_ms else None
+        lines.append(
+            f"| `{run['strategy']}` | load.py × {run['generator']['processes']} | "
+            f"{_num(run['throughput_rps'])} | {_pct(share)} | {_num(server, 3)} | {_num(times, 2)} |"
+        )
+    wrk = results.get("wrk")
+    if wrk:
+        lines.append(
+            f"| (/ping) | wrk | {_num(wrk['ping_rps'])} | 1 | {_num(wrk['ping_server_ms'], 3)} | 1 |"
+        )
+        for run in wrk.get("summary", []):
+            lines.append(
+                f"| `{run['strategy']}` (409 only) | wrk | {_num(run['throughput_rps'])} | "
+                f"{_pct(run['share_of_ping'])} | {_num(run['server_ms_per_request'], 3)} | "
+                f"{_num(run['cpu_x_ping'], 2)} |"
+            )
+    return "\n".join(lines)
+
+
+def _pct(share: float | None) -> str:
+    return f"{100 * share:.0f} %" if share is not None else "—"
+
+
 def ceilings_table(results: dict) -> str:
     rows = results.get("emulator_baselines") or []
     if not rows:
@@ -464,6 +507,14 @@ PROFILE_VIEWS = (
 def anomalies(results: dict) -> list[str]:
     """Things no invariant covers that the bench still saw."""
     out = []
+    for run in (results.get("wrk") or {}).get("hot_seat", []):
+        if not run["invariants_ok"]:
+            out.append(
+                f"wrk {run['strategy']} hot-seat (round {run['round']}): statuses {run['status_counts']}, "
+                f"socket errors {run['socket_errors']}, double {run['double_bookings']}, "
+                f"lost {run['lost_bookings']}, drift {run['drift']}, "
+                f"unanswered bookings {run['unanswered_bookings']}"
+            )
     for run in results["runs"]:
         ghosts = run.get("unanswered_bookings") or (run.get("audit") or {}).get("unanswered_bookings")
         if ghosts:
@@ -669,6 +720,16 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
         "## Details",
         "",
         details_table(results),
+        "",
+        "## Hot seat against /ping (same bench)",
+        "",
+        "Each strategy's hot-seat burst (every answer after the first a refusal) against the do-nothing "
+        "`/ping` of the same bench: req/s as a share of /ping's, server CPU per request as a multiple of "
+        "/ping's. `load.py × N`: the bench's Python generator split over N processes; `wrk` (with "
+        "`--wrk`): a C generator, the seat sold first so every answer is a 409 (loadtests/bench/wrk.py)."
+        + (f" wrk: {results['wrk']['generator']}." if results.get("wrk") else ""),
+        "",
+        hot_seat_table(results),
         "",
         "## Emulator ceilings (same emulator, same run)",
         "",

@@ -32,6 +32,11 @@ from loadtests.bench.stack import ADMIN_TOKEN, PROJECT_DIR, Stack, StackConfig
 RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
 
 
+# Chosen from /ping's req/s with 1, 2, 3 and 4 generator processes on the 2-core bench machine
+# (loadtests/README.md, "The load generator's ceiling").
+DEFAULT_GENERATORS = 2
+
+
 @dataclass(frozen=True)
 class BenchProfile:
     name: str
@@ -44,7 +49,9 @@ class BenchProfile:
     ceiling_records: int
     drain_timeout: float
     request_timeout: float
-    generators: int = 1
+    # Load generator processes a burst (and a mixed run) is split over. One Python process (~0.2 ms of CPU
+    # per request, more than the server's /ping) set /ping's pace here; see DEFAULT_GENERATORS.
+    generators: int = DEFAULT_GENERATORS
     viewers: int = 2_000  # crowd: people following the seat map while the burst runs
     viewer_interval: float = 1.0  # seconds from a viewer's answer to its next poll (the page's REFRESH_MS)
     viewer_generators: int = 1  # processes the viewers are spread over (the burst has its own)
@@ -71,6 +78,12 @@ class Plan:
     seed: int = 7
     notes: list[str] = field(default_factory=list)
     crowd_strategies: tuple[str, ...] | None = None  # None: every strategy benched
+    # After the runs, wrk's /ping and hot-seat refusals per strategy (loadtests/bench/wrk.py; optional)
+    wrk: bool = False
+    wrk_threads: int = 2
+    wrk_connections: int = 64
+    wrk_seconds: float = 10.0
+    wrk_rounds: int = 3
 
     def runs(self) -> list[tuple[str | None, str]]:
         order: list[tuple[str | None, str]] = [(None, s) for s in sc.ONCE if s in self.scenarios]
@@ -360,6 +373,20 @@ class Bench:
                 self._write(results)
                 if not stack.alive():
                     raise RuntimeError("the server or the worker exited during the bench; see the logs")
+            if self.plan.wrk:
+                from loadtests.bench import wrk
+
+                self._tick("wrk: /ping and hot-seat refusals")
+                plan = self.plan
+                results["wrk"] = wrk.measure(
+                    self,
+                    plan.strategies,
+                    plan.wrk_threads,
+                    plan.wrk_connections,
+                    plan.wrk_seconds,
+                    plan.wrk_rounds,
+                )
+                self._write(results)
             for wanted in self._profile_runs(results["runs"]):
                 strategy, _, scenario = wanted.rpartition(":")
                 self._describe(strategy or None, scenario, "profiling ")
@@ -473,7 +500,13 @@ class Bench:
             ),
             "load_generator": (
                 f"loadtests/bench/load.py: asyncio + aiohttp {v.get('aiohttp', '?')}, "
-                f"{self.plan.profile.generators} process(es)"
+                f"{self.plan.profile.generators} process(es) per burst"
+                + (
+                    f"; wrk ({self.plan.wrk_threads} threads, {self.plan.wrk_connections} connections) "
+                    "for the throughput-only /ping and hot-seat refusals"
+                    if self.plan.wrk
+                    else ""
+                )
             ),
             "versions": v,
         }

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from chalicelib.domain.errors import Forbidden, NotCancellable
+from chalicelib.domain.errors import Forbidden, NotCancellable, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingStatus
 
 pytestmark = pytest.mark.timeout(90)
@@ -163,8 +163,10 @@ def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     strategy, services, new_performance, sql, monkeypatch
 ) -> None:
     """Ann cancels; her cancel has committed in MySQL but not yet given the seat back in Redis (a descheduled
-    thread, a slow Redis round trip) when Bob books the seat — MySQL, the synchronous strategies' only gate,
-    says it is free. Afterwards the seat map must show Bob's seat BOOKED, as MySQL has it."""
+    thread, a slow Redis round trip) when Bob books the seat, and his early look at the map finds nothing to
+    refuse (the map not loaded: Redis restarted) — MySQL, the judge of every acceptance, says it is free.
+    Afterwards the seat map must show Bob's seat BOOKED, as MySQL has it. (With the map loaded, Bob is refused
+    from it until the release lands: the next test.)"""
     performance = new_performance(strategy=strategy, rows=1, seats_per_row=4)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     ann = book(services, pid, "ann", [seat], strategy)
@@ -183,7 +185,9 @@ def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     try:
         assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
         monkeypatch.undo()
-        bob = book(services, pid, "bob", [seat], strategy)
+        with monkeypatch.context() as unloaded:
+            unloaded.setattr(services.seat_store, "taken_among", lambda performance_id, seat_ids: None)
+            bob = book(services, pid, "bob", [seat], strategy)
     finally:
         resume.set()
         cancelling.join(10)
@@ -193,6 +197,45 @@ def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     ]
     assert services.seat_store.seat_states(pid)[seat] == f"B:{bob.booking_id}", "Redis and MySQL disagree"
     assert statuses(services, pid)[seat] == "BOOKED"
+
+
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
+def test_a_seat_the_map_still_shows_sold_is_refused_until_its_cancel_releases_it(
+    strategy, services, new_performance, sql, monkeypatch
+) -> None:
+    """The lock strategies' early refusal from the seat map (docs/decisions.md): while Ann's cancel has
+    committed in MySQL but not yet given the seat back in Redis, Bob is refused (409, the map still shows it
+    sold) without MySQL being asked; once the release lands he gets the seat."""
+    performance = new_performance(strategy=strategy, rows=1, seats_per_row=4)
+    pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
+    ann = book(services, pid, "ann", [seat], strategy)
+    instance = services.strategies[strategy]
+    real_release = instance.release
+    paused, resume = threading.Event(), threading.Event()
+
+    def late_release(booking: Booking) -> None:
+        paused.set()
+        assert resume.wait(10)
+        real_release(booking)
+
+    monkeypatch.setattr(instance, "release", late_release)
+    cancelling = threading.Thread(target=services.booking_service.cancel, args=(ann.booking_id, "ann"))
+    cancelling.start()
+    try:
+        assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
+        monkeypatch.undo()
+        with pytest.raises(SeatUnavailable) as refused:
+            book(services, pid, "bob", [seat], strategy)
+        assert refused.value.holders == {seat: ann.booking_id}  # the map's answer, not MySQL's
+    finally:
+        resume.set()
+        cancelling.join(10)
+
+    bob = book(services, pid, "bob", [seat], strategy)
+    assert sql("SELECT booking_id FROM booking_seats WHERE seat_id = %s AND active = 1", seat) == [
+        (bob.booking_id,)
+    ]
+    assert services.seat_store.seat_states(pid)[seat] == f"B:{bob.booking_id}"
 
 
 @pytest.mark.parametrize("strategy", ASYNCHRONOUS)

@@ -113,6 +113,52 @@ def test_a_retry_whose_seat_map_shows_its_first_attempt_gets_that_booking_back(s
     assert again.booking_id == first.booking_id
 
 
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
+def test_a_lock_strategys_retry_whose_map_shows_its_first_booking_gets_it_back(
+    system: Offline, strategy: str
+) -> None:
+    """The lock strategies' refusal from the seat map names the holders too: a retry whose idempotency
+    record is gone is answered with its first booking, not refused."""
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    first = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    for key in system.redis.scan_iter(match="t:idem*"):
+        system.redis.delete(key)
+    system.bookings.outage.down("insert_with_seat_row_locks", "insert_if_seats_free")  # the map answers
+    again = system.booking_service.book(performance.performance_id, body(seat), "key-1")
+    assert (again.booking_id, again.status) == (first.booking_id, BookingStatus.CONFIRMED)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "minted_by_a_refusal"),
+    [("db_lock", 0), ("redis_lock", 0), ("fifo_partition", 0), ("stream_state", 0), ("redis_async", 1)],
+)
+def test_a_booking_id_is_minted_only_where_the_strategy_needs_one(
+    system: Offline, monkeypatch: pytest.MonkeyPatch, strategy: str, minted_by_a_refusal: int
+) -> None:
+    """A request refused from the seat map mints no id; redis_async's take writes the booking's record with
+    the seats, so it mints one first."""
+    from chalicelib.services import booking as booking_module
+
+    minted: list[str] = []
+    real = booking_module.mint
+
+    def counting(*args: int | str | None) -> str:
+        minted.append(real(*args))
+        return minted[-1]
+
+    monkeypatch.setattr(booking_module, "mint", counting)
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    first = system.booking_service.book(performance.performance_id, body(seat), None)
+    assert minted == [first.booking_id]
+    if strategy in ("fifo_partition", "stream_state"):  # decided in line: the map shows it once decided
+        system.seat_store.confirm(first.booking_id, performance.performance_id, (seat,), overwrite=True)
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
+    assert len(minted) == 1 + minted_by_a_refusal
+
+
 def test_get_answers_from_redis_while_mysql_is_away(system: Offline) -> None:
     performance = system.new_performance()
     booking = system.booking_service.book(performance.performance_id, body(performance.seat_ids[0]), None)

@@ -47,6 +47,69 @@ def test_a_synchronous_strategy_confirms_once_and_refuses_the_next(system: Offli
     assert system.bookings.holders_of([seat + 2]) == {}  # all or nothing
 
 
+MYSQL_WRITES = {"db_lock": "insert_with_seat_row_locks", "redis_lock": "insert_if_seats_free"}
+
+
+def count_mysql_writes(system: Offline, strategy: str) -> list[int]:
+    """The lock strategy's MySQL write, counted (each call appends its seats' count)."""
+    calls: list[int] = []
+    method = MYSQL_WRITES[strategy]
+    real = getattr(system.bookings, method)
+
+    def counted(booking, idempotency_key=None):
+        calls.append(len(booking.seat_ids))
+        return real(booking, idempotency_key)
+
+    setattr(system.bookings, method, counted)
+    return calls
+
+
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
+def test_a_lock_strategy_refuses_a_seat_the_map_shows_sold_without_asking_mysql(
+    system: Offline, strategy: str
+) -> None:
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    first = book(system, performance, seat)
+    writes = count_mysql_writes(system, strategy)
+    system.bookings.outage.down()  # any MySQL call would now fail with a 503, not a 409
+    with pytest.raises(SeatUnavailable) as refused:
+        book(system, performance, seat + 1, seat, user="bob")
+    assert (refused.value.seat_ids, refused.value.holders) == ([seat], {seat: first.booking_id})
+    assert writes == []
+    assert system.redis.keys("t:*:lock:*") == []  # redis_lock: not even a lease taken
+    system.bookings.outage.up()
+    assert book(system, performance, seat + 1, user="bob").status is CONFIRMED  # shown free: MySQL decides
+    assert writes == [1]
+
+
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
+def test_a_lock_strategy_asks_mysql_when_the_map_is_not_loaded(system: Offline, strategy: str) -> None:
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    first = book(system, performance, seat)
+    system.redis.delete(system.seat_store.seats_key(performance.performance_id))  # e.g. Redis restarted
+    writes = count_mysql_writes(system, strategy)
+    with pytest.raises(SeatUnavailable) as refused:
+        book(system, performance, seat, user="bob")
+    assert refused.value.holders == {seat: first.booking_id}  # MySQL's answer
+    assert writes == [1]
+
+
+def test_db_lock_asks_mysql_when_redis_is_down(system: Offline) -> None:
+    performance = system.new_performance("db_lock")
+    seat = performance.seat_ids[0]
+    first = book(system, performance, seat)
+    writes = count_mysql_writes(system, "db_lock")
+    system.redis_down()
+    with pytest.raises(SeatUnavailable) as refused:  # not a 503: MySQL still judges
+        book(system, performance, seat, user="bob")
+    assert refused.value.holders == {seat: first.booking_id}
+    assert writes == [1]
+    assert book(system, performance, seat + 1, user="bob").status is CONFIRMED  # its mirror missed Redis
+    assert writes == [1, 1]
+
+
 def test_db_lock_never_waits_for_a_row_another_transaction_locks(system: Offline) -> None:
     performance = system.new_performance("db_lock")
     seat = performance.seat_ids[0]

@@ -1,5 +1,6 @@
 """`db_lock`: one short MySQL transaction that locks the requested seat rows, never waiting for a lock.
 
+    HMGET of the requested seats on the Redis seat map: one shown sold -> 409 at once (no transaction)
     BEGIN; SELECT … FROM seats WHERE seat_id IN (…) ORDER BY seat_id FOR UPDATE NOWAIT;
            SELECT … FROM booking_seats WHERE seat_id IN (…) AND active = 1;   -- free?
            INSERT booking + booking_seats;  COMMIT                            -> 201 CONFIRMED
@@ -14,7 +15,7 @@ from __future__ import annotations
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatsLocked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.services.ports import BookingStore, SeatStore
-from chalicelib.strategies.seat_mirror import mirror
+from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
 
 
 class DbLockStrategy:
@@ -25,6 +26,7 @@ class DbLockStrategy:
         self._seats = seat_store
 
     def book(self, request: BookingRequest) -> Booking:
+        refuse_seats_shown_taken(self._seats, request)
         booking = Booking.from_request(request, BookingStatus.CONFIRMED)
         try:
             taken = self._bookings.insert_with_seat_row_locks(booking, request.idempotency_key)

@@ -1,5 +1,6 @@
 """`redis_lock`: a lease per seat in Redis, then the MySQL write.
 
+    HMGET of the requested seats on the Redis seat map: one shown sold -> 409 at once (no lease, no MySQL)
     for seat in ascending order: SET lock:<seat> <unique token> NX PX <ttl>   (redis-py Lock, non-blocking)
         any refused -> give back what was taken -> 409 at once
     watchdog thread: re-arms every lease (owner-checked Lua) every ttl/3 while the MySQL write runs
@@ -30,7 +31,7 @@ from redis.lock import Lock
 from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.services.ports import BookingStore, SeatStore
-from chalicelib.strategies.seat_mirror import mirror
+from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class RedisLockStrategy:
         return f"{self._prefix}:{{p{performance_id}}}:lock:{seat_id}"
 
     def book(self, request: BookingRequest) -> Booking:
+        refuse_seats_shown_taken(self._seats, request)
         booking = Booking.from_request(request, BookingStatus.CONFIRMED)
         with self._leases(request) as leases, LeaseWatchdog(leases, self.lease_seconds / 3) as watchdog:
             try:
