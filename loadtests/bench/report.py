@@ -23,6 +23,11 @@ TARGET_SHARE_OF_NOOP = 0.5
 TARGET_SHARE_OF_CEILING = 0.8
 TARGET_READ_CPU_OF_PING = 2.0  # server CPU per seat-map read (5,000 seats, gzip) ÷ /ping's per request
 TARGET_CROWD_SHARE = 0.7  # booking throughput with the viewers ÷ the same burst without them
+# Issue 16: a hot-seat rush (refusals) against /ping of the same bench.
+TARGET_HOT_SEAT_SHARE = 0.7  # every strategy's hot-seat req/s ÷ /ping's
+TARGET_STREAM_HOT_SECTION_SHARE = 0.5  # stream_state's hot-section req/s ÷ /ping's
+TARGET_REFUSAL_CPU_OF_PING = {"redis_async": 1.5, "redis_lock": 1.5, "fifo_partition": 1.5}  # else 2
+TARGET_WRK_REFUSAL_SHARE = 0.6  # wrk, every answer a 409: req/s ÷ /ping's under wrk
 ONCE_LABELS = {
     sc.BASELINE: "(do-nothing `GET /ping`)",
     sc.READ_FULL: "(seat map, `GET …/seats`, gzip)",
@@ -241,6 +246,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
                     verdict(run["errors_detail"]["5xx"] == 0),
                 )
             )
+    rows.extend(hot_path_targets(results, verdict))
     # Consumers: the best-populated run of each asynchronous strategy against the matching ceiling.
     matching = {
         "redis_async": "SQS ReceiveMessage + DeleteMessageBatch",
@@ -264,6 +270,53 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
                 f"{share:.0%} ({_num(rate)} of {_num(ceiling['rate'])}/s, {best['scenario']}, "
                 f"{_num(best['accepted'])} accepted)",
                 verdict(share >= TARGET_SHARE_OF_CEILING),
+            )
+        )
+    return rows
+
+
+def hot_path_targets(results: dict, verdict) -> list[tuple[str, str, str]]:
+    """Issue 16's targets: hot-seat throughput and server CPU per request against /ping's (the bench's own
+    generator), stream_state's hot-section share, and refusals under wrk when the bench ran it."""
+    rows: list[tuple[str, str, str]] = []
+    noop = _run(results, None, sc.BASELINE)
+    ping_ms = server_ms_per_request(noop) if noop else None
+    if noop and noop["throughput_rps"]:
+        for strategy, scenario, target in [
+            *((strategy, sc.HOT_SEAT, TARGET_HOT_SEAT_SHARE) for strategy in sc.STRATEGIES),
+            ("stream_state", sc.HOT_SECTION, TARGET_STREAM_HOT_SECTION_SHARE),
+        ]:
+            run = _run(results, strategy, scenario)
+            if not run:
+                continue
+            share = run["throughput_rps"] / noop["throughput_rps"]
+            rows.append(
+                (
+                    f"`{strategy}` {scenario} ≥ {target:.0%} of `/ping` (issue 16)",
+                    f"{share:.0%} ({_num(run['throughput_rps'])} of {_num(noop['throughput_rps'])} req/s)",
+                    verdict(share >= target),
+                )
+            )
+    for strategy in sc.STRATEGIES:
+        run = _run(results, strategy, sc.HOT_SEAT)
+        server = server_ms_per_request(run) if run else None
+        if server is None or not ping_ms:
+            continue
+        bound = TARGET_REFUSAL_CPU_OF_PING.get(strategy, 2.0)
+        rows.append(
+            (
+                f"`{strategy}` server CPU per hot-seat request ≤ {bound:g} × `/ping`'s",
+                f"{server / ping_ms:.2f} × ({server:.3f} vs {ping_ms:.3f} ms)",
+                verdict(server / ping_ms <= bound),
+            )
+        )
+    for run in (results.get("wrk") or {}).get("summary", []):
+        rows.append(
+            (
+                f"`{run['strategy']}` refusals under wrk ≥ {TARGET_WRK_REFUSAL_SHARE:.0%} of `/ping`'s",
+                f"{_pct(run['share_of_ping'])} ({_num(run['throughput_rps'])} req/s; CPU "
+                f"{_num(run['cpu_x_ping'], 2)} × /ping's)",
+                verdict(run["share_of_ping"] >= TARGET_WRK_REFUSAL_SHARE),
             )
         )
     return rows
