@@ -391,6 +391,9 @@ def test_a_410_makes_the_page_read_the_whole_map_again(
     page.wait_for_function(
         "id => window.seatMapPage.seatStatus(id) !== 'AVAILABLE'", arg=seats[39], timeout=15_000
     )
+    # The poll that brought it may not have reached this listener yet (playwright hands the browser's
+    # events over during a wait): wait for its answer (a fresh clone's CI run read an empty list here).
+    answers.wait_for(page, gone + 3)
     later = [query.get("since") for query, _, _ in answers.answers[gone + 2 :]]
     assert later and later[0] == str(rebuilt["version"]) and None not in later, answers.statuses()
     assert colour(page, seats[0]) == colours(page)["booked"]
