@@ -47,7 +47,8 @@ def split(outcomes: list[object]) -> tuple[list[Booking], list[SeatUnavailable]]
     accepted = [o for o in outcomes if isinstance(o, Booking)]
     refused = [o for o in outcomes if isinstance(o, SeatUnavailable)]
     errors = [o for o in outcomes if not isinstance(o, Booking | SeatUnavailable)]
-    assert errors == [], f"every loser gets a clear 'taken', never an error: {errors[:3]}"
+    causes = [f"{e!r} <- {e.__cause__!r}" for e in errors[:3]]
+    assert errors == [], f"every loser gets a clear 'taken', never an error: {causes}"
     return accepted, refused
 
 
