@@ -227,7 +227,11 @@ def test_mysql_stopped_for_30_s_every_strategy_answers_503_and_keeps_what_it_acc
             f"{strategy:15} final {dict(Counter(final.values()))}; accepted before the outage -> "
             f"{dict(in_outage)}; reconcile repairs {dict(repairs) or 'none'}"
         )
-        assert "FAILED" not in in_outage and "FAILED" not in final.values(), (strategy, in_outage)
+        # No accepted booking is given up on. A FAILED row of a request answered 503 may be there: a commit
+        # in flight as MySQL stopped ends uncertain, the take stays until reconcile writes its FAILED claim
+        # (stale_holds_failed); audit() checked that each such row's client was told 503.
+        given_up = [b.booking_id for b in loads[strategy].accepted() if final[b.booking_id] == "FAILED"]
+        assert given_up == [], (strategy, in_outage, given_up)
         if strategy not in IN_LINE:
             # Seats are held at acceptance (journaled in MySQL): what was accepted is confirmed.
             assert set(in_outage) == {"CONFIRMED"}, (strategy, in_outage)
