@@ -10,6 +10,7 @@ import pytest
 import redis
 from redis.exceptions import CrossSlotTransactionError
 
+from chalicelib.adapters.bloom import SPARSE_SHARE, RedisBloomFilter
 from chalicelib.adapters.redis_client import GuardedRedisCluster, RedisUnavailable, build_redis, is_outage
 from chalicelib.adapters.redis_policy import RedisMisconfigured, require_noeviction
 from chalicelib.config import Settings
@@ -112,3 +113,15 @@ def test_the_eviction_policy_is_checked_on_every_primary(
             require_noeviction(client.unguarded())
     finally:
         last.config_set("maxmemory-policy", "noeviction")
+
+
+def test_the_catalogue_filter_takes_a_big_event_in_one_merge(client: GuardedRedisCluster) -> None:
+    """Past m/SPARSE_SHARE bit positions the filter ORs a local bitmap into the live one (BITOP, with a
+    scratch key of the same slot): the path of a 5,000-seat event, which answered 500 on the cluster."""
+    bloom = RedisBloomFilter(client, "t-merge", expected_items=1_000, false_positive_rate=0.01)
+    seats = range(1, bloom.bits // SPARSE_SHARE + 2)  # k positions each: well past the sparse share
+    bloom.add(("seat", seat) for seat in seats)
+    bloom.mark_built()
+    assert bloom.is_built()
+    assert bloom.absent("seat", list(seats)) == set(), "every seat added is known"
+    assert client.keys(f"{bloom.key}:merging:*") == [], "the scratch bitmap is gone"
