@@ -28,6 +28,7 @@ from chalicelib.entrypoints.sqs_batch import BookingBatchHandler
 from chalicelib.services.booking import BookingService
 from chalicelib.services.booking_events import BookingEventConsumer
 from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.recently_taken import RecentlyTaken
 from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.db_lock import DbLockStrategy
@@ -53,6 +54,7 @@ class Container:
     fifo_queue: SqsQueue
     idempotency: PowertoolsIdempotency
     booking_service: BookingService
+    recently_taken: RecentlyTaken
     booking_batch_handler: BookingBatchHandler
     fifo_batch_handler: BookingBatchHandler
     request_stream: KinesisStream
@@ -154,6 +156,7 @@ def build(settings: Settings) -> Container:
         fill_lock=fill_lock,
         on_performance_created=seat_state.publish,
     )
+    recently_taken = RecentlyTaken(settings.recently_taken_seconds)
     booking_service = BookingService(
         catalogue,
         strategies,
@@ -163,6 +166,7 @@ def build(settings: Settings) -> Container:
         settings.max_seats_per_booking,
         metrics,
         redis_down_fallback=strategies.get(settings.redis_down_fallback),
+        recently_taken=recently_taken,
     )
     finishers = {redis_async.name: redis_async, fifo_partition.name: fifo_partition}
     consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count, metrics)
@@ -194,6 +198,7 @@ def build(settings: Settings) -> Container:
         fifo_queue=fifo_queue,
         idempotency=idempotency,
         booking_service=booking_service,
+        recently_taken=recently_taken,
         booking_batch_handler=BookingBatchHandler(consumer, booking_queue, settings),
         fifo_batch_handler=BookingBatchHandler(consumer, fifo_queue, settings),
         request_stream=request_stream,

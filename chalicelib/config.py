@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     seat_fill_wait_seconds: Float = 3.0
     seat_map_cache_seconds: Float = 0.0
     seat_map_render_seconds: Float = 0.25
+    # A seat a process was just refused is refused again from its memory for this long, without Redis
+    # (services/recently_taken.py): the hot seat's refusals. 0: off.
+    recently_taken_seconds: Float = 0.25
     # The Bloom filter of catalogue ids (events, performances, seats) that answers 404 for unknown ids
     # without MySQL: sized for this many ids at this false-positive rate.
     bloom_expected_ids: Int = 2_000_000

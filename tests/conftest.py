@@ -68,6 +68,10 @@ os.environ.update(
         # state, not the render interval (0.25 s by default: a map may lag that long), which
         # tests/unit/test_seat_map_changes.py covers; deltas are exact either way.
         "SEAT_MAP_RENDER_SECONDS": "0",
+        # Likewise no refusal from a process's memory of seats it was just refused (0.25 s by default): a
+        # test that frees a seat by any path and books it at once expects the seat. The memory has tests of
+        # its own (test_recently_taken.py, test_booking_service.py, the races), and `make bench` runs with it.
+        "RECENTLY_TAKEN_SECONDS": "0",
     }
 )
 

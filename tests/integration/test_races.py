@@ -134,3 +134,27 @@ def test_200_overlapping_multi_seat_bookings_never_share_a_seat(
     if strategy not in SYNCHRONOUS:  # lock strategies also refuse seats only locked, perhaps by a loser
         for refusal in refused:
             assert set(refusal.seat_ids) <= set(held), "a refusal names only seats that really were taken"
+
+
+@pytest.fixture()
+def refusal_memory(services):
+    """The memory of seats just refused (services/recently_taken.py) on, as every deployment runs it; the
+    test environment keeps it off (tests/conftest.py)."""
+    services.recently_taken.ttl_seconds = 0.25
+    yield services.recently_taken
+    services.recently_taken.ttl_seconds = 0
+
+
+@pytest.mark.parametrize("strategy", sorted(SYNCHRONOUS | {"redis_async"}))
+def test_500_threads_for_one_seat_with_the_refusal_memory_on_sell_it_once(
+    strategy, services, new_performance, drain, sql, refusal_memory, monkeypatch
+) -> None:
+    """The same hot seat with refusals answered from memory once a thread has been refused: still one
+    winner, every other thread a clear 'taken', MySQL and the map in line. How many asked the strategy
+    depends on how the threads were scheduled; it is printed, not asserted."""
+    strategy_object = services.strategies[strategy]
+    asked = Counter()
+    book = strategy_object.book
+    monkeypatch.setattr(strategy_object, "book", lambda request: asked.update(["asked"]) or book(request))
+    test_500_threads_for_one_seat_sell_it_once(strategy, services, new_performance, drain, sql)
+    print(f"{strategy:15} with the refusal memory: {asked['asked']} of 500 asked the strategy")

@@ -24,6 +24,7 @@ from chalicelib.domain.models import STRATEGY_NAMES, Performance
 from chalicelib.services.booking import BookingService
 from chalicelib.services.booking_events import BookingEventConsumer
 from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.recently_taken import RecentlyTaken
 from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.db_lock import DbLockStrategy
@@ -79,6 +80,8 @@ class Offline:
     ledger: SeatLedger
     strategies: dict
     booking_service: BookingService
+    # Off (0 s) as in the test environment; a test turns it on by setting its ttl_seconds.
+    recently_taken: RecentlyTaken
     consumer: BookingEventConsumer
     persister: DecisionPersister
     reconciler: Reconciler
@@ -167,6 +170,7 @@ def offline() -> Offline:
     )
     seat_store.realign = lambda performance_id: reconciler.run(performance_id)
     metrics = RecordingMetrics()
+    recently_taken = RecentlyTaken(0, clock=clock)
     return Offline(
         clock=clock,
         redis_server=server,
@@ -191,7 +195,9 @@ def offline() -> Offline:
             idempotency,
             max_seats_per_booking=10,
             metrics=metrics,
+            recently_taken=recently_taken,
         ),
+        recently_taken=recently_taken,
         consumer=BookingEventConsumer(finishers, bookings, MAX_RECEIVE_COUNT, metrics),
         persister=persister,
         reconciler=reconciler,

@@ -221,3 +221,70 @@ def test_with_redis_down_the_fallback_strategy_books_in_mysql(system: Offline) -
         ("BookingConfirmed", "db_lock"),
         ("BookingServiceUnavailable", "redis_lock"),
     ]
+
+
+DECIDING_AT_ONCE = ("db_lock", "redis_lock", "redis_async")  # a refusal at request time, from Redis or MySQL
+
+
+@pytest.mark.parametrize("strategy", DECIDING_AT_ONCE)
+def test_a_seat_refused_a_moment_ago_is_refused_from_memory_without_redis(
+    system: Offline, strategy: str
+) -> None:
+    system.recently_taken.ttl_seconds = 0.25
+    performance = system.new_performance(strategy)
+    pid, seat = performance.performance_id, performance.seat_ids[0]
+    system.booking_service.book(pid, body(seat), None)
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(pid, body(seat, user="bob"), None)  # the store says so
+    system.redis_down()
+    system.bookings.outage.down("insert_with_seat_row_locks", "insert_if_seats_free")
+    with pytest.raises(SeatUnavailable) as refused:
+        system.booking_service.book(pid, body(seat, seat + 1, user="cat"), None)  # neither was asked
+    assert refused.value.seat_ids == [seat]
+    assert system.metrics.counted.count(("BookingRefused", strategy)) == 2
+
+
+def test_the_memory_lapses_and_the_store_is_asked_again(system: Offline) -> None:
+    system.recently_taken.ttl_seconds = 0.25
+    performance = system.new_performance("redis_async")
+    pid, seat = performance.performance_id, performance.seat_ids[0]
+    system.booking_service.book(pid, body(seat), None)
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(pid, body(seat, user="bob"), None)
+    system.clock.advance(0.3)
+    system.redis_down()
+    with pytest.raises(ServiceUnavailable):  # Redis was asked: it is down
+        system.booking_service.book(pid, body(seat, user="cat"), None)
+
+
+def test_a_cancel_forgets_its_seats_so_this_process_sells_them_again_at_once(system: Offline) -> None:
+    system.recently_taken.ttl_seconds = 0.25
+    performance = system.new_performance("redis_async")
+    pid, seat = performance.performance_id, performance.seat_ids[0]
+    first = system.booking_service.book(pid, body(seat), None)
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(pid, body(seat, user="bob"), None)
+    system.booking_service.cancel(first.booking_id, "ann")
+    again = system.booking_service.book(pid, body(seat, user="bob"), None)
+    assert (again.user_id, again.seat_ids) == ("bob", (seat,))
+
+
+def test_a_retry_refused_from_memory_still_gets_its_first_booking_back(
+    system: Offline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory keeps the holder each refusal named: a retry whose idempotency record is gone, and whose
+    first attempt holds the seat, is answered with that booking, as a refusal from the store would be."""
+    system.recently_taken.ttl_seconds = 0.25
+    performance = system.new_performance("redis_async")
+    pid, seat = performance.performance_id, performance.seat_ids[0]
+    first = system.booking_service.book(pid, body(seat), "key-1")
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(pid, body(seat, user="bob"), None)
+    for key in system.redis.scan_iter(match="t:idem*"):
+        system.redis.delete(key)
+    takes = []
+    take = system.seat_store.reserve
+    monkeypatch.setattr(system.seat_store, "reserve", lambda record: takes.append(record) or take(record))
+    again = system.booking_service.book(pid, body(seat), "key-1")
+    assert again.booking_id == first.booking_id
+    assert takes == [], "answered from the memory and MySQL, without a take"
