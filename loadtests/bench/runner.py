@@ -1049,10 +1049,13 @@ class Bench:
 
 
 def latest_results_dir(root: Path = RESULTS_DIR, bench: str = "full") -> Path | None:
-    """The newest results folder (folder names are UTC timestamps) of a `bench` run (full, not smoke)."""
+    """The newest results folder (folder names are UTC timestamps) of a `bench` run (full, not smoke) that ran
+    every scenario: a run of a few (`--scenarios`) is a measurement of its own, not the table's source."""
     for path in sorted(root.glob("*/results.json"), reverse=True):
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text()).get("bench") == bench:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            results = json.loads(path.read_text())
+            ran = {run["scenario"] for run in results["runs"]}
+            if results.get("bench") == bench and set(sc.SCENARIOS) <= ran:
                 return path.parent
     return None
 
