@@ -3,7 +3,9 @@ moto's SQS, queues delivered by the local poller)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -158,6 +160,33 @@ def test_a_booking_cancelled_before_it_is_confirmed_stays_cancelled(
     )
 
 
+@contextlib.contextmanager
+def cancel_paused_before_its_release(services, strategy: str, booking: Booking) -> Iterator[None]:
+    """The owner's cancel of `booking` runs in a thread and is held right after it committed in MySQL,
+    before the strategy gives the seats back in Redis (a descheduled thread, a slow round trip), for as long
+    as the block runs; then it finishes."""
+    instance = services.strategies[strategy]
+    real_release = instance.release
+    paused, resume = threading.Event(), threading.Event()
+
+    def late_release(cancelled: Booking) -> None:
+        paused.set()
+        assert resume.wait(10)
+        real_release(cancelled)
+
+    instance.release = late_release  # an instance attribute over the method, removed below
+    cancelling = threading.Thread(target=services.booking_service.cancel, args=(booking.booking_id, "ann"))
+    cancelling.start()
+    try:
+        assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
+        del instance.release
+        yield
+    finally:
+        vars(instance).pop("release", None)
+        resume.set()
+        cancelling.join(10)
+
+
 @pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
 def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     strategy, services, new_performance, sql, monkeypatch
@@ -170,27 +199,9 @@ def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     performance = new_performance(strategy=strategy, rows=1, seats_per_row=4)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     ann = book(services, pid, "ann", [seat], strategy)
-    instance = services.strategies[strategy]
-    real_release = instance.release
-    paused, resume = threading.Event(), threading.Event()
-
-    def late_release(booking: Booking) -> None:
-        paused.set()
-        assert resume.wait(10)
-        real_release(booking)
-
-    monkeypatch.setattr(instance, "release", late_release)
-    cancelling = threading.Thread(target=services.booking_service.cancel, args=(ann.booking_id, "ann"))
-    cancelling.start()
-    try:
-        assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
-        monkeypatch.undo()
-        with monkeypatch.context() as unloaded:
-            unloaded.setattr(services.seat_store, "taken_among", lambda performance_id, seat_ids: None)
-            bob = book(services, pid, "bob", [seat], strategy)
-    finally:
-        resume.set()
-        cancelling.join(10)
+    with cancel_paused_before_its_release(services, strategy, ann), monkeypatch.context() as unloaded:
+        unloaded.setattr(services.seat_store, "taken_among", lambda performance_id, seat_ids: None)
+        bob = book(services, pid, "bob", [seat], strategy)
 
     assert sql("SELECT booking_id FROM booking_seats WHERE seat_id = %s AND active = 1", seat) == [
         (bob.booking_id,)
@@ -199,37 +210,23 @@ def test_a_seat_rebooked_while_its_cancel_is_still_releasing_it_shows_booked(
     assert statuses(services, pid)[seat] == "BOOKED"
 
 
+@pytest.mark.parametrize("memory_seconds", [0, 0.25], ids=["no-refusal-memory", "refusal-memory"])
 @pytest.mark.parametrize("strategy", ["db_lock", "redis_lock"])
 def test_a_seat_the_map_still_shows_sold_is_refused_until_its_cancel_releases_it(
-    strategy, services, new_performance, sql, monkeypatch
+    strategy, memory_seconds, services, new_performance, sql, monkeypatch
 ) -> None:
     """The lock strategies' early refusal from the seat map (docs/decisions.md): while Ann's cancel has
     committed in MySQL but not yet given the seat back in Redis, Bob is refused (409, the map still shows it
-    sold) without MySQL being asked; once the release lands he gets the seat."""
+    sold) without MySQL being asked; once the release lands he gets the seat — with the refusal memory on
+    too (services/recently_taken.py): this process remembered Bob's refusal, and its own cancel forgets."""
+    monkeypatch.setattr(services.recently_taken, "ttl_seconds", memory_seconds)
     performance = new_performance(strategy=strategy, rows=1, seats_per_row=4)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     ann = book(services, pid, "ann", [seat], strategy)
-    instance = services.strategies[strategy]
-    real_release = instance.release
-    paused, resume = threading.Event(), threading.Event()
-
-    def late_release(booking: Booking) -> None:
-        paused.set()
-        assert resume.wait(10)
-        real_release(booking)
-
-    monkeypatch.setattr(instance, "release", late_release)
-    cancelling = threading.Thread(target=services.booking_service.cancel, args=(ann.booking_id, "ann"))
-    cancelling.start()
-    try:
-        assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
-        monkeypatch.undo()
+    with cancel_paused_before_its_release(services, strategy, ann):
         with pytest.raises(SeatUnavailable) as refused:
             book(services, pid, "bob", [seat], strategy)
         assert refused.value.holders == {seat: ann.booking_id}  # the map's answer, not MySQL's
-    finally:
-        resume.set()
-        cancelling.join(10)
 
     bob = book(services, pid, "bob", [seat], strategy)
     assert sql("SELECT booking_id FROM booking_seats WHERE seat_id = %s AND active = 1", seat) == [
