@@ -125,3 +125,34 @@ def test_the_catalogue_filter_takes_a_big_event_in_one_merge(client: GuardedRedi
     assert bloom.is_built()
     assert bloom.absent("seat", list(seats)) == set(), "every seat added is known"
     assert client.keys(f"{bloom.key}:merging:*") == [], "the scratch bitmap is gone"
+
+
+def test_a_command_whose_reply_is_lost_is_not_sent_again(
+    client: GuardedRedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node carries out a SET NX and its reply is lost (a timeout, a connection reset): sending it again
+    would read the client's own write as someone else's ("not set"). The outcome is unknown, so it is an
+    outage answer (503), never a wrong one."""
+    key = "t:{p10}:idem"
+    lost: list[object] = []  # the connections whose next reply is lost (once)
+    real_send, real_read = redis.connection.Connection.send_command, redis.connection.Connection.read_response
+
+    def send_command(self, *args, **kwargs):
+        if args[0] == "SET" and not lost:
+            lost.append(self)
+        return real_send(self, *args, **kwargs)
+
+    def read_response(self, *args, **kwargs):
+        reply = real_read(self, *args, **kwargs)
+        if lost and lost[0] is self:
+            lost[0] = None  # once
+            raise redis.TimeoutError("reply lost after the node carried the command out")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "send_command", send_command)
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_response)
+    with pytest.raises(RedisUnavailable):
+        client.set(key, "mine", nx=True)
+    monkeypatch.undo()
+    assert client.get(key) == "mine", "precondition: the node did set it"
+    assert client.set(key, "another's", nx=True) is None, "a second SET NX is refused, as it should be"
