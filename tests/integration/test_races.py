@@ -137,12 +137,11 @@ def test_200_overlapping_multi_seat_bookings_never_share_a_seat(
 
 
 @pytest.fixture()
-def refusal_memory(services):
+def refusal_memory(services, monkeypatch):
     """The memory of seats just refused (services/recently_taken.py) on, as every deployment runs it; the
     test environment keeps it off (tests/conftest.py)."""
-    services.recently_taken.ttl_seconds = 0.25
-    yield services.recently_taken
-    services.recently_taken.ttl_seconds = 0
+    monkeypatch.setattr(services.recently_taken, "ttl_seconds", 0.25)
+    return services.recently_taken
 
 
 @pytest.mark.parametrize("strategy", sorted(SYNCHRONOUS | {"redis_async"}))

@@ -175,7 +175,9 @@ def cancel_paused_before_its_release(services, strategy: str, booking: Booking) 
         real_release(cancelled)
 
     instance.release = late_release  # an instance attribute over the method, removed below
-    cancelling = threading.Thread(target=services.booking_service.cancel, args=(booking.booking_id, "ann"))
+    cancelling = threading.Thread(
+        target=services.booking_service.cancel, args=(booking.booking_id, booking.user_id)
+    )
     cancelling.start()
     try:
         assert paused.wait(5), "precondition: the cancel committed in MySQL and is about to release in Redis"
