@@ -271,6 +271,21 @@ def get_booking(booking_id: str) -> Response:
     return Response(body=container().booking_service.get(booking_id).to_dict(), headers=JSON)
 
 
+@app.route("/bookings/{booking_id}/confirm", methods=["POST"])
+@json_errors
+def confirm_booking(booking_id: str) -> Response:
+    booking = container().booking_service.confirm(booking_id, _header("X-User-Id"), _json_body())
+    return Response(body=booking.to_dict(), headers=JSON)
+
+
+@app.route("/bookings/{booking_id}/extend", methods=["POST"])
+@json_errors
+def extend_booking(booking_id: str) -> Response:
+    return Response(
+        body=container().booking_service.extend(booking_id, _header("X-User-Id")).to_dict(), headers=JSON
+    )
+
+
 @app.route("/bookings/{booking_id}", methods=["DELETE"])
 @json_errors
 def cancel_booking(booking_id: str) -> Response:
@@ -307,6 +322,13 @@ def on_seat_decision(event: Any) -> dict:
 
 
 # --- scheduled jobs ---------------------------------------------------------------------------------
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def expire_holds(event: Any) -> dict:
+    """Settle the holds whose time ran out: EXPIRED in MySQL, seats AVAILABLE on the map. Correctness never
+    waits for this: every take already treats a lapsed hold's seats as free."""
+    return {"expired": container().booking_service.sweep_lapsed_holds()}
+
+
 @app.schedule(Rate(5, unit=Rate.MINUTES))
 def reconcile_seat_maps(event: Any) -> dict:
     """Repair drift between the Redis seat maps and MySQL (the truth); returns the run's summary. A run

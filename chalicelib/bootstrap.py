@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -25,7 +27,7 @@ from chalicelib.adapters.sqs import SqsQueue
 from chalicelib.config import Settings
 from chalicelib.entrypoints.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
 from chalicelib.entrypoints.sqs_batch import BookingBatchHandler
-from chalicelib.services.booking import BookingService
+from chalicelib.services.booking import BookingService, HoldPolicy
 from chalicelib.services.booking_events import BookingEventConsumer
 from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.recently_taken import RecentlyTaken
@@ -75,7 +77,9 @@ class Container:
         }
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, clock: Callable[[], float] = time.time) -> Container:
+    """Every part wired; `clock` (epoch seconds) is the one "now" of every judge of a hold's deadline
+    (MySQL's writes, the Redis scripts, stream_state's ledger, the service): tests inject one."""
     db = Database(
         settings.database_url,
         settings.db_pool_size,
@@ -91,12 +95,13 @@ def build(settings: Settings) -> Container:
         settings.pending_record_ttl_seconds,
         settings.redis_key_prefix,
         take_script=TAKE_SCRIPT,
+        clock=clock,
     )
     # A Redis that comes back may be another one (a failover, a replaced node): trusted again only if it
     # cannot evict. Its seat maps need no drop: every answered hold is journaled in MySQL, so a map that
     # missed changes is realigned in place (seat_store.realign, below) and a missing one is rebuilt.
     redis_client.breaker.on_recovered = lambda: require_noeviction(redis_client.unguarded())
-    bookings = BookingRepository(db)
+    bookings = BookingRepository(db, clock)
     fill_lock = RedisFillLock(redis_client, settings.redis_key_prefix)
     seat_state = SeatStateService(
         seat_store,
@@ -127,7 +132,7 @@ def build(settings: Settings) -> Container:
         return section_partition(catalogue_store.get_performance(performance_id), performance_id, seat_ids)
 
     # Opened on first use only: HTTP handlers never touch the ledger, and RocksDB has one opener per dir.
-    ledger = SeatLedger(lambda: RocksKeyValueStore(settings.ledger_dir), changelog)
+    ledger = SeatLedger(lambda: RocksKeyValueStore(settings.ledger_dir), changelog, clock)
     redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
     fifo_partition = FifoPartitionStrategy(seat_store, seat_state, bookings, fifo_queue)
     strategies = {
@@ -167,7 +172,11 @@ def build(settings: Settings) -> Container:
         metrics,
         redis_down_fallback=strategies.get(settings.redis_down_fallback),
         recently_taken=recently_taken,
+        holds=HoldPolicy(settings.hold_seconds, settings.hold_max_extensions),
+        clock=clock,
     )
+    # A write that took over a lapsed hold's seats expired it in MySQL: its other seats go back too.
+    bookings.on_expired = booking_service.expired
     finishers = {redis_async.name: redis_async, fifo_partition.name: fifo_partition}
     consumer = BookingEventConsumer(finishers, bookings, settings.max_receive_count, metrics)
     persister = DecisionPersister(

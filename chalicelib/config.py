@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # A seat a process was just refused is refused again from its memory for this long, without Redis
     # (services/recently_taken.py): the hot seat's refusals. 0: off.
     recently_taken_seconds: Float = 0.25
+    # Holds ("hold": true): how long the seats are the user's before they go back to the crowd unless
+    # confirmed, and how often POST /bookings/{id}/extend may push that back by the same again.
+    hold_seconds: Float = 600.0
+    hold_max_extensions: Int = 2
     # The Bloom filter of catalogue ids (events, performances, seats) that answers 404 for unknown ids
     # without MySQL: sized for this many ids at this false-positive rate.
     bloom_expected_ids: Int = 2_000_000

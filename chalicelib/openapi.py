@@ -13,7 +13,12 @@ from pydantic.json_schema import models_json_schema
 from chalicelib import responses
 from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL, SEAT_MAP_SHARED_SECONDS
 from chalicelib.domain.seat_map import CHANGE_HISTORY
-from chalicelib.domain.validation import MAX_IDEMPOTENCY_KEY_LENGTH, CreateEvent, booking_request_model
+from chalicelib.domain.validation import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    ConfirmHold,
+    CreateEvent,
+    booking_request_model,
+)
 from chalicelib.services.catalogue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from chalicelib.services.seat_map_views import FULL, VIEWS
 
@@ -34,6 +39,7 @@ def schemas(max_seats: int) -> dict:
         responses.CompactSeatMap,
         responses.SeatMapChanges,
         booking_request_model(max_seats),
+        ConfirmHold,
         responses.booking_model(max_seats),
     )
     _, document = models_json_schema([(model, "validation") for model in models], ref_template=REF)
@@ -302,11 +308,54 @@ def paths() -> dict:
                     "400": error("INVALID_REQUEST: X-User-Id missing"),
                     "403": error("FORBIDDEN: not the owner"),
                     "404": NOT_FOUND,
-                    "409": error("NOT_CANCELLABLE: already final"),
+                    "409": error("NOT_CANCELLABLE: already final (an expired hold too)"),
                     "422": error("IDEMPOTENCY_KEY_REUSED"),
                     "503": UNAVAILABLE,
                 },
             },
+        },
+        "/bookings/{booking_id}/confirm": {
+            "post": {
+                "summary": "Confirm a hold (its owner only): HELD -> CONFIRMED, the payment reference stored",
+                "parameters": [
+                    in_path("booking_id"),
+                    header("X-User-Id", "must equal the booking's user_id", required=True),
+                ],
+                "requestBody": body("ConfirmHold"),
+                "responses": {
+                    "200": answer("CONFIRMED (the same confirm again answers the same)", booking),
+                    "400": error("INVALID_REQUEST: X-User-Id missing, or a bad payment_reference"),
+                    "403": error("FORBIDDEN: not the owner"),
+                    "404": NOT_FOUND,
+                    "409": error(
+                        "HOLD_EXPIRED: past expires_at (the booking is EXPIRED, its seats free); "
+                        "NOT_CONFIRMABLE: not HELD (still PENDING, cancelled, a purchase, or confirmed "
+                        "with another payment_reference)"
+                    ),
+                    **BODY_REFUSED,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/bookings/{booking_id}/extend": {
+            "post": {
+                "summary": "Extend a hold (its owner only): expires_at -> now + HOLD_SECONDS",
+                "parameters": [
+                    in_path("booking_id"),
+                    header("X-User-Id", "must equal the booking's user_id", required=True),
+                ],
+                "responses": {
+                    "200": answer("HELD, with its new expires_at", booking),
+                    "400": error("INVALID_REQUEST: X-User-Id missing"),
+                    "403": error("FORBIDDEN: not the owner"),
+                    "404": NOT_FOUND,
+                    "409": error(
+                        "EXTENSION_LIMIT: extended HOLD_MAX_EXTENSIONS times already; HOLD_EXPIRED: past "
+                        "expires_at; NOT_EXTENDABLE: not HELD"
+                    ),
+                    "503": UNAVAILABLE,
+                },
+            }
         },
         "/openapi.json": get("This document", {"200": answer("OpenAPI 3.0", {"type": "object"})}),
         "/docs": get("Swagger UI (assets served by the app; works offline)", {"200": html("HTML page")}),

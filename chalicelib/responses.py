@@ -165,6 +165,13 @@ def booking_model(max_seats: int) -> type[Answer]:
         seat_ids: list[Id] = Field(min_length=1, max_length=max_seats)
         status: Literal[tuple(BookingStatus)]
         strategy: StrategyName
-        reason: str | None = Field(description="why a booking is REJECTED, FAILED or CANCELLED")
+        reason: str | None = Field(description="why a booking is REJECTED, FAILED, CANCELLED or EXPIRED")
+        expires_at: str | None = Field(
+            description='a hold ("hold": true): when its seats go back to the crowd unless it is confirmed '
+            "(RFC 3339, UTC); null for a purchase",
+            json_schema_extra={"format": "date-time"},
+        )
+        extensions: int = Field(ge=0, description="how often the hold was extended (0 for a purchase)")
+        payment_reference: str | None = Field(description="what confirmed the hold; null otherwise")
 
     return Booking

@@ -187,6 +187,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     ),
     # Reconcile resends pending ledger releases on the request stream.
     "ReconcileSeatMaps": FunctionSpec(("Schedule", ""), _grant(KINESIS_PRODUCER_ACTIONS, REQUEST_STREAM)),
+    # The hold sweeper gives expired holds' seats back: stream_state's through a release on the request
+    # stream.
+    "ExpireHolds": FunctionSpec(("Schedule", ""), _grant(KINESIS_PRODUCER_ACTIONS, REQUEST_STREAM)),
 }
 LEDGER, PERSISTER = "OnSeatRequest", "OnSeatDecision"
 # Reserved concurrency per MySQL-writing consumer (parameter name, default). The booking consumer's default

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -30,6 +31,7 @@ from chalicelib.domain.errors import (
     ServiceUnavailable,
 )
 from chalicelib.domain.models import (
+    HOLD_EXPIRED_REASON,
     Booking,
     BookingStatus,
     Event,
@@ -39,6 +41,7 @@ from chalicelib.domain.models import (
     Section,
 )
 
+log = logging.getLogger(__name__)
 ER_DUP_ENTRY = 1062
 # NOWAIT refused a row lock: MariaDB reports ER_LOCK_WAIT_TIMEOUT, MySQL 8 ER_LOCK_NOWAIT.
 LOCK_NOT_GRANTED = (1205, 3572)
@@ -414,6 +417,36 @@ class Settlement:
     changed: bool
 
 
+@dataclass(frozen=True)
+class HoldChange:
+    """A hold after a confirm or an extension: `outcome` says what happened (HOLD_* below); `booking` is the
+    booking as it is now (None: no booking of that id); `expired` is True when this call wrote EXPIRED."""
+
+    outcome: str
+    booking: Booking | None
+    expired: bool = False
+
+
+HOLD_CHANGED = "changed"  # confirmed, or extended
+HOLD_UNCHANGED = "unchanged"  # confirmed already with the same payment reference: the same answer again
+HOLD_LAPSED = "lapsed"  # its time ran out (now EXPIRED)
+HOLD_AT_LIMIT = "at_limit"  # extended as often as allowed
+HOLD_NOT_HELD = "not_held"  # not a HELD booking
+
+
+def _not_held(booking: Booking) -> str:
+    return HOLD_LAPSED if booking.status is BookingStatus.EXPIRED else HOLD_NOT_HELD
+
+
+def _utc(epoch_seconds: float | None) -> datetime | None:
+    """Epoch seconds -> the naive UTC DATETIME(6) that MySQL stores."""
+    return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC).replace(tzinfo=None)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.replace(tzinfo=UTC).timestamp()
+
+
 class BookingRepository:
     """The bookings: MySQL is the journal of every accepted booking and the arbiter of its fate.
 
@@ -421,10 +454,19 @@ class BookingRepository:
     at once (CONFIRMED), and changes status at most once more, from PENDING, with a compare-and-set under the
     row's lock (`settle`): whoever settles a PENDING booking first decides it, every later attempt reads the
     decision. Seat holds are `booking_seats` rows with `active = 1`, fenced by the unique guard.
+
+    Holds: a booking with an `expires_at` holds its seats until then (PENDING, then HELD), and nothing from
+    then on. Every write that takes seats first expires their lapsed holders, in its own transaction
+    (`_seat_holders`, `_insert_seat_rows`), so a lapsed hold's seats are free for the next request at once
+    and the unique guard still settles every race. `clock` (epoch seconds) is the one judge of "now": tests
+    inject one. `on_expired` hears of each booking a write expired in passing, after its commit (bootstrap
+    wires it to give the seats back in Redis and in stream_state's ledger).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self.clock = clock
+        self.on_expired: Callable[[Booking], object] = lambda booking: None
 
     # writes at acceptance -------------------------------------------------------------------------------
     def insert(self, booking: Booking, idempotency_key: str | None = None) -> None:
@@ -433,17 +475,20 @@ class BookingRepository:
         Raises BookingExists if the id is taken, IdempotencyKeyTaken if the user's key is, SeatAlreadyBooked
         if the unique guard refuses a seat, ServiceUnavailable if MySQL cannot say whether it was stored.
         """
+        now = self.clock()
         self._insert(
             booking,
             idempotency_key,
-            lambda cursor: _insert_booking_rows(cursor, booking, key=idempotency_key),
+            lambda cursor, expired: _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key),
         )
 
     def insert_in_line(self, booking: Booking, idempotency_key: str | None = None) -> None:
         """Store a PENDING booking that waits in line and holds nothing yet (fifo_partition, stream_state):
         no seat rows until it is decided (`settle`, `decide_in_line`)."""
         self._insert(
-            booking, idempotency_key, lambda cursor: _insert_booking_row(cursor, booking, idempotency_key)
+            booking,
+            idempotency_key,
+            lambda cursor, expired: _insert_booking_row(cursor, booking, idempotency_key),
         )
 
     def insert_if_seats_free(self, booking: Booking, idempotency_key: str | None = None) -> dict[int, str]:
@@ -453,11 +498,12 @@ class BookingRepository:
         this concurrently for the same seats rely on the unique guard to fence the loser (SeatAlreadyBooked).
         """
         taken: dict[int, str] = {}
+        now = self.clock()
 
-        def write(cursor: Cursor) -> None:
-            taken.update(_seat_holders(cursor, booking.seat_ids))
+        def write(cursor: Cursor, expired: list[Booking]) -> None:
+            taken.update(_seat_holders(cursor, booking.seat_ids, now, expired))
             if not taken:
-                _insert_booking_rows(cursor, booking, key=idempotency_key)
+                _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key)
 
         self._insert(booking, idempotency_key, write)
         return taken
@@ -473,8 +519,9 @@ class BookingRepository:
         """
         placeholders = ", ".join(["%s"] * len(booking.seat_ids))
         taken: dict[int, str] = {}
+        now = self.clock()
 
-        def write(cursor: Cursor) -> None:
+        def write(cursor: Cursor, expired: list[Booking]) -> None:
             try:
                 cursor.execute(
                     f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})"
@@ -487,17 +534,21 @@ class BookingRepository:
                 raise
             # This read runs after the locks are granted, so its snapshot includes every commit made by
             # the previous holder of these rows.
-            taken.update(_seat_holders(cursor, booking.seat_ids))
+            taken.update(_seat_holders(cursor, booking.seat_ids, now, expired))
             if not taken:
-                _insert_booking_rows(cursor, booking, key=idempotency_key)
+                _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key)
 
         self._insert(booking, idempotency_key, write)
         return taken
 
-    def _insert(self, booking: Booking, key: str | None, write: Callable[[Cursor], None]) -> None:
+    def _insert(
+        self, booking: Booking, key: str | None, write: Callable[[Cursor, list[Booking]], None]
+    ) -> None:
+        expired: list[Booking] = []
         try:
             with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
-                write(cursor)
+                write(cursor, expired)
+            self._announce(expired)
         except IdempotencyKeyTaken:
             raise IdempotencyKeyTaken(self._booking_id_of_key(booking.user_id, key)) from None
         except CommitUncertain as exc:
@@ -510,6 +561,16 @@ class BookingRepository:
             if not stored:
                 raise ServiceUnavailable("database unavailable; nothing was stored") from exc
             # Committed: the write succeeded, whatever the connection said.
+            self._announce(expired)
+
+    def _announce(self, expired: list[Booking]) -> None:
+        """Tell `on_expired` of the holds a committed write expired in passing (never fails the write: the
+        sweeper gives back whatever this missed)."""
+        for booking in expired:
+            try:
+                self.on_expired(booking)
+            except Exception as exc:  # Redis away: the map is realigned later, MySQL has decided
+                log.warning("booking %s expired, its seats not yet given back elsewhere: %s", booking, exc)
 
     def _booking_id_of_key(self, user_id: str, key: str | None) -> str:
         with self._db.transaction() as cursor:
@@ -527,44 +588,136 @@ class BookingRepository:
 
         CONFIRMED activates the seats (inserting them for a booking that waited in line): raises
         SeatAlreadyBooked, with nothing changed, if the unique guard refuses one. Any other status gives the
-        seats up. One transaction, so a booking never reads final while its seats say otherwise."""
+        seats up. One transaction, so a booking never reads final while its seats say otherwise.
+
+        A hold: CONFIRMED makes it HELD (the user confirms it later), and one whose time has run out
+        becomes EXPIRED instead of taking anything."""
+        now = self.clock()
+        expired: list[Booking] = []
         with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None or booking.status is not BookingStatus.PENDING:
                 return Settlement(booking, changed=False)
-            _set_status(cursor, booking, status, reason)
-            return Settlement(_read_booking(cursor, booking_id), changed=True)
+            status, reason = _accepted_as(booking, status, reason, now)
+            _set_status(cursor, booking, status, reason, now, expired)
+            settled = Settlement(_read_booking(cursor, booking_id), changed=True)
+        self._announce(expired)
+        return settled
 
     def decide_in_line(self, booking_id: str) -> Settlement:
         """`fifo_partition`'s decision, in the line's order: CONFIRMED if no active booking holds any of the
-        seats, else REJECTED. A booking that is not PENDING (cancelled, failed, decided) is left alone."""
+        seats, else REJECTED. A booking that is not PENDING (cancelled, failed, decided) is left alone. A hold
+        is HELD instead of CONFIRMED, EXPIRED if its time ran out while it waited."""
+        now = self.clock()
+        expired: list[Booking] = []
         try:
             with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
                 booking = _read_booking(cursor, booking_id, for_update=True)
                 if booking is None or booking.status is not BookingStatus.PENDING:
                     return Settlement(booking, changed=False)
-                taken = sorted(_seat_holders(cursor, booking.seat_ids))
+                taken = sorted(_seat_holders(cursor, booking.seat_ids, now, expired))
                 if taken:
-                    _set_status(
-                        cursor, booking, BookingStatus.REJECTED, f"seat(s) {taken} were taken earlier in line"
-                    )
+                    status = BookingStatus.REJECTED
+                    reason: str | None = f"seat(s) {taken} were taken earlier in line"
                 else:
-                    _set_status(cursor, booking, BookingStatus.CONFIRMED, None)
-                return Settlement(_read_booking(cursor, booking_id), changed=True)
+                    status, reason = _accepted_as(booking, BookingStatus.CONFIRMED, None, now)
+                _set_status(cursor, booking, status, reason, now, expired)
+                settled = Settlement(_read_booking(cursor, booking_id), changed=True)
+            self._announce(expired)
+            return settled
         except SeatAlreadyBooked:
             # A booking of another line (it starts in another section) took a shared seat in the same instant.
             return self.settle(booking_id, BookingStatus.REJECTED, "a seat was taken in the same instant")
 
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]:
         """Cancel a booking that is not final yet or CONFIRMED -> (before, after); after is None if it cannot
-        be cancelled."""
+        be cancelled. A hold whose time ran out cannot: it is EXPIRED (written so here if nothing had)."""
+        now = self.clock()
         with self._db.transaction() as cursor:
             before = _read_booking(cursor, booking_id, for_update=True)
             if before is None or not before.status.holds_seats:
                 return before, None
-            _set_status(cursor, before, BookingStatus.CANCELLED, "cancelled by the user")
-            after = _read_booking(cursor, booking_id)
+            if before.lapsed(now):
+                _set_status(cursor, before, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, [])
+                expired = _read_booking(cursor, booking_id)
+                after = None
+            else:
+                expired = None
+                _set_status(cursor, before, BookingStatus.CANCELLED, "cancelled by the user", now, [])
+                after = _read_booking(cursor, booking_id)
+        if expired is not None:
+            self._announce([expired])
+            return expired, None
         return before, after
+
+    # holds ----------------------------------------------------------------------------------------------
+    def confirm_hold(self, booking_id: str, payment_reference: str) -> HoldChange:
+        """HELD -> CONFIRMED with the payment reference, if its time has not run out (compare-and-set under
+        the row's lock: of a confirm and an expiry that race, exactly one wins). A booking CONFIRMED with
+        this same reference answers the same again."""
+        now = self.clock()
+        with self._db.transaction() as cursor:
+            booking = _read_booking(cursor, booking_id, for_update=True)
+            if booking is None:
+                return HoldChange(HOLD_NOT_HELD, None)
+            if booking.lapsed(now):
+                return self._expire_locked(cursor, booking, now)
+            if booking.status is BookingStatus.CONFIRMED and booking.expires_at is not None:
+                same = booking.payment_reference == payment_reference
+                return HoldChange(HOLD_UNCHANGED if same else HOLD_NOT_HELD, booking)
+            if booking.status is not BookingStatus.HELD:
+                return HoldChange(_not_held(booking), booking)
+            cursor.execute(
+                "UPDATE bookings SET status = 'CONFIRMED', reason = NULL, payment_reference = %s"
+                " WHERE booking_id = %s",
+                (payment_reference, booking_id),
+            )
+            return HoldChange(HOLD_CHANGED, _read_booking(cursor, booking_id))
+
+    def extend_hold(self, booking_id: str, hold_seconds: float, max_extensions: int) -> HoldChange:
+        """A HELD booking's `expires_at` -> now + `hold_seconds`, at most `max_extensions` times, if its time
+        has not run out (under the row's lock, as `confirm_hold`)."""
+        now = self.clock()
+        with self._db.transaction() as cursor:
+            booking = _read_booking(cursor, booking_id, for_update=True)
+            if booking is None:
+                return HoldChange(HOLD_NOT_HELD, None)
+            if booking.lapsed(now):
+                return self._expire_locked(cursor, booking, now)
+            if booking.status is not BookingStatus.HELD:
+                return HoldChange(_not_held(booking), booking)
+            if booking.extensions >= max_extensions:
+                return HoldChange(HOLD_AT_LIMIT, booking)
+            cursor.execute(
+                "UPDATE bookings SET expires_at = %s, extensions = extensions + 1 WHERE booking_id = %s",
+                (_utc(now + hold_seconds), booking_id),
+            )
+            return HoldChange(HOLD_CHANGED, _read_booking(cursor, booking_id))
+
+    def expire(self, booking_id: str) -> Settlement:
+        """A lapsed hold -> EXPIRED, its seats released (the sweeper); anything else is left as it is."""
+        now = self.clock()
+        with self._db.transaction() as cursor:
+            booking = _read_booking(cursor, booking_id, for_update=True)
+            if booking is None or not booking.lapsed(now):
+                return Settlement(booking, changed=False)
+            change = self._expire_locked(cursor, booking, now)
+        return Settlement(change.booking, changed=True)
+
+    def lapsed_holds(self, limit: int = 1_000) -> list[Booking]:
+        """Bookings whose hold has run out and that nothing has written EXPIRED yet, oldest deadline first."""
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE status IN ('PENDING', 'HELD')"
+                " AND expires_at <= %s ORDER BY expires_at LIMIT %s",
+                (_utc(self.clock()), limit),
+            )
+            return [_booking_of(row) for row in cursor.fetchall()]
+
+    @staticmethod
+    def _expire_locked(cursor: Cursor, booking: Booking, now: float) -> HoldChange:
+        _set_status(cursor, booking, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, [])
+        return HoldChange(HOLD_LAPSED, _read_booking(cursor, booking.booking_id), expired=True)
 
     # reads --------------------------------------------------------------------------------------------------
     def get(self, booking_id: str) -> Booking | None:
@@ -632,7 +785,7 @@ class BookingRepository:
 def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> None:
     cursor.execute(
         "INSERT INTO bookings (booking_id, performance_id, user_id, seat_list, status, strategy, reason,"
-        " idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " idempotency_key, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             booking.booking_id,
             booking.performance_id,
@@ -642,11 +795,16 @@ def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> No
             booking.strategy,
             booking.reason,
             key,
+            _utc(booking.expires_at),
         ),
     )
 
 
-def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool) -> None:
+def _insert_seat_rows(
+    cursor: Cursor, booking: Booking, active: bool, now: float, expired: list[Booking]
+) -> None:
+    if active:  # a lapsed hold on one of these seats gives way first (the unique guard would refuse us)
+        _seat_holders(cursor, booking.seat_ids, now, expired)
     cursor.executemany(
         "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active) VALUES (%s, %s, %s, %s)",
         [
@@ -656,16 +814,37 @@ def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool) -> None:
     )
 
 
-def _insert_booking_rows(cursor: Cursor, booking: Booking, key: str | None = None) -> None:
+def _insert_booking_rows(
+    cursor: Cursor, booking: Booking, now: float, expired: list[Booking], key: str | None = None
+) -> None:
     _insert_booking_row(cursor, booking, key)
-    _insert_seat_rows(cursor, booking, active=booking.status.holds_seats)
+    _insert_seat_rows(cursor, booking, booking.status.holds_seats, now, expired)
 
 
-def _set_status(cursor: Cursor, booking: Booking, status: BookingStatus, reason: str | None) -> None:
+def _accepted_as(
+    booking: Booking, status: BookingStatus, reason: str | None, now: float
+) -> tuple[BookingStatus, str | None]:
+    """What settling a PENDING booking to `status` makes of it: a hold is HELD rather than CONFIRMED, and
+    EXPIRED rather than taking anything once its time has run out."""
+    if booking.expires_at is None or not status.holds_seats:
+        return status, reason
+    if booking.expires_at <= now:
+        return BookingStatus.EXPIRED, HOLD_EXPIRED_REASON
+    return BookingStatus.HELD, reason
+
+
+def _set_status(
+    cursor: Cursor,
+    booking: Booking,
+    status: BookingStatus,
+    reason: str | None,
+    now: float,
+    expired: list[Booking],
+) -> None:
     """Move a locked booking to `status`, its seat rows with it (inserted if it waited in line)."""
     cursor.execute("SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s", (booking.booking_id,))
     if cursor.fetchone()[0] == 0:
-        _insert_seat_rows(cursor, booking, active=status.holds_seats)
+        _insert_seat_rows(cursor, booking, status.holds_seats, now, expired)
     else:
         cursor.execute(
             "UPDATE booking_seats SET active = %s WHERE booking_id = %s",
@@ -677,15 +856,33 @@ def _set_status(cursor: Cursor, booking: Booking, status: BookingStatus, reason:
     )
 
 
-def _seat_holders(cursor: Cursor, seat_ids: tuple[int, ...]) -> dict[int, str]:
-    """seat id -> booking id, for those of the seats an active booking holds."""
+def _seat_holders(
+    cursor: Cursor, seat_ids: tuple[int, ...], now: float, expired: list[Booking]
+) -> dict[int, str]:
+    """seat id -> booking id, for those of the seats an active booking holds. A holder whose hold has run
+    out is expired here first (under its row's lock; appended to `expired`) and holds nothing."""
     placeholders = ", ".join(["%s"] * len(seat_ids))
     cursor.execute(
-        f"SELECT seat_id, booking_id FROM booking_seats WHERE seat_id IN ({placeholders}) AND active = 1"
-        " ORDER BY seat_id",
+        "SELECT bs.seat_id, bs.booking_id, b.expires_at, b.status FROM booking_seats bs"
+        " JOIN bookings b ON b.booking_id = bs.booking_id"
+        f" WHERE bs.seat_id IN ({placeholders}) AND bs.active = 1 ORDER BY bs.seat_id",
         seat_ids,
     )
-    return dict(cursor.fetchall())
+    holders: dict[int, str] = {}
+    lapsed: set[str] = set()
+    for seat, booking_id, expires_at, status in cursor.fetchall():
+        if expires_at is not None and status in ("PENDING", "HELD") and _epoch(expires_at) <= now:
+            lapsed.add(booking_id)
+        else:
+            holders[seat] = booking_id
+    for booking_id in sorted(lapsed):
+        holder = _read_booking(cursor, booking_id, for_update=True)
+        if holder is None or not holder.lapsed(now):  # confirmed or extended a moment ago: still the holder
+            holders.update({seat: booking_id for seat in seat_ids if holder and seat in holder.seat_ids})
+            continue
+        _set_status(cursor, holder, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, expired)
+        expired.append(_read_booking(cursor, booking_id))
+    return dict(sorted(holders.items()))
 
 
 def _seat_list(seat_ids: Iterable[int]) -> str:
@@ -716,7 +913,10 @@ def _integrity_errors_as_domain_errors(booking: Booking) -> Iterator[None]:
         raise
 
 
-BOOKING_COLUMNS = "booking_id, performance_id, user_id, seat_list, status, strategy, reason"
+BOOKING_COLUMNS = (
+    "booking_id, performance_id, user_id, seat_list, status, strategy, reason, expires_at, extensions,"
+    " payment_reference"
+)
 
 
 def _booking_of(row: tuple) -> Booking:
@@ -728,6 +928,9 @@ def _booking_of(row: tuple) -> Booking:
         status=BookingStatus(row[4]),
         strategy=row[5],
         reason=row[6],
+        expires_at=_epoch(row[7]),
+        extensions=row[8],
+        payment_reference=row[9],
     )
 
 

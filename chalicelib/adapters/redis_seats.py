@@ -8,6 +8,9 @@ one Redis Cluster slot, so each script and transaction below touches a single sl
     bk:{p<id>}:version  change counter, bumped by every script that changes a seat
     bk:{p<id>}:changes  LIST the change log: "<version> <seat>=<letter> ..." per version, the newest last,
                         the last `change_history` versions (what GET .../seats?since= answers from)
+    bk:{p<id>}:holds    HASH booking id -> epoch ms its hold runs out, for each hold (HELD, or PENDING on its
+                        way): from then on its "H:" seats are free to every take and early refusal, before
+                        anything has released them (the sweeper does, and the map shows it then)
     bk:{p<id>}:booking:<booking>  HASH the accepted booking (fields of BookingRecord), with a TTL
     bk:{p<id>}:rendered:<version>  HASH view -> the map's bytes as rendered for that version (gzip in
                         base64), with a short TTL: rendered by one process, read by the others
@@ -70,6 +73,15 @@ def _state(holder: Holder | None) -> str:
     return FREE if holder is None else holder_state(*holder)
 
 
+def _ms(epoch_seconds: float) -> int:
+    return int(epoch_seconds * 1000)
+
+
+def _deadline(expires_at: float | None) -> str:
+    """A hold's deadline as the scripts take it: epoch milliseconds, '' for none."""
+    return "" if expires_at is None else str(_ms(expires_at))
+
+
 def _load_script(client: redis.Redis, path: Path):
     # register_script: EVALSHA on every call, falling back to EVAL (which caches it) on NOSCRIPT.
     return client.register_script(path.read_text())
@@ -87,8 +99,10 @@ class RedisSeatStore:
         *,
         take_script: Path,
         change_history: int = CHANGE_HISTORY,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        self.clock = clock
         self._record_ttl = record_ttl_seconds
         self._prefix = key_prefix
         self._history = change_history
@@ -119,6 +133,9 @@ class RedisSeatStore:
         # The version in the name: a key never changes meaning, so no reader can pair a version with other
         # bytes, and an old version's bytes are never read again (they lapse with their TTL).
         return f"{self._prefix}:{{p{performance_id}}}:rendered:{version}"
+
+    def holds_key(self, performance_id: int) -> str:
+        return f"{self._prefix}:{{p{performance_id}}}:holds"
 
     def frame_key(self, performance_id: int) -> str:
         return f"{self._prefix}:{{p{performance_id}}}:frame"
@@ -271,12 +288,14 @@ class RedisSeatStore:
         args: list[str | int] = [record.booking_id, self._record_ttl, self._history, len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
+        args.extend((_ms(self.clock()), _deadline(record.expires_at)))
         args.extend(record.seat_ids)
         keys = [
             self.seats_key(record.performance_id),
             self.record_key(record.booking_id, record.performance_id),
             self.version_key(record.performance_id),
             self.changes_key(record.performance_id),
+            self.holds_key(record.performance_id),
         ]
         reply = self._reserve(keys=keys, args=args)
         result = ReserveResult(int(reply[0]))
@@ -288,14 +307,25 @@ class RedisSeatStore:
 
     def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:
         """The requested seats the seat map shows taken -> the state of each ("H:…"/"B:…"); None if the
-        performance's seats are not loaded."""
+        performance's seats are not loaded. A seat held by a hold whose time has run out is not taken."""
         self.heal_missed()
         states = self._client.hmget(self.seats_key(performance_id), list(seat_ids))
         if all(state is None for state in states):
             return None
-        return {
+        taken = {
             seat: state for seat, state in zip(seat_ids, states, strict=True) if state not in (None, FREE)
         }
+        held = sorted({state[2:] for state in taken.values() if state.startswith("H:")})
+        if not held:  # nearly always: sold seats, or nothing taken (one round trip, as before holds)
+            return taken
+        deadlines = dict(zip(held, self._client.hmget(self.holds_key(performance_id), held), strict=True))
+        now_ms = _ms(self.clock())
+
+        def lapsed(state: str) -> bool:
+            ends = deadlines.get(state[2:]) if state.startswith("H:") else None
+            return ends is not None and int(ends) <= now_ms
+
+        return {seat: state for seat, state in taken.items() if not lapsed(state)}
 
     def remember(self, record: BookingRecord) -> None:
         """Keep a booking's record without holding seats (strategies that decide later, in order)."""
@@ -307,21 +337,32 @@ class RedisSeatStore:
 
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:
         self.heal_missed()
-        keys = [self.seats_key(performance_id), *self._change_keys(performance_id)]
+        keys = [
+            self.seats_key(performance_id),
+            *self._change_keys(performance_id),
+            self.holds_key(performance_id),
+        ]
         return int(self._release(keys=keys, args=[booking_id, self._history, *seat_ids]))
 
     def confirm(
-        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
+        self,
+        booking_id: str,
+        performance_id: int,
+        seat_ids: Iterable[int],
+        overwrite: bool = False,
+        hold_until: float | None = None,
     ) -> int:
-        """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
+        """Seats -> booked by this booking (held until `hold_until`, for a hold MySQL has HELD); `overwrite`
+        only where MySQL has just made it their holder."""
         self.heal_missed()
         keys = [
             self.seats_key(performance_id),
             self.version_key(performance_id),
             self.record_key(booking_id, performance_id),
             self.changes_key(performance_id),
+            self.holds_key(performance_id),
         ]
-        args = [booking_id, "1" if overwrite else "0", self._history, *seat_ids]
+        args = [booking_id, "1" if overwrite else "0", self._history, _deadline(hold_until), *seat_ids]
         return int(self._confirm(keys=keys, args=args))
 
     def replace(self, performance_id: int, changes: Iterable[tuple[int, str, str]]) -> int:

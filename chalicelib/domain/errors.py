@@ -68,6 +68,28 @@ class NotCancellable(BookingError):
     code = "NOT_CANCELLABLE"
 
 
+class HoldExpired(BookingError):
+    """The hold's time ran out before this confirm or extension: it is EXPIRED, its seats free."""
+
+    status = 409
+    code = "HOLD_EXPIRED"
+
+
+class NotConfirmable(BookingError):
+    status = 409
+    code = "NOT_CONFIRMABLE"
+
+
+class NotExtendable(BookingError):
+    status = 409
+    code = "NOT_EXTENDABLE"
+
+
+class ExtensionLimit(BookingError):
+    status = 409
+    code = "EXTENSION_LIMIT"
+
+
 class IdempotencyInProgress(BookingError):
     status = 409
     code = "IDEMPOTENCY_IN_PROGRESS"

@@ -37,9 +37,14 @@ class Message:
     """What every message does: its JSON body (`to_json`), and a checked message from one (`_decode`)."""
 
     TYPE: ClassVar[str]
+    # Fields added later, left out while None: a message without them is byte for byte what it always was.
+    OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("expires_at",)
 
     def to_json(self) -> str:
         fields = _adapter(type(self)).dump_python(self, mode="json")
+        for name in self.OMITTED_WHEN_NONE:
+            if fields.get(name, 0) is None:
+                del fields[name]
         return json.dumps({"type": self.TYPE, **fields}, separators=(",", ":"))
 
     @classmethod
@@ -112,11 +117,17 @@ class BookingRequested(Message):
     user_id: Text
     seat_ids: SeatIds
     strategy: Text
+    expires_at: float | None = None  # a hold's deadline (epoch seconds)
 
     @classmethod
     def of(cls, request: BookingRequest | Booking) -> BookingRequested:
         return cls(
-            request.booking_id, request.performance_id, request.user_id, request.seat_ids, request.strategy
+            request.booking_id,
+            request.performance_id,
+            request.user_id,
+            request.seat_ids,
+            request.strategy,
+            request.expires_at,
         )
 
     def as_booking(self, status: BookingStatus, reason: str | None = None) -> Booking:
@@ -175,6 +186,7 @@ class LedgerEntry(Message):
     outcome: str
     reason: StrictStr | None = None
     holders: Holders = ()
+    expires_at: float | None = None  # CONFIRMED for a hold: the ledger frees its seats from then on
 
     @classmethod
     def from_json(cls, body: str) -> LedgerEntry:

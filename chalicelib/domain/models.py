@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -18,10 +19,17 @@ class BookingStatus(StrEnum):
     REJECTED = "REJECTED"  # a seat was taken; nothing held
     FAILED = "FAILED"  # system failure after acceptance; seats released, safe to retry
     CANCELLED = "CANCELLED"
+    HELD = "HELD"  # a hold: the seats are the user's until `expires_at`, then free unless confirmed
+    EXPIRED = "EXPIRED"  # a hold (or a PENDING one) whose time ran out; seats released
 
     @property
     def holds_seats(self) -> bool:
-        return self in (BookingStatus.PENDING, BookingStatus.CONFIRMED)
+        return self in (BookingStatus.PENDING, BookingStatus.HELD, BookingStatus.CONFIRMED)
+
+    @property
+    def may_lapse(self) -> bool:
+        """A booking in this status with an `expires_at` is EXPIRED from that instant on."""
+        return self in (BookingStatus.PENDING, BookingStatus.HELD)
 
     @property
     def is_final(self) -> bool:
@@ -30,7 +38,7 @@ class BookingStatus(StrEnum):
 
 class SeatStatus(StrEnum):
     AVAILABLE = "AVAILABLE"
-    HELD = "HELD"  # taken by a PENDING booking
+    HELD = "HELD"  # taken by a PENDING booking or a hold (HELD)
     BOOKED = "BOOKED"  # taken by a CONFIRMED booking
 
 
@@ -148,6 +156,13 @@ class BookingRequest:
     # The client's Idempotency-Key, kept with the booking in MySQL: unique per user, so a retry after the
     # idempotency record was lost (a Redis data loss) finds the first booking instead of making a second.
     idempotency_key: str | None = None
+    # A hold ("hold": true): the instant (epoch seconds) its seats go back to the crowd unless confirmed.
+    expires_at: float | None = None
+
+    @property
+    def accepted_status(self) -> BookingStatus:
+        """What a strategy makes of the request once it has the seats: a hold HELD, a purchase CONFIRMED."""
+        return BookingStatus.HELD if self.expires_at is not None else BookingStatus.CONFIRMED
 
 
 class BookingFacts(Protocol):
@@ -158,6 +173,10 @@ class BookingFacts(Protocol):
     user_id: str
     seat_ids: tuple[int, ...]
     strategy: str
+    expires_at: float | None
+
+
+HOLD_EXPIRED_REASON = "the hold expired"
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,9 @@ class Booking:
     status: BookingStatus
     strategy: str
     reason: str | None = None
+    expires_at: float | None = None  # a hold's deadline (epoch seconds); None for a purchase
+    extensions: int = 0  # how often the hold was extended
+    payment_reference: str | None = None  # what confirmed a hold
 
     @classmethod
     def from_request(cls, request: BookingFacts, status: BookingStatus, reason: str | None = None) -> Booking:
@@ -180,7 +202,19 @@ class Booking:
             status=status,
             strategy=request.strategy,
             reason=reason,
+            expires_at=request.expires_at,
         )
+
+    def lapsed(self, now: float) -> bool:
+        """Its hold ran out: from `expires_at` on, a PENDING or HELD booking holds nothing, whether or not
+        anything has written EXPIRED yet (the sweeper settles it later; correctness never waits for it)."""
+        return self.expires_at is not None and self.status.may_lapse and self.expires_at <= now
+
+    def as_of(self, now: float) -> Booking:
+        """The booking as it is at `now`: EXPIRED once lapsed, whatever the store still says."""
+        if not self.lapsed(now):
+            return self
+        return dataclasses.replace(self, status=BookingStatus.EXPIRED, reason=HOLD_EXPIRED_REASON)
 
     def to_dict(self) -> dict:
         return {
@@ -191,7 +225,21 @@ class Booking:
             "status": self.status.value,
             "strategy": self.strategy,
             "reason": self.reason,
+            # A hold's: its deadline, how often it was extended, what confirmed it (null for a purchase).
+            "expires_at": None if self.expires_at is None else rfc3339(self.expires_at),
+            "extensions": self.extensions,
+            "payment_reference": self.payment_reference,
         }
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """UTC, millisecond precision, "Z": 2026-12-03T06:01:02.345Z."""
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def epoch_of_rfc3339(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # reconcile_log actions of the reconcile job: what it repaired, and what a stream_state cancel leaves for it

@@ -38,6 +38,7 @@ class BookingRecord:
     strategy: str
     status: BookingStatus
     reason: str | None = None
+    expires_at: float | None = None  # a hold's deadline (epoch seconds)
 
     def as_booking(self) -> Booking:
         return Booking(
@@ -48,6 +49,7 @@ class BookingRecord:
             status=self.status,
             strategy=self.strategy,
             reason=self.reason,
+            expires_at=self.expires_at,
         )
 
     def to_fields(self) -> dict[str, str]:
@@ -58,6 +60,7 @@ class BookingRecord:
             "strategy": self.strategy,
             "status": self.status.value,
             "reason": self.reason or "",
+            "expires_at": "" if self.expires_at is None else repr(self.expires_at),
         }
 
     @classmethod
@@ -70,4 +73,5 @@ class BookingRecord:
             strategy=fields["strategy"],
             status=BookingStatus(fields["status"]),
             reason=fields.get("reason") or None,
+            expires_at=float(fields["expires_at"]) if fields.get("expires_at") else None,
         )

@@ -33,6 +33,7 @@ from chalicelib.domain.models import STRATEGY_NAMES, EventSpec, PerformanceSpec,
 MAX_NAME_LENGTH = 200
 MAX_USER_ID_LENGTH = 64
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
+MAX_PAYMENT_REFERENCE_LENGTH = 128
 MAX_PERFORMANCES = 50
 MAX_SECTIONS = 50
 MAX_ROWS = 500
@@ -261,8 +262,37 @@ def booking_request_model(max_seats: int) -> type[Body]:
                 items="'seat_ids' must hold positive integers",
             ),
         ]
+        hold: Annotated[
+            bool,
+            Field(description="true: hold the seats for HOLD_SECONDS (HELD) instead of buying them"),
+            Wording("'hold' must be true or false"),
+        ] = False
 
     return BookingRequest
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise PydanticCustomError("control_characters", "control characters")
+    return value
+
+
+class ConfirmHold(Body):
+    noun = "the confirmation"
+    payment_reference: Annotated[
+        str,
+        Field(min_length=1, max_length=MAX_PAYMENT_REFERENCE_LENGTH),
+        BeforeValidator(_not_blank),
+        AfterValidator(_printable),
+        Wording(
+            f"'payment_reference' must be 1 to {MAX_PAYMENT_REFERENCE_LENGTH} printable characters",
+        ),
+    ]
+
+
+def parse_confirm_body(body: Any) -> str:
+    """-> the payment reference of a hold's confirmation."""
+    return _validated(ConfirmHold, body).payment_reference
 
 
 def _validated(model: type[Body], body: Any) -> Any:
@@ -323,7 +353,13 @@ def parse_event_spec(body: Any, default_strategy: str) -> EventSpec:
     )
 
 
-def parse_booking_body(body: Any, max_seats: int) -> tuple[str, tuple[int, ...]]:
-    """-> (user_id, seat ids sorted ascending). Sorting fixes the order every strategy takes seats in."""
+@dataclass(frozen=True)
+class BookingBody:
+    user_id: str
+    seat_ids: tuple[int, ...]  # sorted ascending: the order every strategy takes seats in
+    hold: bool = False
+
+
+def parse_booking_body(body: Any, max_seats: int) -> BookingBody:
     booking = _validated(booking_request_model(max_seats), body)
-    return booking.user_id, tuple(sorted(booking.seat_ids))
+    return BookingBody(booking.user_id, tuple(sorted(booking.seat_ids)), booking.hold)

@@ -5,30 +5,63 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from chalicelib.domain.booking_ids import made_with_key, mint
 from chalicelib.domain.errors import (
     BookingExists,
     CacheUnavailable,
+    ExtensionLimit,
     Forbidden,
+    HoldExpired,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
     InvalidRequest,
     NotCancellable,
+    NotConfirmable,
+    NotExtendable,
     NotFound,
     SeatUnavailable,
     ServiceUnavailable,
 )
 from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
-from chalicelib.domain.validation import parse_booking_body, parse_idempotency_key
+from chalicelib.domain.models import (
+    Booking,
+    BookingRequest,
+    BookingStatus,
+    Performance,
+    epoch_of_rfc3339,
+)
+from chalicelib.domain.validation import (
+    BookingBody,
+    parse_booking_body,
+    parse_confirm_body,
+    parse_idempotency_key,
+)
 from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.metrics import BookingMetric, Metrics
-from chalicelib.services.ports import BookingStore, BookingStrategy, IdempotentRunner, RememberedBookings
+from chalicelib.services.ports import (
+    BookingStore,
+    BookingStrategy,
+    HoldChange,
+    IdempotentRunner,
+    RememberedBookings,
+)
 from chalicelib.services.recently_taken import RecentlyTaken
 
 SEAT_UNAVAILABLE = "seat_unavailable"
+# adapters/mysql.py's HoldChange outcomes
+HOLD_CHANGED, HOLD_UNCHANGED, HOLD_LAPSED, HOLD_AT_LIMIT = "changed", "unchanged", "lapsed", "at_limit"
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    """How long a hold keeps its seats (HOLD_SECONDS) and how often it may be extended."""
+
+    hold_seconds: float = 600.0
+    max_extensions: int = 2
 
 
 def per_user(user_id: str, idempotency_key: str) -> str:
@@ -48,6 +81,8 @@ class BookingService:
         metrics: Metrics,
         redis_down_fallback: BookingStrategy | None = None,
         recently_taken: RecentlyTaken | None = None,
+        holds: HoldPolicy = HoldPolicy(),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._catalogue = catalogue
         self._strategies = strategies
@@ -58,6 +93,8 @@ class BookingService:
         self._metrics = metrics
         self._fallback = redis_down_fallback
         self._recently_taken = recently_taken or RecentlyTaken(0)
+        self._holds = holds
+        self.clock = clock
 
     # book -----------------------------------------------------------------------------------------------
     def book(self, performance_id: int, body: object, idempotency_key: str | None) -> Booking:
@@ -69,55 +106,53 @@ class BookingService:
         (as it is now) instead of booking again."""
         key = parse_idempotency_key(idempotency_key)
         performance = self._catalogue.performance(performance_id)
-        user_id, seat_ids = parse_booking_body(body, self._max_seats)
-        self._check_seats_belong(performance, seat_ids)
+        wanted = parse_booking_body(body, self._max_seats)
+        self._check_seats_belong(performance, wanted.seat_ids)
         try:
-            return self._book_idempotently(performance, user_id, seat_ids, key)
+            return self._book_idempotently(performance, wanted, key)
         except ServiceUnavailable:
             self._metrics.count(BookingMetric.SERVICE_UNAVAILABLE, performance.strategy)
             raise
 
-    def _book_idempotently(
-        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
-    ) -> Booking:
+    def _book_idempotently(self, performance: Performance, wanted: BookingBody, key: str | None) -> Booking:
         if key is None:
-            return self._book(performance, user_id, seat_ids, None)
+            return self._book(performance, wanted, None)
         fingerprint = {
             "performance_id": performance.performance_id,
-            "user_id": user_id,
-            "seat_ids": list(seat_ids),
+            "user_id": wanted.user_id,
+            "seat_ids": list(wanted.seat_ids),
         }
+        if wanted.hold:  # only when asked: a purchase's fingerprint is what it always was
+            fingerprint["hold"] = True
         outcome = self._idempotency.run_once(
             "book",
-            per_user(user_id, key),
+            per_user(wanted.user_id, key),
             fingerprint,
-            lambda: self._book_outcome(performance, user_id, seat_ids, key),
+            lambda: self._book_outcome(performance, wanted, key),
         )
         if SEAT_UNAVAILABLE in outcome:
             raise SeatUnavailable(outcome[SEAT_UNAVAILABLE])
-        return _booking_from_dict(outcome)
+        return _booking_from_dict(outcome).as_of(self.clock())
 
-    def _book_outcome(
-        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str
-    ) -> dict:
+    def _book_outcome(self, performance: Performance, wanted: BookingBody, key: str) -> dict:
         # A taken seat is an answer, not a failure: it is remembered and replayed for the same key.
         try:
-            return self._book(performance, user_id, seat_ids, key).to_dict()
+            return self._book(performance, wanted, key).to_dict()
         except SeatUnavailable as exc:
             return {SEAT_UNAVAILABLE: exc.seat_ids}
 
-    def _book(
-        self, performance: Performance, user_id: str, seat_ids: tuple[int, ...], key: str | None
-    ) -> Booking:
+    def _book(self, performance: Performance, wanted: BookingBody, key: str | None) -> Booking:
+        user_id = wanted.user_id
         request = BookingRequest(
             # Minted when a step first needs it: a request refused before that (from the seat map) mints none.
             booking_id=lambda: mint(performance.performance_id, user_id, key),
             performance_id=performance.performance_id,
             user_id=user_id,
-            seat_ids=seat_ids,
+            seat_ids=wanted.seat_ids,
             strategy=performance.strategy,
             performance=performance,
             idempotency_key=key,
+            expires_at=self.clock() + self._holds.hold_seconds if wanted.hold else None,
         )
         try:
             booking = self._decide(request)
@@ -185,7 +220,8 @@ class BookingService:
         """The user's earlier booking with this key, as MySQL has it now; 422 if the key came with another
         request. One still PENDING is sent on again: its first send may never have left (the consumer,
         settling by compare-and-set, decides it once however many copies arrive)."""
-        if (first.performance_id, first.seat_ids) != (request.performance_id, request.seat_ids):
+        asked = (request.performance_id, request.seat_ids, request.expires_at is not None)
+        if (first.performance_id, first.seat_ids, first.expires_at is not None) != asked:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request body", field="Idempotency-Key"
             )
@@ -224,10 +260,10 @@ class BookingService:
             booking = self._from_redis(booking_id)
             if booking is None:
                 raise
-            return booking
+            return booking.as_of(self.clock())
         if booking is None:  # MySQL has every accepted booking: one it does not know was never accepted
             raise NotFound(f"booking {booking_id} not found")
-        return booking
+        return booking.as_of(self.clock())
 
     def _from_redis(self, booking_id: str) -> Booking | None:
         return self._remembered.read_booking(booking_id)
@@ -256,7 +292,7 @@ class BookingService:
         stored = self._bookings.get(booking_id)
         if stored is None:
             raise NotFound(f"booking {booking_id} not found")
-        _check_owner(stored, user_id)
+        _check_owner(stored, user_id, "cancel")
         before, after = self._bookings.cancel(booking_id)
         if after is None:
             status = before.status.value if before else "unknown"
@@ -264,6 +300,85 @@ class BookingService:
         self._strategy(after.strategy).release(after)
         self._recently_taken.forget(after.performance_id, after.seat_ids)
         return after
+
+    # holds ------------------------------------------------------------------------------------------------
+    def confirm(self, booking_id: str, user_id: str | None, body: object) -> Booking:
+        """A HELD booking -> CONFIRMED with the payment reference. The same confirm again answers the same;
+        after `expires_at` 409 HOLD_EXPIRED; a booking that is not HELD 409 NOT_CONFIRMABLE."""
+        payment_reference = parse_confirm_body(body)
+        self._owned(booking_id, user_id, "confirm")
+        change = self._bookings.confirm_hold(booking_id, payment_reference)
+        booking = self._after_hold_change(change, booking_id)
+        if change.outcome not in (HOLD_CHANGED, HOLD_UNCHANGED):
+            raise NotConfirmable(
+                f"booking {booking_id} is {booking.status.value} and cannot be confirmed",
+                status=booking.status.value,
+            )
+        if change.outcome == HOLD_CHANGED:
+            self._strategy(booking.strategy).release(booking)  # mirrors it: its seats booked in Redis
+            self._metrics.count(BookingMetric.CONFIRMED, booking.strategy)
+        return booking
+
+    def extend(self, booking_id: str, user_id: str | None) -> Booking:
+        """A HELD booking's `expires_at` -> now + HOLD_SECONDS, at most HOLD_MAX_EXTENSIONS times."""
+        self._owned(booking_id, user_id, "extend")
+        change = self._bookings.extend_hold(
+            booking_id, self._holds.hold_seconds, self._holds.max_extensions
+        )
+        booking = self._after_hold_change(change, booking_id)
+        if change.outcome == HOLD_AT_LIMIT:
+            raise ExtensionLimit(
+                f"booking {booking_id} was extended {booking.extensions} times, the most allowed",
+                max_extensions=self._holds.max_extensions,
+            )
+        if change.outcome != HOLD_CHANGED:
+            raise NotExtendable(
+                f"booking {booking_id} is {booking.status.value} and cannot be extended",
+                status=booking.status.value,
+            )
+        self._strategy(booking.strategy).release(booking)  # mirrors it: the new deadline in Redis
+        return booking
+
+    def _owned(self, booking_id: str, user_id: str | None, action: str) -> Booking:
+        _check_booking_id(booking_id)
+        if not user_id:
+            raise InvalidRequest(f"the X-User-Id header is required to {action} a booking", field="X-User-Id")
+        stored = self._bookings.get(booking_id)
+        if stored is None:
+            raise NotFound(f"booking {booking_id} not found")
+        _check_owner(stored, user_id, action)
+        return stored
+
+    def _after_hold_change(self, change: HoldChange, booking_id: str) -> Booking:
+        """The booking after a confirm or an extension; a hold found lapsed is given back and answered
+        409 HOLD_EXPIRED."""
+        booking = change.booking
+        if booking is None:
+            raise NotFound(f"booking {booking_id} not found")
+        if change.expired:
+            self.expired(booking)
+        if change.outcome == HOLD_LAPSED:
+            raise HoldExpired(
+                f"the hold of booking {booking_id} expired at {_rfc(booking)}", expires_at=_rfc(booking)
+            )
+        return booking
+
+    def expired(self, booking: Booking) -> None:
+        """A hold MySQL has just written EXPIRED: its seats go back wherever the strategy keeps them."""
+        self._strategy(booking.strategy).release(booking)
+        self._recently_taken.forget(booking.performance_id, booking.seat_ids)
+
+    def sweep_lapsed_holds(self, limit: int = 1_000) -> int:
+        """The sweeper: every hold whose time has run out -> EXPIRED in MySQL, its seats given back (the seat
+        map shows them AVAILABLE from here on) -> how many. Correctness never waits for it: every take treats
+        a lapsed hold as free already."""
+        expired = 0
+        for lapsed in self._bookings.lapsed_holds(limit):
+            settled = self._bookings.expire(lapsed.booking_id)
+            if settled.changed and settled.booking is not None:
+                self.expired(settled.booking)
+                expired += 1
+        return expired
 
 
 def _check_booking_id(booking_id: str) -> None:
@@ -275,9 +390,13 @@ def _check_booking_id(booking_id: str) -> None:
         raise NotFound(f"booking {booking_id[:MAX_BOOKING_ID_LENGTH]!r} not found")
 
 
-def _check_owner(booking: Booking, user_id: str) -> None:
+def _check_owner(booking: Booking, user_id: str, action: str) -> None:
     if booking.user_id != user_id:
-        raise Forbidden("only the user who made a booking may cancel it")
+        raise Forbidden(f"only the user who made a booking may {action} it")
+
+
+def _rfc(booking: Booking) -> str | None:
+    return booking.to_dict().get("expires_at")
 
 
 def _booking_from_dict(data: dict) -> Booking:
@@ -289,4 +408,7 @@ def _booking_from_dict(data: dict) -> Booking:
         status=BookingStatus(data["status"]),
         strategy=data["strategy"],
         reason=data.get("reason"),
+        expires_at=epoch_of_rfc3339(data["expires_at"]) if data.get("expires_at") else None,
+        extensions=data.get("extensions", 0),
+        payment_reference=data.get("payment_reference"),
     )

@@ -67,6 +67,12 @@ class Settlement(Protocol):
     changed: bool  # False: it was final already (settled by someone else first)
 
 
+class HoldChange(Protocol):
+    outcome: str  # adapters/mysql.py HOLD_*: changed, unchanged, lapsed, at_limit, not_held
+    booking: Booking | None  # as it is now; None: MySQL has no booking of that id
+    expired: bool  # this call wrote EXPIRED (its seats are to be given back elsewhere too)
+
+
 class BookingStore(Protocol):
     """MySQL: the journal of every accepted booking (see adapters/mysql.py BookingRepository)."""
 
@@ -86,6 +92,13 @@ class BookingStore(Protocol):
     def decide_in_line(self, booking_id: str) -> Settlement: ...
     def get(self, booking_id: str) -> Booking | None: ...
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]: ...
+    def confirm_hold(self, booking_id: str, payment_reference: str) -> HoldChange: ...
+    def extend_hold(self, booking_id: str, hold_seconds: float, max_extensions: int) -> HoldChange: ...
+    def expire(self, booking_id: str) -> Settlement:
+        """A lapsed hold -> EXPIRED, its seats released; anything else is left as it is."""
+        ...
+
+    def lapsed_holds(self, limit: int = 1_000) -> list[Booking]: ...
     def holders_of(self, seat_ids: Iterable[int]) -> dict[int, tuple[str, BookingStatus]]: ...
     def active_seat_holders(self, performance_id: int) -> dict[int, tuple[str, BookingStatus]]: ...
     def log_reconcile(self, entry: ReconcileEntry) -> None: ...
@@ -101,9 +114,15 @@ class SeatChanges(RememberedBookings, Protocol):
     """The owner-checked seat changes (Lua) that keep the seat map in line with MySQL's decisions."""
 
     def confirm(
-        self, booking_id: str, performance_id: int, seat_ids: Iterable[int], overwrite: bool = False
+        self,
+        booking_id: str,
+        performance_id: int,
+        seat_ids: Iterable[int],
+        overwrite: bool = False,
+        hold_until: float | None = None,
     ) -> int:
-        """Seats -> booked by this booking; `overwrite` only where MySQL has just made it their holder."""
+        """Seats -> booked by this booking (held until `hold_until`, epoch seconds, for a HELD hold);
+        `overwrite` only where MySQL has just made it their holder."""
         ...
 
     def release(self, booking_id: str, performance_id: int, seat_ids: Iterable[int]) -> int:

@@ -35,6 +35,7 @@ def pending_record(request: BookingRequest) -> BookingRecord:
         seat_ids=request.seat_ids,
         strategy=request.strategy,
         status=BookingStatus.PENDING,
+        expires_at=request.expires_at,
     )
 
 

@@ -20,12 +20,15 @@ log = logging.getLogger(__name__)
 
 
 def mirror(seats: SeatStore, booking: Booking) -> None:
-    """Make Redis say what MySQL says of `booking`: its seats booked while CONFIRMED (over whatever the map
-    still shows: MySQL has just made it their holder), given back once it holds none. PENDING: nothing to do,
-    its hold (or its place in line) is already there."""
+    """Make Redis say what MySQL says of `booking`: its seats booked while CONFIRMED, held with the hold's
+    deadline while HELD (over whatever the map still shows: MySQL has just made it their holder), given back
+    once it holds none (EXPIRED too). PENDING: nothing to do, its hold (or its place in line) is there."""
     try:
-        if booking.status is BookingStatus.CONFIRMED:
-            seats.confirm(booking.booking_id, booking.performance_id, booking.seat_ids, overwrite=True)
+        if booking.status in (BookingStatus.CONFIRMED, BookingStatus.HELD):
+            hold_until = booking.expires_at if booking.status is BookingStatus.HELD else None
+            seats.confirm(
+                booking.booking_id, booking.performance_id, booking.seat_ids, True, hold_until=hold_until
+            )
         elif not booking.status.holds_seats:
             # The record first: from then on a late confirm of this booking cannot re-take the seats
             # (confirm_seats.lua refuses a CANCELLED booking).

@@ -16,7 +16,14 @@ import pytest
 from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL
 from tests.support.app_stack import ON_BOTH_EMULATORS
 from tests.support.factories import event_body
-from tests.support.http import ADMIN, conforms, create_performance, error_code, wait_for_final
+from tests.support.http import (
+    ADMIN,
+    conforms,
+    create_performance,
+    error_code,
+    wait_for_final,
+    wait_for_seats,
+)
 from tests.support.processes import Worker
 
 # Bookings flow through the emulator's queues and streams, where moto and LocalStack differ: both.
@@ -95,8 +102,7 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
     }
 
     assert wait_for_final(http, booking["booking_id"])["status"] == "CONFIRMED"
-    seats = conforms(http.get(f"/performances/{pid}/seats"), "/performances/{performance_id}/seats", "get")
-    statuses = {s["seat_id"]: s["status"] for s in seats["sections"][0]["seats"]}
+    statuses = wait_for_seats(http, pid, {seat: "BOOKED", seat + 1: "BOOKED"})
     assert statuses[seat] == statuses[seat + 1] == "BOOKED" and statuses[seat + 2] == "AVAILABLE"
     assert seats["sections"][0]["available"] == 8
 

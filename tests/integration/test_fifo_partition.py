@@ -245,7 +245,7 @@ def test_no_lock_is_taken_in_mysql_or_redis(
     assert sorted(final[b.booking_id] for b in bookings) == ["CONFIRMED"] * 3 + ["REJECTED"] * 4
     # The observation points saw the consumer at work ...
     assert any(s.startswith("INSERT INTO bookings") for s in statements)
-    assert any(s.startswith("SELECT seat_id, booking_id FROM booking_seats") for s in statements)
+    assert any(s.startswith("SELECT bs.seat_id, bs.booking_id") for s in statements)
     assert any(f"{{p{pid}}}:seats" in c for c in commands)
     # ... and it never locked a seat.
     own_row = re.compile(r"^SELECT .* FROM bookings WHERE booking_id = .* FOR UPDATE$")

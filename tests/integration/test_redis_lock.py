@@ -247,7 +247,7 @@ def test_a_writer_that_lost_its_lease_is_fenced_by_the_unique_guard(
     writer_a = InThread(lambda: late.book(a))
     assert paused_db.paused.wait(5)
     monkeypatch.undo()  # B gets the real watchdog
-    assert any(q.startswith("SELECT seat_id, booking_id FROM booking_seats") for q in paused_db.statements), (
+    assert any(q.startswith("SELECT bs.seat_id, bs.booking_id") for q in paused_db.statements), (
         "precondition: A checked the seats free before pausing"
     )
     wait_for(lambda: not services.redis.exists(lease), 5 * LEASE + 2, "A's lease lapsed")

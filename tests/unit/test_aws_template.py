@@ -429,9 +429,11 @@ def test_consumers_have_reserved_concurrency_and_reconcile_runs_on_its_schedule(
         assert aws_cfn["Parameters"][reserved["Ref"]]["Default"] >= 2
     assert functions["ReconcileSeatMaps"]["Properties"]["ReservedConcurrentExecutions"] == 1
     assert aws_cfn["Parameters"]["BookingConsumerConcurrency"]["Default"] == 10  # .chalice/config.json's
-    (rule,) = _of_type(aws_cfn, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
-    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ReconcileSeatMaps", "Arn"]}
+    schedules = {
+        rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: rule["Properties"]["ScheduleExpression"]
+        for rule in _of_type(aws_cfn, "AWS::Events::Rule").values()
+    }
+    assert schedules == {"ReconcileSeatMaps": "rate(5 minutes)", "ExpireHolds": "rate(1 minute)"}
     ledger = functions["OnSeatRequest"]["Properties"]
     assert ledger["EphemeralStorage"] == {"Size": {"Ref": "LedgerEphemeralStorageMiB"}}
 

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.config import Settings
 from chalicelib.domain.messages import BookingRequested, InvalidMessage
-from chalicelib.domain.models import BookingStatus, Section
+from chalicelib.domain.models import Booking, BookingStatus, Section
 
 
 def test_section_positions_run_row_by_row() -> None:
@@ -21,9 +21,22 @@ def test_section_positions_run_row_by_row() -> None:
     assert section.contains(112) and not section.contains(113) and not section.contains(100)
 
 
-def test_only_pending_and_confirmed_hold_seats() -> None:
-    assert {s for s in BookingStatus if s.holds_seats} == {BookingStatus.PENDING, BookingStatus.CONFIRMED}
+def test_only_pending_held_and_confirmed_hold_seats() -> None:
+    holding = {BookingStatus.PENDING, BookingStatus.HELD, BookingStatus.CONFIRMED}
+    assert {s for s in BookingStatus if s.holds_seats} == holding
     assert {s for s in BookingStatus if not s.is_final} == {BookingStatus.PENDING}
+    assert {s for s in BookingStatus if s.may_lapse} == {BookingStatus.PENDING, BookingStatus.HELD}
+
+
+def test_a_hold_reads_expired_from_its_deadline_on_whatever_the_store_says() -> None:
+    hold = Booking("b1", 1, "ann", (1, 2), BookingStatus.HELD, "db_lock", expires_at=1_000.0)
+    assert hold.as_of(999.999) is hold
+    assert hold.as_of(1_000.0).status is BookingStatus.EXPIRED
+    assert hold.to_dict()["expires_at"] == "1970-01-01T00:16:40.000Z"
+    confirmed = Booking("b1", 1, "ann", (1,), BookingStatus.CONFIRMED, "db_lock", expires_at=1_000.0)
+    assert confirmed.as_of(2_000.0) is confirmed, "a confirmed hold never lapses"
+    purchase = Booking("b2", 1, "ann", (1,), BookingStatus.PENDING, "redis_async")
+    assert purchase.as_of(10**12) is purchase
 
 
 def test_backoff_doubles_per_receive_and_is_capped() -> None:

@@ -21,6 +21,9 @@ BOOKING = {
     "status": "PENDING",
     "strategy": "redis_async",
     "reason": None,
+    "expires_at": None,
+    "extensions": 0,
+    "payment_reference": None,
 }
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from chalicelib.domain.errors import InvalidRequest, NotFound
 from chalicelib.domain.validation import (
+    BookingBody,
     parse_booking_body,
     parse_event_spec,
     parse_idempotency_key,
@@ -71,7 +72,10 @@ def test_event_spec_rejects_unknown_fields_and_non_objects() -> None:
 
 
 def test_booking_body_sorts_seats_into_the_fixed_order() -> None:
-    assert parse_booking_body({"user_id": "alice", "seat_ids": [7, 3, 5]}, 4) == ("alice", (3, 5, 7))
+    assert parse_booking_body({"user_id": "alice", "seat_ids": [7, 3, 5]}, 4) == BookingBody(
+        "alice", (3, 5, 7)
+    )
+    assert parse_booking_body({"user_id": "a", "seat_ids": [1], "hold": True}, 4).hold is True
 
 
 @pytest.mark.parametrize(
@@ -101,7 +105,7 @@ def test_booking_body_rejects_malformed_input(body: object) -> None:
 
 
 def test_booking_body_accepts_unicode_names() -> None:
-    assert parse_booking_body({"user_id": "김민지 🎭", "seat_ids": [1]}, 4)[0] == "김민지 🎭"
+    assert parse_booking_body({"user_id": "김민지 🎭", "seat_ids": [1]}, 4).user_id == "김민지 🎭"
 
 
 @pytest.mark.parametrize("key", ["", "x" * 129, "tab\there", "ключ"])
@@ -225,6 +229,13 @@ def test_event_refusals_keep_their_wording(change: dict, message: str, extra: di
 
 
 def test_the_seat_limit_is_the_deployments() -> None:
-    assert parse_booking_body({"user_id": "u", "seat_ids": [6, 5, 4, 3, 2, 1]}, 6)[1] == (1, 2, 3, 4, 5, 6)
+    assert parse_booking_body({"user_id": "u", "seat_ids": [6, 5, 4, 3, 2, 1]}, 6).seat_ids == (
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    )
     with pytest.raises(InvalidRequest, match="at most 2 seats per booking"):
         parse_booking_body({"user_id": "u", "seat_ids": [1, 2, 3]}, 2)

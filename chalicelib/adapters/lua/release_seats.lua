@@ -5,6 +5,7 @@ else's seat.
 KEYS[1]  seat hash of the performance
 KEYS[2]  the performance's change counter
 KEYS[3]  the performance's change log (a list: "<version> <seat>=<letter> ...", the newest last)
+KEYS[4]  the performance's hold deadlines (booking id -> epoch milliseconds): the booking's is dropped
 ARGV[1]  booking id
 ARGV[2]  how many versions the change log keeps
 ARGV[3..] seat ids
@@ -13,6 +14,7 @@ Returns  the number of seats released
 ]]
 local held, booked = 'H:' .. ARGV[1], 'B:' .. ARGV[1]
 local changes = {}
+redis.call('HDEL', KEYS[4], ARGV[1])
 for i = 3, #ARGV do
     local state = redis.call('HGET', KEYS[1], ARGV[i])
     if state == held or state == booked then

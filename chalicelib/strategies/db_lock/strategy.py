@@ -13,7 +13,7 @@ multi-seat bookings can never deadlock. Connections come from the bounded, block
 from __future__ import annotations
 
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatsLocked, SeatUnavailable
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest
 from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
 
@@ -27,7 +27,7 @@ class DbLockStrategy:
 
     def book(self, request: BookingRequest) -> Booking:
         refuse_seats_shown_taken(self._seats, request)
-        booking = Booking.from_request(request, BookingStatus.CONFIRMED)
+        booking = Booking.from_request(request, request.accepted_status)
         try:
             taken = self._bookings.insert_with_seat_row_locks(booking, request.idempotency_key)
         except SeatsLocked as exc:

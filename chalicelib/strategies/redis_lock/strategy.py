@@ -29,7 +29,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest
 from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
 
@@ -86,7 +86,7 @@ class RedisLockStrategy:
 
     def book(self, request: BookingRequest) -> Booking:
         refuse_seats_shown_taken(self._seats, request)
-        booking = Booking.from_request(request, BookingStatus.CONFIRMED)
+        booking = Booking.from_request(request, request.accepted_status)
         with self._leases(request) as leases, LeaseWatchdog(leases, self.lease_seconds / 3) as watchdog:
             try:
                 taken = self._bookings.insert_if_seats_free(booking, request.idempotency_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -30,12 +31,23 @@ def _booking_key(booking_id: str) -> str:
     return f"booking:{booking_id}"
 
 
+def _deadline_key(booking_id: str) -> str:
+    """A hold's deadline (epoch ms): from then on the ledger gives its seats to the next request."""
+    return f"expires:{booking_id}"
+
+
 class SeatLedger:
     """Seat -> holding booking, booking -> outcome, and how far the changelog has been read: the processor's
     embedded state. Thread-safe: shard workers of one process share it (RocksDB has one opener per dir)."""
 
-    def __init__(self, open_store: Callable[[], KeyValueStore], changelog: RecordStream) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], KeyValueStore],
+        changelog: RecordStream,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._open_store = open_store
+        self.clock = clock
         self._changelog = changelog
         self._store: KeyValueStore | None = None
         self._positions: dict[str, str] = {}
@@ -67,7 +79,7 @@ class SeatLedger:
                 known = store.get(_booking_key(command.booking_id))
                 if known is not None:
                     return _replayed_decision(command, json.loads(known))
-                entry = self._decide_request(store, command)
+                entry = self._decide_request(store, command, self.clock())
             self._apply(store, entry, None)
             return entry
 
@@ -83,12 +95,18 @@ class SeatLedger:
         return self._store
 
     @staticmethod
-    def _decide_request(store: KeyValueStore, request: BookingRequested) -> LedgerEntry:
-        taken = [
-            seat
-            for seat in request.seat_ids
-            if store.get(_seat_key(request.performance_id, seat)) not in (None, request.booking_id)
-        ]
+    def _decide_request(store: KeyValueStore, request: BookingRequested, now: float) -> LedgerEntry:
+        """Free seats are those nobody holds, or whose holder's hold ran out (MySQL's guard stays the judge:
+        a hold extended since it was decided here refuses the newcomer there, and the ledger is told)."""
+
+        def taken_by_another(seat: int) -> bool:
+            holder = store.get(_seat_key(request.performance_id, seat))
+            if holder in (None, request.booking_id):
+                return False
+            deadline = store.get(_deadline_key(holder))
+            return deadline is None or int(deadline) > now * 1000
+
+        taken = [seat for seat in request.seat_ids if taken_by_another(seat)]
         outcome = LedgerOutcome.REJECTED if taken else LedgerOutcome.CONFIRMED
         return LedgerEntry(
             booking_id=request.booking_id,
@@ -97,6 +115,7 @@ class SeatLedger:
             seat_ids=request.seat_ids,
             outcome=outcome,
             reason=f"seat(s) {taken} were taken earlier in line" if taken else None,
+            expires_at=request.expires_at if not taken else None,
         )
 
     def _apply(self, store: KeyValueStore, entry: LedgerEntry, position: tuple[str, str] | None) -> None:
@@ -105,6 +124,8 @@ class SeatLedger:
         deletes: list[str] = []
         if entry.outcome == LedgerOutcome.CONFIRMED:
             puts.update({_seat_key(entry.performance_id, s): entry.booking_id for s in entry.seat_ids})
+            if entry.expires_at is not None:
+                puts[_deadline_key(entry.booking_id)] = str(int(entry.expires_at * 1000))
         elif entry.outcome == LedgerOutcome.RELEASED:
             deletes = [
                 _seat_key(entry.performance_id, s)
@@ -120,6 +141,10 @@ class SeatLedger:
                     if not _released(store, holder)
                 }
             )
+            # The ledger no longer knows when a put-back holder's hold ends (it may have been extended): it
+            # holds until its release comes (the sweeper's). Its own deadline goes with its seats.
+            deletes.append(_deadline_key(entry.booking_id))
+            deletes.extend(_deadline_key(holder) for _, holder in entry.holders)
         puts[_booking_key(entry.booking_id)] = json.dumps({"outcome": entry.outcome, "reason": entry.reason})
         if position is not None:
             self._positions[position[0]] = position[1]
@@ -129,11 +154,11 @@ class SeatLedger:
 
 def touched_keys(entry: LedgerEntry) -> frozenset[str]:
     """The ledger keys whose state replaying `entry` reads or writes (see SeatLedger._apply)."""
-    keys = {_booking_key(entry.booking_id)}
+    keys = {_booking_key(entry.booking_id), _deadline_key(entry.booking_id)}
     if entry.outcome in (LedgerOutcome.CONFIRMED, LedgerOutcome.RELEASED):
         keys.update(_seat_key(entry.performance_id, seat) for seat in entry.seat_ids)
     for seat, holder in entry.holders:
-        keys.update((_seat_key(entry.performance_id, seat), _booking_key(holder)))
+        keys.update((_seat_key(entry.performance_id, seat), _booking_key(holder), _deadline_key(holder)))
     return frozenset(keys)
 
 
@@ -182,4 +207,5 @@ def _replayed_decision(request: BookingRequested, known: dict) -> LedgerEntry | 
         seat_ids=request.seat_ids,
         outcome=known["outcome"],
         reason=known.get("reason"),
+        expires_at=request.expires_at if known["outcome"] == LedgerOutcome.CONFIRMED else None,
     )

@@ -37,7 +37,7 @@ class DecisionPersister(AsyncBookingFinisher):
         if entry.outcome == LedgerOutcome.RELEASED:
             return None  # a cancel or a refusal that MySQL already holds
         message = BookingRequested(
-            entry.booking_id, entry.performance_id, entry.user_id, entry.seat_ids, NAME
+            entry.booking_id, entry.performance_id, entry.user_id, entry.seat_ids, NAME, entry.expires_at
         )
         if entry.outcome == LedgerOutcome.REJECTED:
             settled = self._bookings.settle(
@@ -49,7 +49,7 @@ class DecisionPersister(AsyncBookingFinisher):
         except SeatAlreadyBooked as exc:
             return self._refused_by_guard(message, str(exc))
         status = self._finished(settled.booking, message)
-        if status is not BookingStatus.CONFIRMED:
+        if not status.holds_seats:  # HELD (a hold) keeps them as CONFIRMED does
             # The ledger took the seats for a booking MySQL had already ended (cancelled or failed first):
             # the ledger must let them go. Sent again if a cancel sent it too: a second release frees nothing.
             release_in_ledger(self, self._bookings, settled.booking or message.as_booking(status))

@@ -62,9 +62,11 @@ class StreamStateStrategy:
         self._requests.put(BookingRequested.of(booking).to_json(), partition)
 
     def release(self, booking: Booking) -> None:
-        """The booking is CANCELLED in MySQL: free the seats in the map now and in the ledger in line."""
+        """Make the map say what MySQL says of the booking; one that holds nothing any more (cancelled,
+        expired) has its seats freed in the map now and in the ledger in line."""
         mirror(self._seats, booking)
-        release_in_ledger(self, self._bookings, booking)
+        if not booking.status.holds_seats:
+            release_in_ledger(self, self._bookings, booking)
 
     def send_ledger_release(self, booking: Booking) -> None:
         put_ledger_release(self._requests, self._partition_of, booking)
