@@ -102,7 +102,8 @@ def test_a_booking_over_http_from_202_to_confirmed_to_cancelled(http: httpx.Clie
     }
 
     assert wait_for_final(http, booking["booking_id"])["status"] == "CONFIRMED"
-    statuses = wait_for_seats(http, pid, {seat: "BOOKED", seat + 1: "BOOKED"})
+    seats = wait_for_seats(http, pid, {seat: "BOOKED", seat + 1: "BOOKED"})
+    statuses = {s["seat_id"]: s["status"] for s in seats["sections"][0]["seats"]}
     assert statuses[seat] == statuses[seat + 1] == "BOOKED" and statuses[seat + 2] == "AVAILABLE"
     assert seats["sections"][0]["available"] == 8
 

@@ -34,16 +34,16 @@ def create_performance(http: httpx.Client, **kwargs) -> dict:
 def wait_for_seats(
     http: httpx.Client, performance_id: int, wanted: dict[int, str], timeout: float = 20
 ) -> dict:
-    """The seat map once it shows `wanted` (seat -> status): a consumer settles MySQL first and the map a moment
-    later, so a booking may read final while the map still shows its hold (api.md: the map agrees with the
-    database once the queues have drained)."""
+    """The seat map once it shows `wanted` (seat -> status), or at the timeout: a consumer settles MySQL first
+    and the map a moment later, so a booking may read final while the map still shows its hold (api.md: the
+    map agrees with the database once the queues have drained)."""
     deadline = time.monotonic() + timeout
     while True:
         path = "/performances/{performance_id}/seats"
         seats = conforms(http.get(f"/performances/{performance_id}/seats"), path, "get")
         statuses = {s["seat_id"]: s["status"] for section in seats["sections"] for s in section["seats"]}
         if all(statuses[seat] == status for seat, status in wanted.items()) or time.monotonic() > deadline:
-            return statuses
+            return seats
         time.sleep(0.1)
 
 
