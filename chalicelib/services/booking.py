@@ -322,9 +322,7 @@ class BookingService:
     def extend(self, booking_id: str, user_id: str | None) -> Booking:
         """A HELD booking's `expires_at` -> now + HOLD_SECONDS, at most HOLD_MAX_EXTENSIONS times."""
         self._owned(booking_id, user_id, "extend")
-        change = self._bookings.extend_hold(
-            booking_id, self._holds.hold_seconds, self._holds.max_extensions
-        )
+        change = self._bookings.extend_hold(booking_id, self._holds.hold_seconds, self._holds.max_extensions)
         booking = self._after_hold_change(change, booking_id)
         if change.outcome == HOLD_AT_LIMIT:
             raise ExtensionLimit(
