@@ -101,7 +101,7 @@ def build(settings: Settings, clock: Callable[[], float] = time.time) -> Contain
     # cannot evict. Its seat maps need no drop: every answered hold is journaled in MySQL, so a map that
     # missed changes is realigned in place (seat_store.realign, below) and a missing one is rebuilt.
     redis_client.breaker.on_recovered = lambda: require_noeviction(redis_client.unguarded())
-    bookings = BookingRepository(db, clock)
+    bookings = BookingRepository(db, clock, settings.max_seats_per_user)
     fill_lock = RedisFillLock(redis_client, settings.redis_key_prefix)
     seat_state = SeatStateService(
         seat_store,

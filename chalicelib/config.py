@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # confirmed, and how often POST /bookings/{id}/extend may push that back by the same again.
     hold_seconds: Float = 600.0
     hold_max_extensions: Int = 2
+    # A limit per person: a user's seats of one performance across their PENDING, HELD and CONFIRMED
+    # bookings that hold seats (409 USER_LIMIT; an in-line booking ends REJECTED with reason USER_LIMIT).
+    max_seats_per_user: Int = 8
     # The Bloom filter of catalogue ids (events, performances, seats) that answers 404 for unknown ids
     # without MySQL: sized for this many ids at this false-positive rate.
     bloom_expected_ids: Int = 2_000_000

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
@@ -29,6 +29,7 @@ from chalicelib.domain.errors import (
     SeatAlreadyBooked,
     SeatsLocked,
     ServiceUnavailable,
+    UserLimit,
 )
 from chalicelib.domain.models import (
     HOLD_EXPIRED_REASON,
@@ -417,6 +418,18 @@ class Settlement:
     changed: bool
 
 
+@dataclass
+class _Write:
+    """What the statements of one transaction share: its "now" (the repository's clock, read once), the
+    per-user limit to check where seats become active, and the holds it expired in passing (announced after
+    the commit)."""
+
+    now: float
+    max_seats_per_user: int | None = None
+    expired: list[Booking] = field(default_factory=list)
+    allowances_locked: set[tuple[int, str]] = field(default_factory=set)
+
+
 @dataclass(frozen=True)
 class HoldChange:
     """A hold after a confirm or an extension: `outcome` says what happened (HOLD_* below); `booking` is the
@@ -463,9 +476,13 @@ class BookingRepository:
     wires it to give the seats back in Redis and in stream_state's ledger).
     """
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], float] = time.time, max_seats_per_user: int | None = None
+    ) -> None:
         self._db = db
         self.clock = clock
+        # MAX_SEATS_PER_USER, checked wherever a booking's seats become active (`_insert_seat_rows`).
+        self.max_seats_per_user = max_seats_per_user
         self.on_expired: Callable[[Booking], object] = lambda booking: None
 
     # writes at acceptance -------------------------------------------------------------------------------
@@ -475,11 +492,12 @@ class BookingRepository:
         Raises BookingExists if the id is taken, IdempotencyKeyTaken if the user's key is, SeatAlreadyBooked
         if the unique guard refuses a seat, ServiceUnavailable if MySQL cannot say whether it was stored.
         """
-        now = self.clock()
         self._insert(
             booking,
             idempotency_key,
-            lambda cursor, expired: _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key),
+            lambda cursor, w: _insert_booking_rows(
+                cursor, booking, _lock_allowance(cursor, booking, w), key=idempotency_key
+            ),
         )
 
     def insert_in_line(self, booking: Booking, idempotency_key: str | None = None) -> None:
@@ -488,7 +506,7 @@ class BookingRepository:
         self._insert(
             booking,
             idempotency_key,
-            lambda cursor, expired: _insert_booking_row(cursor, booking, idempotency_key),
+            lambda cursor, w: _insert_booking_row(cursor, booking, idempotency_key),
         )
 
     def insert_if_seats_free(self, booking: Booking, idempotency_key: str | None = None) -> dict[int, str]:
@@ -498,12 +516,12 @@ class BookingRepository:
         this concurrently for the same seats rely on the unique guard to fence the loser (SeatAlreadyBooked).
         """
         taken: dict[int, str] = {}
-        now = self.clock()
 
-        def write(cursor: Cursor, expired: list[Booking]) -> None:
-            taken.update(_seat_holders(cursor, booking.seat_ids, now, expired))
+        def write(cursor: Cursor, w: _Write) -> None:
+            _lock_allowance(cursor, booking, w)
+            taken.update(_seat_holders(cursor, booking.seat_ids, w))
             if not taken:
-                _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key)
+                _insert_booking_rows(cursor, booking, w, key=idempotency_key)
 
         self._insert(booking, idempotency_key, write)
         return taken
@@ -519,9 +537,8 @@ class BookingRepository:
         """
         placeholders = ", ".join(["%s"] * len(booking.seat_ids))
         taken: dict[int, str] = {}
-        now = self.clock()
 
-        def write(cursor: Cursor, expired: list[Booking]) -> None:
+        def write(cursor: Cursor, w: _Write) -> None:
             try:
                 cursor.execute(
                     f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})"
@@ -532,23 +549,22 @@ class BookingRepository:
                 if exc.args[0] in LOCK_NOT_GRANTED:
                     raise SeatsLocked(list(booking.seat_ids)) from exc
                 raise
-            # This read runs after the locks are granted, so its snapshot includes every commit made by
-            # the previous holder of these rows.
-            taken.update(_seat_holders(cursor, booking.seat_ids, now, expired))
+            # The reads below run after the locks are granted, so their snapshot includes every commit made
+            # by the previous holder of these rows (and of the user's allowance).
+            _lock_allowance(cursor, booking, w)
+            taken.update(_seat_holders(cursor, booking.seat_ids, w))
             if not taken:
-                _insert_booking_rows(cursor, booking, now, expired, key=idempotency_key)
+                _insert_booking_rows(cursor, booking, w, key=idempotency_key)
 
         self._insert(booking, idempotency_key, write)
         return taken
 
-    def _insert(
-        self, booking: Booking, key: str | None, write: Callable[[Cursor, list[Booking]], None]
-    ) -> None:
-        expired: list[Booking] = []
+    def _insert(self, booking: Booking, key: str | None, write: Callable[[Cursor, _Write], None]) -> None:
+        w = self._write()
         try:
             with _integrity_errors_as_domain_errors(booking), self._db.transaction() as cursor:
-                write(cursor, expired)
-            self._announce(expired)
+                write(cursor, w)
+            self._announce(w.expired)
         except IdempotencyKeyTaken:
             raise IdempotencyKeyTaken(self._booking_id_of_key(booking.user_id, key)) from None
         except CommitUncertain as exc:
@@ -561,7 +577,10 @@ class BookingRepository:
             if not stored:
                 raise ServiceUnavailable("database unavailable; nothing was stored") from exc
             # Committed: the write succeeded, whatever the connection said.
-            self._announce(expired)
+            self._announce(w.expired)
+
+    def _write(self) -> _Write:
+        return _Write(self.clock(), self.max_seats_per_user)
 
     def _announce(self, expired: list[Booking]) -> None:
         """Tell `on_expired` of the holds a committed write expired in passing (never fails the write: the
@@ -592,39 +611,42 @@ class BookingRepository:
 
         A hold: CONFIRMED makes it HELD (the user confirms it later), and one whose time has run out
         becomes EXPIRED instead of taking anything."""
-        now = self.clock()
-        expired: list[Booking] = []
+        w = self._write()
         with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None or booking.status is not BookingStatus.PENDING:
                 return Settlement(booking, changed=False)
-            status, reason = _accepted_as(booking, status, reason, now)
-            _set_status(cursor, booking, status, reason, now, expired)
+            status, reason = _accepted_as(booking, status, reason, w.now)
+            if status.holds_seats:
+                _lock_allowance(cursor, booking, w)
+            _set_status(cursor, booking, status, reason, w)
             settled = Settlement(_read_booking(cursor, booking_id), changed=True)
-        self._announce(expired)
+        self._announce(w.expired)
         return settled
 
     def decide_in_line(self, booking_id: str) -> Settlement:
         """`fifo_partition`'s decision, in the line's order: CONFIRMED if no active booking holds any of the
         seats, else REJECTED. A booking that is not PENDING (cancelled, failed, decided) is left alone. A hold
         is HELD instead of CONFIRMED, EXPIRED if its time ran out while it waited."""
-        now = self.clock()
-        expired: list[Booking] = []
+        w = self._write()
         try:
             with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
                 booking = _read_booking(cursor, booking_id, for_update=True)
                 if booking is None or booking.status is not BookingStatus.PENDING:
                     return Settlement(booking, changed=False)
-                taken = sorted(_seat_holders(cursor, booking.seat_ids, now, expired))
+                _lock_allowance(cursor, booking, w)
+                taken = sorted(_seat_holders(cursor, booking.seat_ids, w))
                 if taken:
                     status = BookingStatus.REJECTED
                     reason: str | None = f"seat(s) {taken} were taken earlier in line"
                 else:
-                    status, reason = _accepted_as(booking, BookingStatus.CONFIRMED, None, now)
-                _set_status(cursor, booking, status, reason, now, expired)
+                    status, reason = _accepted_as(booking, BookingStatus.CONFIRMED, None, w.now)
+                _set_status(cursor, booking, status, reason, w)
                 settled = Settlement(_read_booking(cursor, booking_id), changed=True)
-            self._announce(expired)
+            self._announce(w.expired)
             return settled
+        except UserLimit:  # the user's other bookings hold too many seats by the time this one's turn came
+            return self.settle(booking_id, BookingStatus.REJECTED, UserLimit.reason)
         except SeatAlreadyBooked:
             # A booking of another line (it starts in another section) took a shared seat in the same instant.
             return self.settle(booking_id, BookingStatus.REJECTED, "a seat was taken in the same instant")
@@ -638,12 +660,12 @@ class BookingRepository:
             if before is None or not before.status.holds_seats:
                 return before, None
             if before.lapsed(now):
-                _set_status(cursor, before, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, [])
+                _set_status(cursor, before, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, _Write(now))
                 expired = _read_booking(cursor, booking_id)
                 after = None
             else:
                 expired = None
-                _set_status(cursor, before, BookingStatus.CANCELLED, "cancelled by the user", now, [])
+                _set_status(cursor, before, BookingStatus.CANCELLED, "cancelled by the user", _Write(now))
                 after = _read_booking(cursor, booking_id)
         if expired is not None:
             self._announce([expired])
@@ -716,7 +738,7 @@ class BookingRepository:
 
     @staticmethod
     def _expire_locked(cursor: Cursor, booking: Booking, now: float) -> HoldChange:
-        _set_status(cursor, booking, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, [])
+        _set_status(cursor, booking, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, _Write(now))
         return HoldChange(HOLD_LAPSED, _read_booking(cursor, booking.booking_id), expired=True)
 
     # reads --------------------------------------------------------------------------------------------------
@@ -800,11 +822,11 @@ def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> No
     )
 
 
-def _insert_seat_rows(
-    cursor: Cursor, booking: Booking, active: bool, now: float, expired: list[Booking]
-) -> None:
+def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool, w: _Write) -> None:
     if active:  # a lapsed hold on one of these seats gives way first (the unique guard would refuse us)
-        _seat_holders(cursor, booking.seat_ids, now, expired)
+        _lock_allowance(cursor, booking, w)
+        _seat_holders(cursor, booking.seat_ids, w)
+        _check_allowance(cursor, booking, w)
     cursor.executemany(
         "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active) VALUES (%s, %s, %s, %s)",
         [
@@ -814,11 +836,44 @@ def _insert_seat_rows(
     )
 
 
-def _insert_booking_rows(
-    cursor: Cursor, booking: Booking, now: float, expired: list[Booking], key: str | None = None
-) -> None:
+def _insert_booking_rows(cursor: Cursor, booking: Booking, w: _Write, key: str | None = None) -> None:
     _insert_booking_row(cursor, booking, key)
-    _insert_seat_rows(cursor, booking, booking.status.holds_seats, now, expired)
+    _insert_seat_rows(cursor, booking, booking.status.holds_seats, w)
+
+
+def _lock_allowance(cursor: Cursor, booking: Booking, w: _Write) -> _Write:
+    """MAX_SEATS_PER_USER, part one: lock the user's row of user_allowances (created if need be: an upsert
+    takes the row's exclusive lock at once, where INSERT IGNORE + FOR UPDATE takes a shared one first and
+    deadlocks two of the user's requests). Every transaction that may give the user seats takes it before
+    its first plain read, so that read's snapshot — which the count (`_check_allowance`) uses — includes the
+    last commit of the previous holder: the user's writes are counted one after the other. A locking count
+    instead would wait on the user's other bookings' rows while their writers wait for this lock."""
+    key = (booking.performance_id, booking.user_id)
+    if w.max_seats_per_user is None or key in w.allowances_locked:
+        return w
+    cursor.execute(
+        "INSERT INTO user_allowances (performance_id, user_id) VALUES (%s, %s)"
+        " ON DUPLICATE KEY UPDATE user_id = user_id",
+        key,
+    )
+    w.allowances_locked.add(key)
+    return w
+
+
+def _check_allowance(cursor: Cursor, booking: Booking, w: _Write) -> None:
+    """MAX_SEATS_PER_USER, part two: the seats the user's other bookings hold (lapsed holds hold none) plus
+    this booking's; raises UserLimit (the transaction rolls back) past the limit."""
+    if w.max_seats_per_user is None:
+        return
+    cursor.execute(
+        "SELECT COUNT(*) FROM bookings b JOIN booking_seats bs ON bs.booking_id = b.booking_id"
+        " WHERE b.performance_id = %s AND b.user_id = %s AND b.booking_id <> %s AND bs.active = 1"
+        " AND NOT (b.status IN ('PENDING', 'HELD') AND b.expires_at IS NOT NULL AND b.expires_at <= %s)",
+        (booking.performance_id, booking.user_id, booking.booking_id, _utc(w.now)),
+    )
+    held = int(cursor.fetchone()[0])
+    if held + len(booking.seat_ids) > w.max_seats_per_user:
+        raise UserLimit(max(0, w.max_seats_per_user - held), w.max_seats_per_user)
 
 
 def _accepted_as(
@@ -838,13 +893,12 @@ def _set_status(
     booking: Booking,
     status: BookingStatus,
     reason: str | None,
-    now: float,
-    expired: list[Booking],
+    w: _Write,
 ) -> None:
     """Move a locked booking to `status`, its seat rows with it (inserted if it waited in line)."""
     cursor.execute("SELECT COUNT(*) FROM booking_seats WHERE booking_id = %s", (booking.booking_id,))
     if cursor.fetchone()[0] == 0:
-        _insert_seat_rows(cursor, booking, status.holds_seats, now, expired)
+        _insert_seat_rows(cursor, booking, status.holds_seats, w)
     else:
         cursor.execute(
             "UPDATE booking_seats SET active = %s WHERE booking_id = %s",
@@ -856,11 +910,10 @@ def _set_status(
     )
 
 
-def _seat_holders(
-    cursor: Cursor, seat_ids: tuple[int, ...], now: float, expired: list[Booking]
-) -> dict[int, str]:
+def _seat_holders(cursor: Cursor, seat_ids: tuple[int, ...], w: _Write) -> dict[int, str]:
     """seat id -> booking id, for those of the seats an active booking holds. A holder whose hold has run
-    out is expired here first (under its row's lock; appended to `expired`) and holds nothing."""
+    out is expired here first (under its row's lock; appended to `w.expired`) and holds nothing."""
+    now = w.now
     placeholders = ", ".join(["%s"] * len(seat_ids))
     cursor.execute(
         "SELECT bs.seat_id, bs.booking_id, b.expires_at, b.status FROM booking_seats bs"
@@ -880,8 +933,8 @@ def _seat_holders(
         if holder is None or not holder.lapsed(now):  # confirmed or extended a moment ago: still the holder
             holders.update({seat: booking_id for seat in seat_ids if holder and seat in holder.seat_ids})
             continue
-        _set_status(cursor, holder, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, now, expired)
-        expired.append(_read_booking(cursor, booking_id))
+        _set_status(cursor, holder, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, w)
+        w.expired.append(_read_booking(cursor, booking_id))
     return dict(sorted(holders.items()))
 
 

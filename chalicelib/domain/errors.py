@@ -68,6 +68,22 @@ class NotCancellable(BookingError):
     code = "NOT_CANCELLABLE"
 
 
+class UserLimit(BookingError):
+    """The user's seats of this performance (PENDING, HELD, CONFIRMED) would pass MAX_SEATS_PER_USER."""
+
+    status = 409
+    code = "USER_LIMIT"
+    reason = "USER_LIMIT"  # what an in-line booking refused for it reads as its reason
+
+    def __init__(self, remaining: int, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} seats of a performance per user: {remaining} left for this user",
+            remaining=remaining,
+            max_seats_per_user=limit,
+        )
+        self.remaining = remaining
+
+
 class HoldExpired(BookingError):
     """The hold's time ran out before this confirm or extension: it is EXPIRED, its seats free."""
 

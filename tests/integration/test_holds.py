@@ -19,6 +19,7 @@ from chalicelib.domain.errors import (
     NotConfirmable,
     NotExtendable,
     SeatUnavailable,
+    UserLimit,
 )
 from chalicelib.domain.models import Booking, BookingStatus, rfc3339
 
@@ -272,3 +273,107 @@ def test_a_confirm_and_an_expiry_that_race_have_exactly_one_winner(
         rows = sql("SELECT booking_id FROM booking_seats WHERE seat_id = %s AND active = 1", seat)
         assert rows == ([(holder,)] if holder else []), f"seat {seat}: {rows} vs the winner {holder}"
     assert len(outcomes) == rounds
+
+
+# --- a limit per person ------------------------------------------------------------------------------------
+def attempt(services, pid: int, user: str, seats: list[int], hold_it: bool = False) -> Booking | Exception:
+    try:
+        body = {"user_id": user, "seat_ids": seats, "hold": hold_it}
+        return services.booking_service.book(pid, body, None)
+    except (SeatUnavailable, UserLimit) as refused:
+        return refused
+
+
+def user_seats(sql, pid: int, user: str) -> int:
+    """Seats the user's bookings hold in MySQL (lapsed holds aside: these tests never pass a deadline)."""
+    return sql(
+        "SELECT COUNT(*) FROM booking_seats bs JOIN bookings b ON b.booking_id = bs.booking_id"
+        " WHERE b.performance_id = %s AND b.user_id = %s AND bs.active = 1",
+        pid,
+        user,
+    )[0][0]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_user_holds_and_buys_at_most_the_limit_of_a_performance(
+    strategy, services, new_performance, drain, sql, clock
+) -> None:
+    limit = services.settings.max_seats_per_user
+    per_booking = services.settings.max_seats_per_booking
+    performance = new_performance(strategy=strategy, rows=4, seats_per_row=per_booking, sections=2)
+    pid = performance["performance_id"]
+    seats = [
+        s
+        for section in performance["sections"]
+        for s in range(section["first_seat_id"], section["last_seat_id"] + 1)
+    ]
+    chunks = [seats[i : i + per_booking] for i in range(0, len(seats), per_booking)]
+    firsts = limit // per_booking
+    made = [
+        attempt(services, pid, "ann", chunk, hold_it=i % 2 == 0) for i, chunk in enumerate(chunks[:firsts])
+    ]
+    drain()
+    assert all(services.booking_service.get(b.booking_id).status.holds_seats for b in made)
+
+    over = attempt(services, pid, "ann", chunks[-1][:1])  # another section: the limit is per performance
+    if strategy in ASYNCHRONOUS - {"redis_async"}:
+        assert isinstance(over, Booking) and over.status is BookingStatus.PENDING, "decided in line"
+        drain()
+        decided = services.booking_service.get(over.booking_id)
+        assert (decided.status, decided.reason) == (BookingStatus.REJECTED, "USER_LIMIT")
+    else:
+        assert isinstance(over, UserLimit) and over.extra["remaining"] == 0, over
+    assert user_seats(sql, pid, "ann") == limit
+    assert isinstance(attempt(services, pid, "bob", chunks[-1][:1]), Booking), "others are not limited"
+    drain()
+
+    services.booking_service.cancel(made[0].booking_id, "ann")
+    drain()
+    again = attempt(services, pid, "ann", chunks[-2])
+    assert isinstance(again, Booking)
+    drain()
+    assert services.booking_service.get(again.booking_id).status is BookingStatus.CONFIRMED
+    assert user_seats(sql, pid, "ann") == limit
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_users_parallel_requests_never_pass_the_limit(
+    strategy, services, new_performance, drain, sql, clock
+) -> None:
+    """Sixteen requests of two seats each, all at once, from one user, for distinct free seats: the user
+    ends with exactly the limit (every request is counted after the one before it, never beside it)."""
+    limit = services.settings.max_seats_per_user
+    performance = new_performance(strategy=strategy, rows=4, seats_per_row=8, sections=2)
+    pid = performance["performance_id"]
+    seats = [
+        s
+        for section in performance["sections"]
+        for s in range(section["first_seat_id"], section["last_seat_id"] + 1)
+    ]
+    pairs = [seats[i : i + 2] for i in range(0, 32, 2)]
+    start = threading.Barrier(len(pairs))
+    answers: list[Booking | Exception] = []
+
+    def request(pair: list[int]) -> None:
+        start.wait()
+        answers.append(attempt(services, pid, "ann", pair, hold_it=pair[0] % 2 == 0))
+
+    threads = [threading.Thread(target=request, args=(pair,)) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    drain()
+
+    assert not [a for a in answers if isinstance(a, SeatUnavailable)], "distinct free seats: no seat refusal"
+    assert user_seats(sql, pid, "ann") == limit
+    held = [
+        a
+        for a in answers
+        if isinstance(a, Booking) and services.booking_service.get(a.booking_id).status.holds_seats
+    ]
+    assert sum(len(b.seat_ids) for b in held) == limit
+    states = services.seat_store.seat_states(pid)
+    assert sorted(s for s, state in states.items() if state != "0") == sorted(
+        s for b in held for s in b.seat_ids
+    )

@@ -29,6 +29,7 @@ from chalicelib.domain.errors import (
     SeatAlreadyBooked,
     SeatUnavailable,
     ServiceUnavailable,
+    UserLimit,
 )
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance
@@ -93,7 +94,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         except CommitUncertain:
             # MySQL may have the hold: the Redis one stays until MySQL can tell (the reconcile job judges it).
             raise
-        except (IdempotencyKeyTaken, ServiceUnavailable):
+        except (IdempotencyKeyTaken, ServiceUnavailable, UserLimit):
             self._give_back(request)
             raise
         # BookingExists passes through untouched: only the same user's same Idempotency-Key in the same

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from chalicelib.domain.errors import SeatAlreadyBooked
+from chalicelib.domain.errors import SeatAlreadyBooked, UserLimit
 from chalicelib.domain.messages import BookingRequested, LedgerEntry, LedgerOutcome, SeatsReleaseRequested
 from chalicelib.domain.models import Booking, BookingStatus
 from chalicelib.services.ports import BookingStore, RecordStream, SeatStore
@@ -48,6 +48,10 @@ class DecisionPersister(AsyncBookingFinisher):
             settled = self._bookings.settle(entry.booking_id, BookingStatus.CONFIRMED)
         except SeatAlreadyBooked as exc:
             return self._refused_by_guard(message, str(exc))
+        except UserLimit:
+            # MySQL counts the user's seats across every section (the ledger sees its own only): refused,
+            # and (below) the ledger lets go of the seats it took for this booking.
+            settled = self._bookings.settle(entry.booking_id, BookingStatus.REJECTED, UserLimit.reason)
         status = self._finished(settled.booking, message)
         if not status.holds_seats:  # HELD (a hold) keeps them as CONFIRMED does
             # The ledger took the seats for a booking MySQL had already ended (cancelled or failed first):
