@@ -44,7 +44,9 @@ def seat_ids(performance: dict) -> list[int]:
     ]
 
 
-def book(http: httpx.Client, performance_id: int, seats: list[int], user: str = "other-client") -> dict:
+def book(http: httpx.Client, performance_id: int, seats: list[int], user: str | None = None) -> dict:
+    """Another client's booking: a user of its own per booking (MAX_SEATS_PER_USER limits one user)."""
+    user = user or f"other-client-{seats[0]}"
     response = http.post(
         f"/performances/{performance_id}/bookings", json={"user_id": user, "seat_ids": seats}
     )
@@ -465,7 +467,7 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
     def book_one(client: httpx.Client, seat: int) -> None:
         try:
             response = client.post(
-                f"/performances/{pid}/bookings", json={"user_id": "rush", "seat_ids": [seat]}
+                f"/performances/{pid}/bookings", json={"user_id": f"rush-{seat}", "seat_ids": [seat]}
             )
         except httpx.HTTPError as error:
             refused.append(repr(error))
