@@ -162,7 +162,12 @@ def booking_model(max_seats: int) -> type[Answer]:
         booking_id: str = Field(min_length=1)
         performance_id: Id
         user_id: str = Field(min_length=1, max_length=MAX_USER_ID_LENGTH)
-        seat_ids: list[Id] = Field(min_length=1, max_length=max_seats)
+        seat_ids: list[Id] = Field(
+            min_length=0,
+            max_length=max_seats,
+            description="the seats; empty only for a best available request still waiting in line "
+            "(fifo_partition, stream_state) or refused at its turn",
+        )
         status: Literal[tuple(BookingStatus)]
         strategy: StrategyName
         reason: str | None = Field(description="why a booking is REJECTED, FAILED, CANCELLED or EXPIRED")

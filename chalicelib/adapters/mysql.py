@@ -22,6 +22,7 @@ from dbutils.pooled_db import PooledDB
 from pymysql.cursors import Cursor
 
 from chalicelib.adapters.circuit import CircuitBreaker, CircuitOpen
+from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.errors import (
     BookingExists,
     CommitUncertain,
@@ -535,20 +536,10 @@ class BookingRepository:
         at once if another transaction holds one of the rows: this strategy never waits for a lock. (NOWAIT's
         refusal is an OperationalError; the pool keeps the connection, see `_breaks_the_connection`.)
         """
-        placeholders = ", ".join(["%s"] * len(booking.seat_ids))
         taken: dict[int, str] = {}
 
         def write(cursor: Cursor, w: _Write) -> None:
-            try:
-                cursor.execute(
-                    f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders})"
-                    " ORDER BY seat_id FOR UPDATE NOWAIT",
-                    booking.seat_ids,
-                )
-            except pymysql.err.OperationalError as exc:
-                if exc.args[0] in LOCK_NOT_GRANTED:
-                    raise SeatsLocked(list(booking.seat_ids)) from exc
-                raise
+            _lock_seat_rows(cursor, booking.seat_ids)
             # The reads below run after the locks are granted, so their snapshot includes every commit made
             # by the previous holder of these rows (and of the user's allowance).
             _lock_allowance(cursor, booking, w)
@@ -558,6 +549,32 @@ class BookingRepository:
 
         self._insert(booking, idempotency_key, write)
         return taken
+
+    def insert_best_available(
+        self, booking: Booking, section: Section, count: int, idempotency_key: str | None = None
+    ) -> Booking | None:
+        """`db_lock` and `redis_lock` for `{"section_id", "count"}`: choose the best available seats and store
+        the booking with them, in one transaction -> the booking as stored, None if the section has no such
+        seats free (nothing stored). Choosers of one section take turns on the section's row (a wait: a
+        choice takes a few statements); the chosen seats are then locked NOWAIT and checked free as a named
+        request's are (SeatsLocked if a named request holds one right now: refused at once, never waited)."""
+        chosen: list[Booking] = []
+
+        def write(cursor: Cursor, w: _Write) -> None:
+            cursor.execute("SELECT 1 FROM sections WHERE section_id = %s FOR UPDATE", (section.section_id,))
+            _lock_allowance(cursor, booking, w)
+            seats = choose_seats(section, _free_seats(cursor, section, w.now), count)
+            if seats is None:
+                return
+            mine = booking.with_seats(seats)
+            _lock_seat_rows(cursor, mine.seat_ids)
+            if _seat_holders(cursor, mine.seat_ids, w):  # a named request's commit since our read
+                raise SeatsLocked(list(mine.seat_ids))
+            _insert_booking_rows(cursor, mine, w, key=idempotency_key)
+            chosen.append(mine)
+
+        self._insert(booking, idempotency_key, write)
+        return chosen[0] if chosen else None
 
     def _insert(self, booking: Booking, key: str | None, write: Callable[[Cursor, _Write], None]) -> None:
         w = self._write()
@@ -602,7 +619,13 @@ class BookingRepository:
         return row[0]
 
     # settling ---------------------------------------------------------------------------------------------
-    def settle(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> Settlement:
+    def settle(
+        self,
+        booking_id: str,
+        status: BookingStatus,
+        reason: str | None = None,
+        seat_ids: tuple[int, ...] | None = None,
+    ) -> Settlement:
         """PENDING -> `status` (a final one), under the row's lock; a booking already final is left as it is.
 
         CONFIRMED activates the seats (inserting them for a booking that waited in line): raises
@@ -610,13 +633,20 @@ class BookingRepository:
         seats up. One transaction, so a booking never reads final while its seats say otherwise.
 
         A hold: CONFIRMED makes it HELD (the user confirms it later), and one whose time has run out
-        becomes EXPIRED instead of taking anything."""
+        becomes EXPIRED instead of taking anything. `seat_ids`: a best available booking's seats, as the
+        stream_state ledger chose them in line (written to its seat list first)."""
         w = self._write()
         with _guard_violation_as_seat_already_booked(), self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None or booking.status is not BookingStatus.PENDING:
                 return Settlement(booking, changed=False)
             status, reason = _accepted_as(booking, status, reason, w.now)
+            if seat_ids and booking.wanted is not None and not booking.seat_ids:
+                booking = booking.with_seats(seat_ids)
+                cursor.execute(
+                    "UPDATE bookings SET seat_list = %s WHERE booking_id = %s",
+                    (_seat_list(booking.seat_ids), booking_id),
+                )
             if status.holds_seats:
                 _lock_allowance(cursor, booking, w)
             _set_status(cursor, booking, status, reason, w)
@@ -635,6 +665,13 @@ class BookingRepository:
                 if booking is None or booking.status is not BookingStatus.PENDING:
                     return Settlement(booking, changed=False)
                 _lock_allowance(cursor, booking, w)
+                if booking.wanted is not None and not booking.seat_ids:
+                    booking = _choose_in_line(cursor, booking, w)
+                    if not booking.seat_ids:
+                        count = booking.wanted[1]
+                        reason = f"no {count} seats of section {booking.wanted[0]} were free at its turn"
+                        _set_status(cursor, booking, BookingStatus.REJECTED, reason, w)
+                        return Settlement(_read_booking(cursor, booking_id), changed=True)
                 taken = sorted(_seat_holders(cursor, booking.seat_ids, w))
                 if taken:
                     status = BookingStatus.REJECTED
@@ -807,7 +844,8 @@ class BookingRepository:
 def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> None:
     cursor.execute(
         "INSERT INTO bookings (booking_id, performance_id, user_id, seat_list, status, strategy, reason,"
-        " idempotency_key, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " idempotency_key, expires_at, wanted_section_id, wanted_count)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             booking.booking_id,
             booking.performance_id,
@@ -818,6 +856,7 @@ def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> No
             booking.reason,
             key,
             _utc(booking.expires_at),
+            *(booking.wanted or (None, None)),
         ),
     )
 
@@ -834,6 +873,53 @@ def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool, w: _Write)
             for seat in booking.seat_ids
         ],
     )
+
+
+def _lock_seat_rows(cursor: Cursor, seat_ids: tuple[int, ...]) -> None:
+    """The seat rows' locks, ascending, NOWAIT: SeatsLocked at once if another transaction holds one."""
+    placeholders = ", ".join(["%s"] * len(seat_ids))
+    try:
+        cursor.execute(
+            f"SELECT seat_id FROM seats WHERE seat_id IN ({placeholders}) ORDER BY seat_id FOR UPDATE NOWAIT",
+            seat_ids,
+        )
+    except pymysql.err.OperationalError as exc:
+        if exc.args[0] in LOCK_NOT_GRANTED:
+            raise SeatsLocked(list(seat_ids)) from exc
+        raise
+
+
+def _free_seats(cursor: Cursor, section: Section, now: float) -> set[int]:
+    """The section's seats no booking holds (a lapsed hold holds none)."""
+    cursor.execute(
+        "SELECT s.seat_id FROM seats s WHERE s.section_id = %s AND NOT EXISTS ("
+        " SELECT 1 FROM booking_seats bs JOIN bookings b ON b.booking_id = bs.booking_id"
+        " WHERE bs.seat_id = s.seat_id AND bs.active = 1 AND NOT (b.status IN ('PENDING', 'HELD')"
+        " AND b.expires_at IS NOT NULL AND b.expires_at <= %s))",
+        (section.section_id, _utc(now)),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _choose_in_line(cursor: Cursor, booking: Booking, w: _Write) -> Booking:
+    """fifo_partition's best available, at the booking's turn: the section's free seats now, chosen and
+    written to the booking's seat list (left empty when none are free together)."""
+    section_id, count = booking.wanted  # type: ignore[misc]
+    cursor.execute(
+        "SELECT section_id, performance_id, name, price, seat_rows, seats_per_row, first_seat_id"
+        " FROM sections WHERE section_id = %s FOR UPDATE",
+        (section_id,),
+    )
+    row = cursor.fetchone()
+    section = Section(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6])
+    seats = choose_seats(section, _free_seats(cursor, section, w.now), count)
+    if seats is None:
+        return booking
+    chosen = booking.with_seats(seats)
+    cursor.execute(
+        "UPDATE bookings SET seat_list = %s WHERE booking_id = %s", (_seat_list(seats), booking.booking_id)
+    )
+    return chosen
 
 
 def _insert_booking_rows(cursor: Cursor, booking: Booking, w: _Write, key: str | None = None) -> None:
@@ -913,6 +999,8 @@ def _set_status(
 def _seat_holders(cursor: Cursor, seat_ids: tuple[int, ...], w: _Write) -> dict[int, str]:
     """seat id -> booking id, for those of the seats an active booking holds. A holder whose hold has run
     out is expired here first (under its row's lock; appended to `w.expired`) and holds nothing."""
+    if not seat_ids:  # a best available booking before its seats are chosen
+        return {}
     now = w.now
     placeholders = ", ".join(["%s"] * len(seat_ids))
     cursor.execute(
@@ -968,7 +1056,7 @@ def _integrity_errors_as_domain_errors(booking: Booking) -> Iterator[None]:
 
 BOOKING_COLUMNS = (
     "booking_id, performance_id, user_id, seat_list, status, strategy, reason, expires_at, extensions,"
-    " payment_reference"
+    " payment_reference, wanted_section_id, wanted_count"
 )
 
 
@@ -984,6 +1072,7 @@ def _booking_of(row: tuple) -> Booking:
         expires_at=_epoch(row[7]),
         extensions=row[8],
         payment_reference=row[9],
+        wanted=(int(row[10]), int(row[11])) if row[10] is not None else None,
     )
 
 

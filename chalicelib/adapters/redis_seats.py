@@ -50,7 +50,7 @@ from pathlib import Path
 import redis
 
 from chalicelib.domain.booking_ids import performance_of
-from chalicelib.domain.models import Booking, BookingStatus, SeatStatus
+from chalicelib.domain.models import BestAvailable, Booking, BookingStatus, SeatStatus
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome, ReserveResult
 from chalicelib.domain.seat_map import (
     CHANGE_HISTORY,
@@ -282,13 +282,19 @@ class RedisSeatStore:
             keep.set(self.frame_key(performance_id), version, px=max(1, round(frame_seconds * 1000)))
         keep.execute()
 
-    def reserve(self, record: BookingRecord) -> ReserveOutcome:
+    def reserve(self, record: BookingRecord, best: BestAvailable | None = None) -> ReserveOutcome:
         self.heal_missed()
         fields = record.to_fields()
         args: list[str | int] = [record.booking_id, self._record_ttl, self._history, len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
         args.extend((_ms(self.clock()), _deadline(record.expires_at)))
+        section = best.section if best else None
+        args.append(
+            f"{section.first_seat_id}:{section.rows}:{section.seats_per_row}:{best.count}"
+            if best and section
+            else ""
+        )
         args.extend(record.seat_ids)
         keys = [
             self.seats_key(record.performance_id),

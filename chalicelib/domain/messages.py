@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
+from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, Performance, Section
 
 MESSAGE_TYPE = "booking.requested"
 MAX_BOOKING_ID_LENGTH = 40
@@ -38,7 +38,7 @@ class Message:
 
     TYPE: ClassVar[str]
     # Fields added later, left out while None: a message without them is byte for byte what it always was.
-    OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("expires_at",)
+    OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("expires_at", "best_available")
 
     def to_json(self) -> str:
         fields = _adapter(type(self)).dump_python(self, mode="json")
@@ -115,12 +115,17 @@ class BookingRequested(Message):
     booking_id: BookingId
     performance_id: PositiveInt
     user_id: Text
-    seat_ids: SeatIds
+    seat_ids: tuple[PositiveInt, ...]  # empty only for the best available, until chosen
     strategy: Text
     expires_at: float | None = None  # a hold's deadline (epoch seconds)
+    # The best available: (section id, count, the section's first seat id, rows, seats per row): all the
+    # in-line decider needs to choose, with no catalogue lookup.
+    best_available: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt, PositiveInt] | None = None
 
     @classmethod
-    def of(cls, request: BookingRequest | Booking) -> BookingRequested:
+    def of(
+        cls, request: BookingRequest | Booking, performance: Performance | None = None
+    ) -> BookingRequested:
         return cls(
             request.booking_id,
             request.performance_id,
@@ -128,7 +133,20 @@ class BookingRequested(Message):
             request.seat_ids,
             request.strategy,
             request.expires_at,
+            _best_available(request, performance),
         )
+
+    @property
+    def wanted(self) -> tuple[int, int] | None:
+        return None if self.best_available is None else (self.best_available[0], self.best_available[1])
+
+    @property
+    def section(self) -> Section | None:
+        """The section the best available seats are chosen from (its layout as the message carries it)."""
+        if self.best_available is None:
+            return None
+        section_id, _, first_seat_id, rows, seats_per_row = self.best_available
+        return Section(section_id, self.performance_id, "", 0, rows, seats_per_row, first_seat_id)
 
     def as_booking(self, status: BookingStatus, reason: str | None = None) -> Booking:
         return Booking.from_request(self, status, reason)
@@ -141,7 +159,28 @@ class BookingRequested(Message):
     def from_object(cls, data: dict) -> BookingRequested:
         if _usable_booking_id(data) is None:
             raise InvalidMessage("no usable booking_id")
-        return cls._decode(data, "malformed field")
+        message = cls._decode(data, "malformed field")
+        if not message.seat_ids and message.best_available is None:
+            raise InvalidMessage(
+                "malformed field: expected a non-empty list, got []", booking_id=message.booking_id
+            )
+        return message
+
+
+def _best_available(
+    request: BookingRequest | Booking, performance: Performance | None
+) -> tuple[int, int, int, int, int] | None:
+    if isinstance(request, BookingRequest):
+        best = request.best_available
+        if best is None:
+            return None
+        section, count = best.section, best.count
+    else:
+        if request.wanted is None or request.seat_ids:  # chosen already: a plain request from here on
+            return None
+        section_id, count = request.wanted
+        section = next(s for s in performance.sections if s.section_id == section_id)  # type: ignore[union-attr]
+    return (section.section_id, count, section.first_seat_id, section.rows, section.seats_per_row)
 
 
 # --- stream_state: commands on the request stream and entries of the decision changelog -------------------
@@ -182,7 +221,7 @@ class LedgerEntry(Message):
     booking_id: Text
     performance_id: PositiveInt
     user_id: Text
-    seat_ids: SeatIds
+    seat_ids: tuple[PositiveInt, ...]  # empty: a best available request refused (none chosen)
     outcome: str
     reason: StrictStr | None = None
     holders: Holders = ()

@@ -145,6 +145,18 @@ class MintedWhenFirstRead:
 
 
 @dataclass(frozen=True)
+class BestAvailable:
+    """`count` seats of a section, chosen where the strategy decides (domain/best_available.py)."""
+
+    section: Section
+    count: int
+
+    @property
+    def as_pair(self) -> tuple[int, int]:
+        return self.section.section_id, self.count
+
+
+@dataclass(frozen=True)
 class BookingRequest:
     # The id, or a function that mints it when a step first reads it (MintedWhenFirstRead).
     booking_id: str | Callable[[], str] = MintedWhenFirstRead()  # type: ignore[assignment]
@@ -158,6 +170,8 @@ class BookingRequest:
     idempotency_key: str | None = None
     # A hold ("hold": true): the instant (epoch seconds) its seats go back to the crowd unless confirmed.
     expires_at: float | None = None
+    # Best available: no seat_ids (empty) until the strategy has chosen them.
+    best_available: BestAvailable | None = None
 
     @property
     def accepted_status(self) -> BookingStatus:
@@ -179,6 +193,13 @@ class BookingFacts(Protocol):
 HOLD_EXPIRED_REASON = "the hold expired"
 
 
+def _wanted(request: BookingFacts) -> tuple[int, int] | None:
+    best = getattr(request, "best_available", None)
+    if best is None:
+        return None
+    return best.as_pair if isinstance(best, BestAvailable) else (best[0], best[1])
+
+
 @dataclass(frozen=True)
 class Booking:
     booking_id: str
@@ -191,6 +212,8 @@ class Booking:
     expires_at: float | None = None  # a hold's deadline (epoch seconds); None for a purchase
     extensions: int = 0  # how often the hold was extended
     payment_reference: str | None = None  # what confirmed a hold
+    # Best available: (section id, count) asked for; `seat_ids` stays empty until the strategy chose them.
+    wanted: tuple[int, int] | None = None
 
     @classmethod
     def from_request(cls, request: BookingFacts, status: BookingStatus, reason: str | None = None) -> Booking:
@@ -203,7 +226,12 @@ class Booking:
             strategy=request.strategy,
             reason=reason,
             expires_at=request.expires_at,
+            wanted=_wanted(request),
         )
+
+    def with_seats(self, seat_ids: tuple[int, ...]) -> Booking:
+        """The booking once its best available seats are chosen."""
+        return dataclasses.replace(self, seat_ids=tuple(sorted(seat_ids)))
 
     def lapsed(self, now: float) -> bool:
         """Its hold ran out: from `expires_at` on, a PENDING or HELD booking holds nothing, whether or not

@@ -251,7 +251,12 @@ def booking_request_model(max_seats: int) -> type[Body]:
         user_id: UserId
         seat_ids: Annotated[
             list[SeatId],
-            Field(min_length=1, max_length=max_seats, json_schema_extra={"uniqueItems": True}),
+            Field(
+                min_length=1,
+                max_length=max_seats,
+                json_schema_extra={"uniqueItems": True},
+                description="these seats; or, instead, section_id and count (best available)",
+            ),
             AfterValidator(_distinct),
             Wording(
                 "'seat_ids' must be a non-empty list of seat ids",
@@ -261,7 +266,17 @@ def booking_request_model(max_seats: int) -> type[Body]:
                 },
                 items="'seat_ids' must hold positive integers",
             ),
-        ]
+        ] = None
+        section_id: Annotated[
+            int,
+            Field(ge=1, description="best available: `count` seats of this section, chosen by the service"),
+            Wording("'section_id' must be a positive integer"),
+        ] = None
+        count: Annotated[
+            int,
+            Field(ge=1, le=max_seats, description="best available: how many seats of `section_id`"),
+            Wording(f"'count' must be an integer from 1 to {max_seats}"),
+        ] = None
         hold: Annotated[
             bool,
             Field(description="true: hold the seats for HOLD_SECONDS (HELD) instead of buying them"),
@@ -356,10 +371,31 @@ def parse_event_spec(body: Any, default_strategy: str) -> EventSpec:
 @dataclass(frozen=True)
 class BookingBody:
     user_id: str
-    seat_ids: tuple[int, ...]  # sorted ascending: the order every strategy takes seats in
+    seat_ids: tuple[int, ...]  # sorted ascending: the order every strategy takes seats in; () best available
     hold: bool = False
+    section_id: int | None = None  # best available: `count` seats of this section
+    count: int | None = None
+
+
+def _check_one_way_to_name_seats(booking: Any) -> None:
+    """Exactly one of `seat_ids` and (`section_id` with `count`)."""
+    by_seats = booking.seat_ids is not None
+    by_section = booking.section_id is not None or booking.count is not None
+    if not by_seats and not by_section:
+        raise InvalidRequest("'seat_ids' must be a non-empty list of seat ids", field="seat_ids")
+    if by_seats and by_section:
+        raise InvalidRequest(
+            "give either 'seat_ids' or 'section_id' and 'count' (best available), not both",
+            field="section_id",
+        )
+    if by_section and booking.section_id is None:
+        raise InvalidRequest("'section_id' is required with 'count'", field="section_id")
+    if by_section and booking.count is None:
+        raise InvalidRequest("'count' is required with 'section_id'", field="count")
 
 
 def parse_booking_body(body: Any, max_seats: int) -> BookingBody:
     booking = _validated(booking_request_model(max_seats), body)
-    return BookingBody(booking.user_id, tuple(sorted(booking.seat_ids)), booking.hold)
+    _check_one_way_to_name_seats(booking)
+    seat_ids = tuple(sorted(booking.seat_ids)) if booking.seat_ids is not None else ()
+    return BookingBody(booking.user_id, seat_ids, booking.hold, booking.section_id, booking.count)

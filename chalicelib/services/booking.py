@@ -28,10 +28,12 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
 from chalicelib.domain.models import (
+    BestAvailable,
     Booking,
     BookingRequest,
     BookingStatus,
     Performance,
+    Section,
     epoch_of_rfc3339,
 )
 from chalicelib.domain.validation import (
@@ -108,6 +110,8 @@ class BookingService:
         performance = self._catalogue.performance(performance_id)
         wanted = parse_booking_body(body, self._max_seats)
         self._check_seats_belong(performance, wanted.seat_ids)
+        if wanted.section_id is not None:
+            _section(performance, wanted.section_id)  # 404 before anything is touched
         try:
             return self._book_idempotently(performance, wanted, key)
         except ServiceUnavailable:
@@ -117,13 +121,16 @@ class BookingService:
     def _book_idempotently(self, performance: Performance, wanted: BookingBody, key: str | None) -> Booking:
         if key is None:
             return self._book(performance, wanted, None)
-        fingerprint = {
+        fingerprint: dict[str, object] = {
             "performance_id": performance.performance_id,
             "user_id": wanted.user_id,
             "seat_ids": list(wanted.seat_ids),
         }
-        if wanted.hold:  # only when asked: a purchase's fingerprint is what it always was
+        # Only when asked: a purchase of named seats has the fingerprint it always had.
+        if wanted.hold:
             fingerprint["hold"] = True
+        if wanted.section_id is not None:
+            fingerprint["best_available"] = [wanted.section_id, wanted.count]
         outcome = self._idempotency.run_once(
             "book",
             per_user(wanted.user_id, key),
@@ -153,6 +160,11 @@ class BookingService:
             performance=performance,
             idempotency_key=key,
             expires_at=self.clock() + self._holds.hold_seconds if wanted.hold else None,
+            best_available=(
+                BestAvailable(_section(performance, wanted.section_id), wanted.count or 0)
+                if wanted.section_id is not None
+                else None
+            ),
         )
         try:
             booking = self._decide(request)
@@ -220,8 +232,8 @@ class BookingService:
         """The user's earlier booking with this key, as MySQL has it now; 422 if the key came with another
         request. One still PENDING is sent on again: its first send may never have left (the consumer,
         settling by compare-and-set, decides it once however many copies arrive)."""
-        asked = (request.performance_id, request.seat_ids, request.expires_at is not None)
-        if (first.performance_id, first.seat_ids, first.expires_at is not None) != asked:
+        asked = (request.performance_id, _what_was_asked(request), request.expires_at is not None)
+        if (first.performance_id, _what_was_asked(first), first.expires_at is not None) != asked:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request body", field="Idempotency-Key"
             )
@@ -391,6 +403,20 @@ def _check_booking_id(booking_id: str) -> None:
 def _check_owner(booking: Booking, user_id: str, action: str) -> None:
     if booking.user_id != user_id:
         raise Forbidden(f"only the user who made a booking may {action} it")
+
+
+def _section(performance: Performance, section_id: int) -> Section:
+    for section in performance.sections:
+        if section.section_id == section_id:
+            return section
+    raise NotFound(f"section {section_id} not found in this performance", field="section_id")
+
+
+def _what_was_asked(request: BookingRequest | Booking) -> object:
+    """Named seats, or (section, count) for the best available (whatever seats were chosen)."""
+    if isinstance(request, BookingRequest):
+        return request.best_available.as_pair if request.best_available else request.seat_ids
+    return request.wanted or request.seat_ids
 
 
 def _rfc(booking: Booking) -> str | None:

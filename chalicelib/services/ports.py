@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import (
+    BestAvailable,
     Booking,
     BookingRequest,
     BookingStatus,
@@ -20,6 +21,7 @@ from chalicelib.domain.models import (
     Performance,
     ReconcileEntry,
     SeatStatus,
+    Section,
 )
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome
 from chalicelib.domain.seat_map import ChangeLogRead
@@ -88,7 +90,23 @@ class BookingStore(Protocol):
         """`db_lock`: as insert_if_seats_free under the seat rows' locks; raises SeatsLocked, never waits."""
         ...
 
-    def settle(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> Settlement: ...
+    def insert_best_available(
+        self, booking: Booking, section: Section, count: int, idempotency_key: str | None = None
+    ) -> Booking | None:
+        """Choose `count` seats of `section` and store the booking with them, in one transaction -> the
+        booking stored, None if the section has not that many free. Raises SeatsLocked, never waits."""
+        ...
+
+    def settle(
+        self,
+        booking_id: str,
+        status: BookingStatus,
+        reason: str | None = None,
+        seat_ids: tuple[int, ...] | None = None,
+    ) -> Settlement:
+        """PENDING -> `status`; `seat_ids`: the seats chosen in line for a best available booking."""
+        ...
+
     def decide_in_line(self, booking_id: str) -> Settlement: ...
     def get(self, booking_id: str) -> Booking | None: ...
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]: ...
@@ -193,8 +211,9 @@ class SeatStore(SeatChanges, Protocol):
         still shows the first (compare-and-set); a holder is (booking id, status), None for a free seat."""
         ...
 
-    def reserve(self, record: BookingRecord) -> ReserveOutcome:
-        """`redis_async`'s take: every seat for this booking, with its record, or none (one atomic step)."""
+    def reserve(self, record: BookingRecord, best: BestAvailable | None = None) -> ReserveOutcome:
+        """`redis_async`'s take: every seat for this booking, with its record, or none (one atomic step);
+        for the best available, the seats chosen and taken in that step (ReserveOutcome.seat_ids)."""
         ...
 
     def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:

@@ -40,7 +40,10 @@ def pending_record(request: BookingRequest) -> BookingRecord:
 
 
 def refuse_seats_shown_taken(seats: SeatStore, seat_state: SeatStateService, request: BookingRequest) -> None:
-    """The in-line strategies' early answer: a seat the map already shows taken needs no place in line."""
+    """The in-line strategies' early answer: a seat the map already shows taken needs no place in line. (A
+    best available request names no seats: its turn decides.)"""
+    if not request.seat_ids:
+        return
     taken = seats.taken_among(request.performance_id, request.seat_ids)
     if taken is None and request.performance is not None:
         seat_state.publish(request.performance)  # the map was not loaded (e.g. Redis restarted)

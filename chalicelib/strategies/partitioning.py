@@ -11,6 +11,14 @@ from __future__ import annotations
 from chalicelib.domain.models import Performance
 
 
-def section_partition(performance: Performance | None, performance_id: int, seat_ids: tuple[int, ...]) -> str:
+def section_partition(
+    performance: Performance | None,
+    performance_id: int,
+    seat_ids: tuple[int, ...],
+    wanted: tuple[int, int] | None = None,
+) -> str:
+    """A best available request (`wanted`: section id, count) goes with the section it asks for."""
+    if wanted is not None and not seat_ids:
+        return f"performance-{performance_id}-section-{wanted[0]}"
     section = performance.section_of(min(seat_ids)) if performance else None
     return f"performance-{performance_id}-section-{section.section_id if section else 0}"

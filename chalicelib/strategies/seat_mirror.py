@@ -11,10 +11,10 @@ import logging
 
 import redis
 
-from chalicelib.domain.errors import SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import SeatsLocked, SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus
 from chalicelib.domain.seat_map import shown_booking
-from chalicelib.services.ports import SeatStore
+from chalicelib.services.ports import BookingStore, SeatStore
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,22 @@ def mirror(seats: SeatStore, booking: Booking) -> None:
             "booking %s is %s but the seat map missed it: %s", booking.booking_id, booking.status, exc
         )
         seats.note_missed(booking.performance_id)
+
+
+def choose_and_book(bookings: BookingStore, seats: SeatStore, request: BookingRequest) -> Booking:
+    """The synchronous strategies' best available: MySQL chooses the seats and stores the booking in one
+    transaction (BookingStore.insert_best_available), then the map shows them."""
+    best = request.best_available
+    assert best is not None
+    booking = Booking.from_request(request, request.accepted_status)
+    try:
+        stored = bookings.insert_best_available(booking, best.section, best.count, request.idempotency_key)
+    except SeatsLocked as exc:
+        raise SeatUnavailable(exc.seat_ids, "seat(s) are being booked by someone else right now") from exc
+    if stored is None:
+        raise SeatUnavailable([], f"section {best.section.section_id} has no {best.count} seats free")
+    mirror(seats, stored)
+    return stored
 
 
 def refuse_seats_shown_taken(seats: SeatStore, request: BookingRequest) -> None:

@@ -5,12 +5,14 @@ extend are the owner's; a confirm and an expiry that race have exactly one winne
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
 
+from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.errors import (
     ExtensionLimit,
     Forbidden,
@@ -21,7 +23,8 @@ from chalicelib.domain.errors import (
     SeatUnavailable,
     UserLimit,
 )
-from chalicelib.domain.models import Booking, BookingStatus, rfc3339
+from chalicelib.domain.models import BestAvailable, Booking, BookingStatus, rfc3339
+from chalicelib.domain.seat_holds import BookingRecord, ReserveResult
 
 pytestmark = pytest.mark.timeout(120)
 STRATEGIES = ["db_lock", "redis_lock", "redis_async", "fifo_partition", "stream_state"]
@@ -377,3 +380,118 @@ def test_one_users_parallel_requests_never_pass_the_limit(
     assert sorted(s for s, state in states.items() if state != "0") == sorted(
         s for b in held for s in b.seat_ids
     )
+
+
+# --- best available ---------------------------------------------------------------------------------------
+def best(services, pid: int, user: str, section_id: int, count: int, hold_it: bool = False):
+    body = {"user_id": user, "section_id": section_id, "count": count, "hold": hold_it}
+    try:
+        return services.booking_service.book(pid, body, None)
+    except SeatUnavailable as refused:
+        return refused
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_best_available_seats_are_side_by_side_and_strand_no_single_seat(
+    strategy, services, new_performance, drain, sql, clock
+) -> None:
+    performance = new_performance(strategy=strategy, rows=2, seats_per_row=6)
+    pid, section = performance["performance_id"], performance["sections"][0]
+    first = section["first_seat_id"]
+    row1, row2 = list(range(first, first + 6)), list(range(first + 6, first + 12))
+    buy(services, drain, pid, "early", [row1[0]])  # row 1: seat 1 taken, 2..6 free
+
+    two = best(services, pid, "ann", section["section_id"], 2, hold_it=True)
+    drain()
+    two = services.booking_service.get(two.booking_id)
+    assert two.seat_ids == (row1[1], row1[2]), "row 1, from the run's end: leaves 4-6 together"
+    assert two.status is BookingStatus.HELD
+
+    four = best(services, pid, "bob", section["section_id"], 4)
+    drain()
+    four = services.booking_service.get(four.booking_id)
+    assert four.seat_ids == tuple(row2[:4]), "row 1's three free seats are too few side by side"
+    assert four.status is BookingStatus.CONFIRMED
+
+    split = best(services, pid, "cy", section["section_id"], 4)  # 3 left in row 1, 2 in row 2
+    drain()
+    split = services.booking_service.get(split.booking_id)
+    assert split.seat_ids == (row1[3], row1[4], row1[5], row2[4]), "the fewest rows: three and one"
+
+    none = best(services, pid, "dee", section["section_id"], 2)  # one seat left
+    drain()
+    if isinstance(none, SeatUnavailable):
+        assert strategy not in ASYNCHRONOUS - {"redis_async"}
+    else:
+        refused = services.booking_service.get(none.booking_id)
+        assert refused.status is BookingStatus.REJECTED and refused.seat_ids == ()
+    holders = {s: b.booking_id for b in (two, four, split) for s in b.seat_ids}
+    early = sql("SELECT booking_id FROM bookings WHERE performance_id = %s AND user_id = 'early'", pid)[0][0]
+    audit(sql, services, pid, {**holders, row1[0]: early})
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_users_race_for_the_last_pair_side_by_side_and_exactly_one_gets_it(
+    strategy, services, new_performance, drain, sql, clock
+) -> None:
+    performance = new_performance(strategy=strategy, rows=1, seats_per_row=4)
+    pid, section = performance["performance_id"], performance["sections"][0]
+    first = section["first_seat_id"]
+    buy(services, drain, pid, "early", [first, first + 1])  # the last pair: seats 3-4
+    start = threading.Barrier(2)
+    answers: dict[str, object] = {}
+
+    def request(user: str) -> None:
+        start.wait()
+        answers[user] = best(services, pid, user, section["section_id"], 2)
+
+    threads = [threading.Thread(target=request, args=(user,)) for user in ("ann", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    drain()
+
+    winners = [
+        answer
+        for answer in answers.values()
+        if isinstance(answer, Booking) and bought(services.booking_service.get(answer.booking_id))
+    ]
+    assert len(winners) == 1, answers
+    assert services.booking_service.get(winners[0].booking_id).seat_ids == (first + 2, first + 3)
+    early = sql("SELECT booking_id FROM bookings WHERE performance_id = %s AND user_id = 'early'", pid)[0][0]
+    audit(
+        sql,
+        services,
+        pid,
+        {first: early, first + 1: early, first + 2: winners[0].booking_id, first + 3: winners[0].booking_id},
+    )
+
+
+def test_the_take_script_chooses_the_best_available_as_the_domain_does(services, new_performance) -> None:
+    """redis_async chooses in Lua (reserve_seats.lua), the others with domain/best_available.py: the same
+    seats for the same map, over random maps (lapsed holds counted free) and counts."""
+    rng = random.Random(17)
+    performance = new_performance(strategy="redis_async", rows=4, seats_per_row=7)
+    pid = performance["performance_id"]
+    section = services.catalogue.performance(pid).sections[0]
+    seats = list(range(section.first_seat_id, section.last_seat_id + 1))
+    services.seat_state.publish(services.catalogue.performance(pid))
+    for trial in range(60):
+        states = services.seat_store.seat_states(pid)
+        wanted = {seat: rng.choice(["0", "0", "0", "B:x", "H:y", "H:lapsed"]) for seat in seats}
+        services.seat_store.replace(pid, [(seat, states[seat], wanted[seat]) for seat in seats])
+        services.seat_store._client.hset(
+            services.seat_store.holds_key(pid), mapping={"lapsed": 1, "y": 10**15}
+        )
+        free = {seat for seat, state in wanted.items() if state in ("0", "H:lapsed")}
+        count = rng.randint(1, 4)
+        record = BookingRecord(f"T{trial}", pid, "u", (), "redis_async", BookingStatus.PENDING)
+        outcome = services.seat_store.reserve(record, BestAvailable(section, count))
+        expected = choose_seats(section, free, count)
+        if expected is None:
+            assert outcome.result is ReserveResult.UNAVAILABLE and outcome.seat_ids == ()
+        else:
+            assert outcome.result is ReserveResult.RESERVED and outcome.seat_ids == expected, (trial, count)
+            services.seat_store.release(record.booking_id, pid, outcome.seat_ids)
+        services.seat_store.delete_record(record.booking_id, pid)

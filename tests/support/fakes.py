@@ -118,7 +118,13 @@ class InMemoryBookings:
             raise SeatAlreadyBooked(f"Duplicate entry for key 'uq_one_active_booking_per_seat': {clash}")
 
     # settling ---------------------------------------------------------------------------------------------
-    def settle(self, booking_id: str, status: BookingStatus, reason: str | None = None) -> Settlement:
+    def settle(
+        self,
+        booking_id: str,
+        status: BookingStatus,
+        reason: str | None = None,
+        seat_ids: tuple[int, ...] | None = None,
+    ) -> Settlement:
         self.outage.check("settle")
         row = self._rows.get(booking_id)
         if row is None or row.booking.status is not BookingStatus.PENDING:

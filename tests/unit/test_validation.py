@@ -239,3 +239,29 @@ def test_the_seat_limit_is_the_deployments() -> None:
     )
     with pytest.raises(InvalidRequest, match="at most 2 seats per booking"):
         parse_booking_body({"user_id": "u", "seat_ids": [1, 2, 3]}, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "field"),
+    [
+        ({"user_id": "u", "seat_ids": [1], "section_id": 2, "count": 1}, "not both", "section_id"),
+        ({"user_id": "u", "section_id": 2}, "'count' is required with 'section_id'", "count"),
+        ({"user_id": "u", "count": 2}, "'section_id' is required with 'count'", "section_id"),
+        ({"user_id": "u", "section_id": 2, "count": 5}, "'count' must be an integer from 1 to 4", "count"),
+        (
+            {"user_id": "u", "section_id": 0, "count": 1},
+            "'section_id' must be a positive integer",
+            "section_id",
+        ),
+        ({"user_id": "u", "seat_ids": [1], "hold": "yes"}, "'hold' must be true or false", "hold"),
+    ],
+)
+def test_a_booking_names_its_seats_one_way_only(body: dict, message: str, field: str) -> None:
+    with pytest.raises(InvalidRequest, match=message) as refused:
+        parse_booking_body(body, 4)
+    assert refused.value.extra["field"] == field
+
+
+def test_the_best_available_is_a_section_and_a_count() -> None:
+    wanted = parse_booking_body({"user_id": "u", "section_id": 2, "count": 3, "hold": True}, 4)
+    assert wanted == BookingBody("u", (), True, 2, 3)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from chalicelib.domain.errors import SeatAlreadyBooked, SeatsLocked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest
 from chalicelib.services.ports import BookingStore, SeatStore
-from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
+from chalicelib.strategies.seat_mirror import choose_and_book, mirror, refuse_seats_shown_taken
 
 
 class DbLockStrategy:
@@ -26,6 +26,8 @@ class DbLockStrategy:
         self._seats = seat_store
 
     def book(self, request: BookingRequest) -> Booking:
+        if request.best_available is not None:
+            return choose_and_book(self._bookings, self._seats, request)
         refuse_seats_shown_taken(self._seats, request)
         booking = Booking.from_request(request, request.accepted_status)
         try:

@@ -56,13 +56,15 @@ class FifoPartitionStrategy(AsyncBookingFinisher):
     def resend(self, booking: Booking, performance: Performance) -> None:
         """Put a journaled PENDING booking in line again (a retry found it unsent; a second copy is decided
         once: the first to reach the consumer decides, the other finds it final)."""
-        self._queue.publish(self._message(BookingRequested.of(booking), performance))
+        self._queue.publish(self._message(BookingRequested.of(booking, performance), performance))
 
     @staticmethod
     def _message(request: BookingRequested, performance: Performance | None) -> dict:
         return {
             "body": request.to_json(),
-            "group_id": section_partition(performance, request.performance_id, request.seat_ids),
+            "group_id": section_partition(
+                performance, request.performance_id, request.seat_ids, request.wanted
+            ),
             "deduplication_id": request.booking_id,
         }
 

@@ -20,6 +20,7 @@ write (503 instead): docs/failure-handling.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from chalicelib.domain.errors import (
@@ -57,7 +58,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
 
     # request path ---------------------------------------------------------------------------------------
     def book(self, request: BookingRequest) -> Booking:
-        self._take(request)
+        request = self._take(request)
         self._journal(request)
         message = {"body": BookingRequested.of(request).to_json()}
         return send_or_fail(
@@ -69,18 +70,25 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         idempotent, so a second copy changes nothing)."""
         self._queue.publish({"body": BookingRequested.of(booking).to_json()})
 
-    def _take(self, request: BookingRequest) -> None:
+    def _take(self, request: BookingRequest) -> BookingRequest:
+        """The take (reserve_seats.lua) -> the request with its seats (the best available: chosen there)."""
         record = pending_record(request)
-        outcome = self._seats.reserve(record)
+        best = request.best_available
+        outcome = self._seats.reserve(record, best)
         if outcome.result is ReserveResult.NOT_LOADED and request.performance is not None:
             self._seat_state.publish(request.performance)
-            outcome = self._seats.reserve(record)
+            outcome = self._seats.reserve(record, best)
+        if outcome.result is ReserveResult.UNAVAILABLE and best is not None and not outcome.seat_ids:
+            raise SeatUnavailable([], f"section {best.section.section_id} has no {best.count} seats free")
         if outcome.result is ReserveResult.UNAVAILABLE:
             raise SeatUnavailable(list(outcome.seat_ids), holders=outcome.holders)
         if outcome.result is ReserveResult.UNKNOWN_SEATS:
             raise NotFound(f"seat(s) {list(outcome.seat_ids)} not found in this performance")
         if outcome.result is ReserveResult.NOT_LOADED:
             raise ServiceUnavailable("seat state is not available")
+        if best is not None and outcome.result is ReserveResult.RESERVED:
+            return dataclasses.replace(request, seat_ids=outcome.seat_ids)
+        return request
 
     def _journal(self, request: BookingRequest) -> None:
         """The hold in MySQL (PENDING, seats active): from its commit on, the seats are this booking's."""

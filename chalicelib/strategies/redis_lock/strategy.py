@@ -31,7 +31,7 @@ from redis.lock import Lock
 from chalicelib.domain.errors import CacheUnavailable, SeatAlreadyBooked, SeatUnavailable
 from chalicelib.domain.models import Booking, BookingRequest
 from chalicelib.services.ports import BookingStore, SeatStore
-from chalicelib.strategies.seat_mirror import mirror, refuse_seats_shown_taken
+from chalicelib.strategies.seat_mirror import choose_and_book, mirror, refuse_seats_shown_taken
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ class RedisLockStrategy:
         return f"{self._prefix}:{{p{performance_id}}}:lock:{seat_id}"
 
     def book(self, request: BookingRequest) -> Booking:
+        if request.best_available is not None:
+            # The seats are not known before MySQL chooses them, so there is nothing to lease: the choice and
+            # the write are one transaction, as db_lock's (the section's choosers take turns there).
+            return choose_and_book(self._bookings, self._seats, request)
         refuse_seats_shown_taken(self._seats, request)
         booking = Booking.from_request(request, request.accepted_status)
         with self._leases(request) as leases, LeaseWatchdog(leases, self.lease_seconds / 3) as watchdog:

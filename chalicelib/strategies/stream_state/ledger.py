@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.messages import (
     BookingRequested,
     LedgerEntry,
@@ -106,6 +108,23 @@ class SeatLedger:
             deadline = store.get(_deadline_key(holder))
             return deadline is None or int(deadline) > now * 1000
 
+        section = request.section
+        if section is not None and not request.seat_ids:  # the best available, chosen here, in line
+            free = [
+                s for s in range(section.first_seat_id, section.last_seat_id + 1) if not taken_by_another(s)
+            ]
+            chosen = choose_seats(section, free, request.best_available[1])  # type: ignore[index]
+            if chosen is None:
+                return LedgerEntry(
+                    booking_id=request.booking_id,
+                    performance_id=request.performance_id,
+                    user_id=request.user_id,
+                    seat_ids=(),
+                    outcome=LedgerOutcome.REJECTED,
+                    reason=f"no {request.best_available[1]} seats of section {section.section_id} were "  # type: ignore[index]
+                    "free at its turn",
+                )
+            request = dataclasses.replace(request, seat_ids=chosen)
         taken = [seat for seat in request.seat_ids if taken_by_another(seat)]
         outcome = LedgerOutcome.REJECTED if taken else LedgerOutcome.CONFIRMED
         return LedgerEntry(

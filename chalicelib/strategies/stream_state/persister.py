@@ -45,7 +45,9 @@ class DecisionPersister(AsyncBookingFinisher):
             )
             return self._finished(settled.booking, message)
         try:
-            settled = self._bookings.settle(entry.booking_id, BookingStatus.CONFIRMED)
+            settled = self._bookings.settle(
+                entry.booking_id, BookingStatus.CONFIRMED, seat_ids=entry.seat_ids
+            )
         except SeatAlreadyBooked as exc:
             return self._refused_by_guard(message, str(exc))
         except UserLimit:

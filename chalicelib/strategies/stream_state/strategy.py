@@ -45,8 +45,11 @@ class StreamStateStrategy:
     def book(self, request: BookingRequest) -> Booking:
         refuse_seats_shown_taken(self._seats, self._seat_state, request)
         journal_in_line(self._bookings, self._seats, request)
-        partition = section_partition(request.performance, request.performance_id, request.seat_ids)
-        data = BookingRequested.of(request).to_json()
+        message = BookingRequested.of(request)
+        partition = section_partition(
+            request.performance, request.performance_id, request.seat_ids, message.wanted
+        )
+        data = message.to_json()
         return send_or_fail(
             self._bookings,
             self._seats,
@@ -58,8 +61,8 @@ class StreamStateStrategy:
     def resend(self, booking: Booking, performance: Performance) -> None:
         """Put a journaled PENDING booking's request on the stream again (a retry found it unsent; the ledger
         decides a booking once and re-emits that decision for a second copy)."""
-        partition = section_partition(performance, booking.performance_id, booking.seat_ids)
-        self._requests.put(BookingRequested.of(booking).to_json(), partition)
+        partition = section_partition(performance, booking.performance_id, booking.seat_ids, booking.wanted)
+        self._requests.put(BookingRequested.of(booking, performance).to_json(), partition)
 
     def release(self, booking: Booking) -> None:
         """Make the map say what MySQL says of the booking; one that holds nothing any more (cancelled,
