@@ -40,7 +40,7 @@ const STRATEGY_NOTES = {
 };
 const REASONS = { 200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
   404: "Not Found", 409: "Conflict", 422: "Unprocessable Content", 503: "Service Unavailable" };
-const FINAL = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED"]);
+const FINAL = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED", "EXPIRED"]);
 const SECTION_HEADER = 20;
 const SECTION_GAP = 18;
 
@@ -53,6 +53,7 @@ const ui = {
   booked: $("count-booked"), pending: $("count-pending"), available: $("count-available"), total: $("count-total"),
   form: $("book-form"), user: $("user-id"), seatIds: $("seat-ids"), book: $("book"), clear: $("clear"),
   result: $("result"), bookings: $("bookings"), noBookings: $("no-bookings"),
+  hold: $("hold"), bestSection: $("best-section"), bestCount: $("best-count"), bookBest: $("book-best"),
 };
 const ctx = ui.canvas.getContext("2d");
 
@@ -431,9 +432,11 @@ function buildShape(body) {
     const item = document.createElement("li");
     item.append(Object.assign(document.createElement("strong"), { textContent: section.name }), text);
     map.sections.push({ name: section.name, price: section.price, rows, cols, start, count: k - start, grid,
-      available, text, item });
+      available, text, item, sectionId: section.section_id });
   });
   ui.sections.replaceChildren(...map.sections.map((section) => section.item));
+  ui.bestSection.replaceChildren(...map.sections.map((section) =>
+    Object.assign(document.createElement("option"), { value: section.sectionId, textContent: section.name })));
   ui.title.textContent = `Performance ${body.performance_id}`;
   ui.strategy.replaceChildren("Strategy: ", Object.assign(document.createElement("strong"),
     { textContent: body.strategy }), ` — ${STRATEGY_NOTES[body.strategy] || ""}`);
@@ -817,18 +820,37 @@ ui.form.addEventListener("submit", async (event) => {
     return showResult("error", "", "Enter your user id.");
   }
   if (!seatIds.length) return showResult("error", "", "Choose at least one seat on the map.");
+  await submitBooking(userId, { seat_ids: seatIds }, `seat ${seatIds.join(", ")}`, seatIds);
+});
+
+// The best available: the service chooses the seats (side by side when a row has them).
+ui.bookBest.addEventListener("click", async () => {
+  if (bookingInFlight) return;
+  const userId = ui.user.value.trim();
+  if (map.performanceId === null) return showResult("error", "", "Choose a performance first.");
+  if (!userId) {
+    ui.user.focus();
+    return showResult("error", "", "Enter your user id.");
+  }
+  const count = Number(ui.bestCount.value);
+  const sectionId = Number(ui.bestSection.value);
+  const name = ui.bestSection.selectedOptions[0]?.textContent || sectionId;
+  await submitBooking(userId, { section_id: sectionId, count }, `the best ${count} in ${name}`, []);
+});
+
+async function submitBooking(userId, wanted, what, seatIds) {
   const performanceId = map.performanceId;
-  const body = JSON.stringify({ user_id: userId, seat_ids: seatIds });
+  const body = JSON.stringify({ user_id: userId, ...wanted, hold: ui.hold.checked });
   // One key per attempt: pressing Book again after a lost answer repeats the same attempt (same key, same
   // body), which the API answers as it answered the first time instead of booking twice.
   if (!attempt || attempt.body !== body || attempt.performanceId !== performanceId) {
     attempt = { key: newKey(), body, performanceId };
   }
   bookingInFlight = true;
-  ui.book.disabled = true;
+  ui.book.disabled = ui.bookBest.disabled = true;
   ui.book.setAttribute("aria-busy", "true");
   remember(userId);
-  showResult("", "", `Booking seat ${seatIds.join(", ")}…`);
+  showResult("", "", `Booking ${what}…`);
   try {
     const response = await fetch(api(`performances/${performanceId}/bookings`), {
       method: "POST",
@@ -843,11 +865,11 @@ ui.form.addEventListener("submit", async (event) => {
       "with the same Idempotency-Key, so it cannot book twice.");
   } finally {
     bookingInFlight = false;
-    ui.book.disabled = false;
+    ui.book.disabled = ui.bookBest.disabled = false;
     ui.book.removeAttribute("aria-busy");
     pollNow();
   }
-});
+}
 
 function handleBookingAnswer(response, answer, seatIds) {
   const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
@@ -897,8 +919,8 @@ async function follow(booking, item) {
   updateBooking(item, current);
   if (current.status === "PENDING") {
     showResult("error", "", `Booking ${current.booking_id} is still PENDING; it will reach a final status.`);
-  } else if (current.status === "CONFIRMED") {
-    showResult("ok", "", `Booking ${current.booking_id}: PENDING → CONFIRMED.`);
+  } else if (current.status === "CONFIRMED" || current.status === "HELD") {
+    showResult("ok", "", `Booking ${current.booking_id}: PENDING → ${current.status}.`);
   } else {
     const reason = current.reason ? ` (${current.reason})` : "";
     showResult("error", "", `Booking ${current.booking_id}: PENDING → ${current.status}${reason}.`);
@@ -919,10 +941,12 @@ function updateBooking(item, booking) {
   const status = Object.assign(document.createElement("span"),
     { className: `status ${booking.status}`, textContent: booking.status });
   const text = document.createElement("span");
-  text.textContent = `Seat ${booking.seat_ids.join(", ")} · performance ${booking.performance_id} · ` +
-    `${booking.user_id}`;
+  const seats = booking.seat_ids.length ? `Seat ${booking.seat_ids.join(", ")}` : "Seats to be chosen";
+  text.textContent = `${seats} · performance ${booking.performance_id} · ${booking.user_id}`;
   const parts = [status, text];
-  if (booking.status === "PENDING" || booking.status === "CONFIRMED") {
+  item.dataset.status = booking.status;
+  if (booking.status === "HELD") parts.push(...holdControls(booking, item));
+  if (["PENDING", "CONFIRMED", "HELD"].includes(booking.status)) {
     const cancel = Object.assign(document.createElement("button"),
       { type: "button", className: "secondary", textContent: "Cancel" });
     cancel.setAttribute("aria-label", `Cancel booking of seat ${booking.seat_ids.join(", ")}`);
@@ -930,6 +954,61 @@ function updateBooking(item, booking) {
     parts.push(cancel);
   }
   item.replaceChildren(...parts);
+}
+
+// --- holds: a countdown to expires_at, Confirm (pay) and Extend ------------------------------------------------
+function holdControls(booking, item) {
+  const countdown = Object.assign(document.createElement("span"), { className: "countdown" });
+  countdown.setAttribute("aria-label", "time left on the hold");
+  let timer = 0;
+  const tick = () => {
+    if (timer && !countdown.isConnected) return clearInterval(timer); // the booking was redrawn
+    const left = Math.max(0, Math.round((Date.parse(booking.expires_at) - Date.now()) / 1000));
+    countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+    if (left === 0) {
+      clearInterval(timer);
+      updateBooking(item, { ...booking, status: "EXPIRED", reason: "the hold expired" });
+      pollNow();
+    }
+  };
+  tick();
+  timer = setInterval(tick, 1000);
+  const confirm = Object.assign(document.createElement("button"), { type: "button", className: "confirm",
+    textContent: "Confirm" });
+  confirm.setAttribute("aria-label", `Confirm (pay for) the hold of seat ${booking.seat_ids.join(", ")}`);
+  confirm.addEventListener("click", () => holdAction(booking, item, confirm, "confirm",
+    { payment_reference: `page-${newKey()}` }));
+  const extend = Object.assign(document.createElement("button"), { type: "button", className: "secondary extend",
+    textContent: "Extend" });
+  extend.setAttribute("aria-label", `Extend the hold of seat ${booking.seat_ids.join(", ")}`);
+  extend.addEventListener("click", () => holdAction(booking, item, extend, "extend", null));
+  return [countdown, confirm, extend];
+}
+
+async function holdAction(booking, item, button, action, body) {
+  button.disabled = true;
+  try {
+    const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}/${action}`), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-User-Id": booking.user_id },
+      body: JSON.stringify(body || {}),
+    });
+    const answer = await readJson(response);
+    const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
+    if (response.ok) {
+      updateBooking(item, answer);
+      const done = action === "confirm" ? "confirmed" : `extended to ${answer.expires_at}`;
+      showResult("ok", code, `Booking ${answer.booking_id} ${done}.`);
+    } else {
+      button.disabled = false;
+      if (answer?.error?.code === "HOLD_EXPIRED") updateBooking(item, { ...booking, status: "EXPIRED" });
+      showResult("error", code, errorMessage(answer, response));
+    }
+  } catch (error) {
+    button.disabled = false;
+    showResult("error", "", `No answer (${error.message}); try again.`);
+  }
+  pollNow();
 }
 
 async function cancelBooking(booking, item, button) {

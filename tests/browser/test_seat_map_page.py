@@ -535,3 +535,48 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
     assert cost["changing"]["requests_per_s"] <= 1.5
     assert cost["changing"]["bytes_per_s"] <= 5_000, cost
     assert seen["maps"] == 1 and seen["fullAnswers"] == 0, seen
+
+
+@pytest.mark.parametrize("strategy", ["db_lock", "redis_async"])
+def test_hold_the_best_available_watch_the_countdown_extend_and_confirm(
+    page: Page, http: httpx.Client, strategy: str
+) -> None:
+    """The best available pair of a section, held: the page shows the hold's countdown with Confirm and
+    Extend; Extend moves the deadline on, Confirm pays (a reference the page makes) and the seats turn
+    booked. A second hold of the same user in the same tab is cancelled by its owner."""
+    event = create_event(http, strategy=strategy, rows=2, seats_per_row=6)
+    performance = open_performance(page, event)
+    first = seat_ids(performance)[0]
+    page.fill("#user-id", "hana")
+    page.check("#hold")
+    page.select_option("#best-section", str(performance["sections"][0]["section_id"]))
+    page.fill("#best-count", "2")
+    page.click("#book-best")
+    expect(page.locator("#result")).to_contain_text("HELD")
+    held = page.locator("#bookings li").first
+    expect(held).to_contain_text(f"Seat {first}, {first + 1}")
+    expect(held.locator(".countdown")).to_have_text(re.compile(r"^(9:5\d|10:00) left$"))
+    wait_for_colour(page, first, "pending")
+    wait_for_colour(page, first + 1, "pending")
+    before = held.locator(".countdown").text_content()
+
+    held.get_by_role("button", name=re.compile("^Extend the hold")).click()
+    expect(page.locator("#result")).to_contain_text("extended to")
+    expect(held.locator(".countdown")).to_have_text(re.compile(r"^(9:5\d|10:00) left$"))
+    assert before is not None
+
+    held.get_by_role("button", name=re.compile("^Confirm")).click()
+    expect(page.locator("#result")).to_contain_text("200 OK")
+    expect(held.locator(".status")).to_have_text("CONFIRMED")
+    expect(held.locator(".countdown")).to_have_count(0)
+    wait_for_colour(page, first, "booked")
+    wait_for_colour(page, first + 1, "booked")
+
+    page.click("#book-best")  # the next best pair: side by side, next to the first
+    expect(page.locator("#bookings li")).to_have_count(2)
+    second = page.locator("#bookings li").first
+    expect(second).to_contain_text(f"Seat {first + 2}, {first + 3}")
+    expect(second.locator(".status")).to_have_text("HELD")
+    second.get_by_role("button", name=re.compile("^Cancel booking")).click()
+    expect(second.locator(".status")).to_have_text("CANCELLED")
+    wait_for_colour(page, first + 2, "available")

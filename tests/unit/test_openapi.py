@@ -70,7 +70,7 @@ def test_every_domain_error_code_is_documented() -> None:
             "get",
             200,
             {**BOOKING, "status": "FAILED", "reason": "queue down"},
-            {**BOOKING, "seat_ids": []},
+            {**BOOKING, "seat_ids": [0]},
         ),
         (
             "/events",
