@@ -32,6 +32,7 @@ from chalicelib.domain.errors import (
     ServiceUnavailable,
     UserLimit,
 )
+from chalicelib.domain.holds import HoldChange, HoldOutcome, confirm_outcome, extend_outcome, settled_as
 from chalicelib.domain.models import (
     HOLD_EXPIRED_REASON,
     Booking,
@@ -431,27 +432,6 @@ class _Write:
     allowances_locked: set[tuple[int, str]] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class HoldChange:
-    """A hold after a confirm or an extension: `outcome` says what happened (HOLD_* below); `booking` is the
-    booking as it is now (None: no booking of that id); `expired` is True when this call wrote EXPIRED."""
-
-    outcome: str
-    booking: Booking | None
-    expired: bool = False
-
-
-HOLD_CHANGED = "changed"  # confirmed, or extended
-HOLD_UNCHANGED = "unchanged"  # confirmed already with the same payment reference: the same answer again
-HOLD_LAPSED = "lapsed"  # its time ran out (now EXPIRED)
-HOLD_AT_LIMIT = "at_limit"  # extended as often as allowed
-HOLD_NOT_HELD = "not_held"  # not a HELD booking
-
-
-def _not_held(booking: Booking) -> str:
-    return HOLD_LAPSED if booking.status is BookingStatus.EXPIRED else HOLD_NOT_HELD
-
-
 def _utc(epoch_seconds: float | None) -> datetime | None:
     """Epoch seconds -> the naive UTC DATETIME(6) that MySQL stores."""
     return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC).replace(tzinfo=None)
@@ -640,7 +620,7 @@ class BookingRepository:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None or booking.status is not BookingStatus.PENDING:
                 return Settlement(booking, changed=False)
-            status, reason = _accepted_as(booking, status, reason, w.now)
+            status, reason = settled_as(booking, status, reason, w.now)
             if seat_ids and booking.wanted is not None and not booking.seat_ids:
                 booking = booking.with_seats(seat_ids)
                 cursor.execute(
@@ -677,7 +657,7 @@ class BookingRepository:
                     status = BookingStatus.REJECTED
                     reason: str | None = f"seat(s) {taken} were taken earlier in line"
                 else:
-                    status, reason = _accepted_as(booking, BookingStatus.CONFIRMED, None, w.now)
+                    status, reason = settled_as(booking, BookingStatus.CONFIRMED, None, w.now)
                 _set_status(cursor, booking, status, reason, w)
                 settled = Settlement(_read_booking(cursor, booking_id), changed=True)
             self._announce(w.expired)
@@ -713,25 +693,23 @@ class BookingRepository:
     def confirm_hold(self, booking_id: str, payment_reference: str) -> HoldChange:
         """HELD -> CONFIRMED with the payment reference, if its time has not run out (compare-and-set under
         the row's lock: of a confirm and an expiry that race, exactly one wins). A booking CONFIRMED with
-        this same reference answers the same again."""
+        this same reference answers the same again (domain/holds.py)."""
         now = self.clock()
         with self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None:
-                return HoldChange(HOLD_NOT_HELD, None)
-            if booking.lapsed(now):
+                return HoldChange(HoldOutcome.NOT_HELD, None)
+            outcome = confirm_outcome(booking, now, payment_reference)
+            if outcome is HoldOutcome.LAPSED and booking.lapsed(now):
                 return self._expire_locked(cursor, booking, now)
-            if booking.status is BookingStatus.CONFIRMED and booking.expires_at is not None:
-                same = booking.payment_reference == payment_reference
-                return HoldChange(HOLD_UNCHANGED if same else HOLD_NOT_HELD, booking)
-            if booking.status is not BookingStatus.HELD:
-                return HoldChange(_not_held(booking), booking)
+            if outcome is not HoldOutcome.CHANGED:
+                return HoldChange(outcome, booking)
             cursor.execute(
                 "UPDATE bookings SET status = 'CONFIRMED', reason = NULL, payment_reference = %s"
                 " WHERE booking_id = %s",
                 (payment_reference, booking_id),
             )
-            return HoldChange(HOLD_CHANGED, _read_booking(cursor, booking_id))
+            return HoldChange(HoldOutcome.CHANGED, _read_booking(cursor, booking_id))
 
     def extend_hold(self, booking_id: str, hold_seconds: float, max_extensions: int) -> HoldChange:
         """A HELD booking's `expires_at` -> now + `hold_seconds`, at most `max_extensions` times, if its time
@@ -740,18 +718,17 @@ class BookingRepository:
         with self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None:
-                return HoldChange(HOLD_NOT_HELD, None)
-            if booking.lapsed(now):
+                return HoldChange(HoldOutcome.NOT_HELD, None)
+            outcome = extend_outcome(booking, now, max_extensions)
+            if outcome is HoldOutcome.LAPSED and booking.lapsed(now):
                 return self._expire_locked(cursor, booking, now)
-            if booking.status is not BookingStatus.HELD:
-                return HoldChange(_not_held(booking), booking)
-            if booking.extensions >= max_extensions:
-                return HoldChange(HOLD_AT_LIMIT, booking)
+            if outcome is not HoldOutcome.CHANGED:
+                return HoldChange(outcome, booking)
             cursor.execute(
                 "UPDATE bookings SET expires_at = %s, extensions = extensions + 1 WHERE booking_id = %s",
                 (_utc(now + hold_seconds), booking_id),
             )
-            return HoldChange(HOLD_CHANGED, _read_booking(cursor, booking_id))
+            return HoldChange(HoldOutcome.CHANGED, _read_booking(cursor, booking_id))
 
     def expire(self, booking_id: str) -> Settlement:
         """A lapsed hold -> EXPIRED, its seats released (the sweeper); anything else is left as it is."""
@@ -776,7 +753,7 @@ class BookingRepository:
     @staticmethod
     def _expire_locked(cursor: Cursor, booking: Booking, now: float) -> HoldChange:
         _set_status(cursor, booking, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON, _Write(now))
-        return HoldChange(HOLD_LAPSED, _read_booking(cursor, booking.booking_id), expired=True)
+        return HoldChange(HoldOutcome.LAPSED, _read_booking(cursor, booking.booking_id), expired=True)
 
     # reads --------------------------------------------------------------------------------------------------
     def get(self, booking_id: str) -> Booking | None:
@@ -960,18 +937,6 @@ def _check_allowance(cursor: Cursor, booking: Booking, w: _Write) -> None:
     held = int(cursor.fetchone()[0])
     if held + len(booking.seat_ids) > w.max_seats_per_user:
         raise UserLimit(max(0, w.max_seats_per_user - held), w.max_seats_per_user)
-
-
-def _accepted_as(
-    booking: Booking, status: BookingStatus, reason: str | None, now: float
-) -> tuple[BookingStatus, str | None]:
-    """What settling a PENDING booking to `status` makes of it: a hold is HELD rather than CONFIRMED, and
-    EXPIRED rather than taking anything once its time has run out."""
-    if booking.expires_at is None or not status.holds_seats:
-        return status, reason
-    if booking.expires_at <= now:
-        return BookingStatus.EXPIRED, HOLD_EXPIRED_REASON
-    return BookingStatus.HELD, reason
 
 
 def _set_status(

@@ -26,6 +26,7 @@ from chalicelib.domain.errors import (
     SeatUnavailable,
     ServiceUnavailable,
 )
+from chalicelib.domain.holds import HoldChange, HoldOutcome
 from chalicelib.domain.messages import MAX_BOOKING_ID_LENGTH
 from chalicelib.domain.models import (
     BestAvailable,
@@ -47,15 +48,12 @@ from chalicelib.services.metrics import BookingMetric, Metrics
 from chalicelib.services.ports import (
     BookingStore,
     BookingStrategy,
-    HoldChange,
     IdempotentRunner,
     RememberedBookings,
 )
 from chalicelib.services.recently_taken import RecentlyTaken
 
 SEAT_UNAVAILABLE = "seat_unavailable"
-# adapters/mysql.py's HoldChange outcomes
-HOLD_CHANGED, HOLD_UNCHANGED, HOLD_LAPSED, HOLD_AT_LIMIT = "changed", "unchanged", "lapsed", "at_limit"
 
 
 @dataclass(frozen=True)
@@ -321,12 +319,12 @@ class BookingService:
         self._owned(booking_id, user_id, "confirm")
         change = self._bookings.confirm_hold(booking_id, payment_reference)
         booking = self._after_hold_change(change, booking_id)
-        if change.outcome not in (HOLD_CHANGED, HOLD_UNCHANGED):
+        if change.outcome not in (HoldOutcome.CHANGED, HoldOutcome.UNCHANGED):
             raise NotConfirmable(
                 f"booking {booking_id} is {booking.status.value} and cannot be confirmed",
                 status=booking.status.value,
             )
-        if change.outcome == HOLD_CHANGED:
+        if change.outcome == HoldOutcome.CHANGED:
             self._strategy(booking.strategy).release(booking)  # mirrors it: its seats booked in Redis
             self._metrics.count(BookingMetric.CONFIRMED, booking.strategy)
         return booking
@@ -336,12 +334,12 @@ class BookingService:
         self._owned(booking_id, user_id, "extend")
         change = self._bookings.extend_hold(booking_id, self._holds.hold_seconds, self._holds.max_extensions)
         booking = self._after_hold_change(change, booking_id)
-        if change.outcome == HOLD_AT_LIMIT:
+        if change.outcome == HoldOutcome.AT_LIMIT:
             raise ExtensionLimit(
                 f"booking {booking_id} was extended {booking.extensions} times, the most allowed",
                 max_extensions=self._holds.max_extensions,
             )
-        if change.outcome != HOLD_CHANGED:
+        if change.outcome != HoldOutcome.CHANGED:
             raise NotExtendable(
                 f"booking {booking_id} is {booking.status.value} and cannot be extended",
                 status=booking.status.value,
@@ -367,7 +365,7 @@ class BookingService:
             raise NotFound(f"booking {booking_id} not found")
         if change.expired:
             self.expired(booking)
-        if change.outcome == HOLD_LAPSED:
+        if change.outcome == HoldOutcome.LAPSED:
             raise HoldExpired(
                 f"the hold of booking {booking_id} expired at {_rfc(booking)}", expires_at=_rfc(booking)
             )

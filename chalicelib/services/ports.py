@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from chalicelib.domain.holds import HoldChange
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import (
     BestAvailable,
@@ -67,12 +68,6 @@ class FillLock(Protocol):
 class Settlement(Protocol):
     booking: Booking | None  # None: MySQL has no booking of that id
     changed: bool  # False: it was final already (settled by someone else first)
-
-
-class HoldChange(Protocol):
-    outcome: str  # adapters/mysql.py HOLD_*: changed, unchanged, lapsed, at_limit, not_held
-    booking: Booking | None  # as it is now; None: MySQL has no booking of that id
-    expired: bool  # this call wrote EXPIRED (its seats are to be given back elsewhere too)
 
 
 class BookingStore(Protocol):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
-from tests.support.booking_store_contract import BookingStoreContract
+from chalicelib.domain.models import Section
+from tests.support.booking_store_contract import BookingStoreContract, HoldsContract
 
 
-class TestMariaDbBookings(BookingStoreContract):
+class TestMariaDbBookings(BookingStoreContract, HoldsContract):
     @pytest.fixture()
     def store(self, services) -> ReconcileRepository:
         return ReconcileRepository(services.db)
@@ -19,3 +20,7 @@ class TestMariaDbBookings(BookingStoreContract):
         performance = new_performance(rows=1, seats_per_row=4)
         first = performance["sections"][0]["first_seat_id"]
         return performance["performance_id"], tuple(range(first, first + 4))
+
+    @pytest.fixture()
+    def section(self, services, seats) -> Section:
+        return services.catalogue.performance(seats[0]).sections[0]

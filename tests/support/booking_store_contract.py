@@ -4,20 +4,23 @@ tests/integration/test_booking_store_contract.py, so the fake the unit tests lea
 really does.
 
 A subclass provides two fixtures: `store` (a BookingStore that is also a ReconcileStore) and `seats` (a
-performance id and four seat ids of it that exist and that no booking holds).
+performance id and four seat ids of it that exist and that no booking holds); HoldsContract's a third.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
 from chalicelib.domain.booking_ids import mint
-from chalicelib.domain.errors import BookingExists, IdempotencyKeyTaken, SeatAlreadyBooked
+from chalicelib.domain.errors import BookingExists, IdempotencyKeyTaken, SeatAlreadyBooked, UserLimit
+from chalicelib.domain.holds import HoldOutcome
 from chalicelib.domain.models import Booking, BookingStatus, ReconcileEntry
 
 PENDING, CONFIRMED, FAILED = BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.FAILED
+HELD = BookingStatus.HELD
 
 
 def booking(seats, *indexes: int, user: str = "ann", status: BookingStatus = PENDING) -> Booking:
@@ -129,3 +132,113 @@ class BookingStoreContract:
         assert store.pending_accepted_before(time.time() - 60, held.performance_id) == []
         assert store.statuses([held.booking_id, mint(held.performance_id)]) == {held.booking_id: PENDING}
         assert held.performance_id in store.recently_active_performances(60)
+
+
+class HandClock:
+    def __init__(self) -> None:
+        self.now = 2_000_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hold(seats, *indexes: int, until: float, user: str = "ann", status: BookingStatus = HELD) -> Booking:
+    return dataclasses.replace(booking(seats, *indexes, user=user, status=status), expires_at=until)
+
+
+class HoldsContract:
+    """Holds, the limit per person and the best available (docs/api.md): what both stores must do. A subclass
+    also provides `section`: the one-row section of the four seats."""
+
+    @pytest.fixture()
+    def clock(self, store) -> HandClock:
+        store.clock = clock = HandClock()
+        return clock
+
+    def test_a_hold_holds_its_seats_until_its_deadline_then_gives_way_at_once(
+        self, store, seats, clock
+    ) -> None:
+        expired: list[Booking] = []
+        store.on_expired = expired.append
+        held = hold(seats, 0, 1, until=clock.now + 10)
+        store.insert(held)
+        with pytest.raises(SeatAlreadyBooked):
+            store.insert(booking(seats, 1, user="bob", status=CONFIRMED))
+        clock.now += 10  # the deadline itself
+        newcomer = booking(seats, 1, user="bob", status=CONFIRMED)
+        store.insert(newcomer)  # no sweep in between
+        assert store.get(held.booking_id).status is BookingStatus.EXPIRED
+        assert [b.booking_id for b in expired] == [held.booking_id]
+        assert store.holders_of(seats[1]) == {seats[1][1]: (newcomer.booking_id, CONFIRMED)}
+        assert store.lapsed_holds() == []
+
+    def test_a_confirm_and_an_extension_change_a_live_hold_only(self, store, seats, clock) -> None:
+        held = hold(seats, 0, until=clock.now + 10)
+        store.insert(held)
+        extended = store.extend_hold(held.booking_id, 100, max_extensions=1)
+        assert extended.outcome is HoldOutcome.CHANGED and extended.booking.extensions == 1
+        assert extended.booking.expires_at == pytest.approx(clock.now + 100)
+        assert store.extend_hold(held.booking_id, 100, max_extensions=1).outcome is HoldOutcome.AT_LIMIT
+        confirmed = store.confirm_hold(held.booking_id, "pay-1")
+        assert confirmed.outcome is HoldOutcome.CHANGED
+        assert (confirmed.booking.status, confirmed.booking.payment_reference) == (CONFIRMED, "pay-1")
+        assert store.confirm_hold(held.booking_id, "pay-1").outcome is HoldOutcome.UNCHANGED
+        assert store.confirm_hold(held.booking_id, "pay-2").outcome is HoldOutcome.NOT_HELD
+        assert store.extend_hold(held.booking_id, 100, max_extensions=5).outcome is HoldOutcome.NOT_HELD
+
+        late = hold(seats, 1, until=clock.now + 10, user="bob")
+        store.insert(late)
+        clock.now += 10
+        lapsed = store.confirm_hold(late.booking_id, "pay-3")
+        assert (lapsed.outcome, lapsed.expired, lapsed.booking.status) == (
+            HoldOutcome.LAPSED,
+            True,
+            BookingStatus.EXPIRED,
+        )
+        again = store.extend_hold(late.booking_id, 100, max_extensions=5)
+        assert (again.outcome, again.expired) == (HoldOutcome.LAPSED, False), "expired once, by the first"
+        assert store.holders_of(late.seat_ids) == {}
+        assert store.confirm_hold("0" * 26, "pay").booking is None
+
+    def test_the_sweeper_expires_each_lapsed_hold_once(self, store, seats, clock) -> None:
+        first = hold(seats, 0, until=clock.now + 5)
+        second = hold(seats, 1, until=clock.now + 10, status=PENDING)  # a journaled hold not yet settled
+        store.insert(first)
+        store.insert(second)
+        assert store.lapsed_holds() == []
+        clock.now += 10
+        assert [b.booking_id for b in store.lapsed_holds()] == [first.booking_id, second.booking_id]
+        assert store.expire(first.booking_id).changed
+        assert not store.expire(first.booking_id).changed
+        assert store.get(first.booking_id).status is BookingStatus.EXPIRED
+        assert [b.booking_id for b in store.lapsed_holds()] == [second.booking_id]
+
+    def test_settling_a_hold_makes_it_held_or_expired_if_late(self, store, seats, clock) -> None:
+        on_time = hold(seats, 0, until=clock.now + 10, status=PENDING)
+        late = hold(seats, 1, until=clock.now + 5, status=PENDING)
+        store.insert(on_time)
+        store.insert(late)
+        clock.now += 5
+        assert store.settle(on_time.booking_id, CONFIRMED).booking.status is BookingStatus.HELD
+        assert store.settle(late.booking_id, CONFIRMED).booking.status is BookingStatus.EXPIRED
+        assert set(store.holders_of(seats[1])) == {seats[1][0]}
+        assert store.cancel(on_time.booking_id)[1].status is BookingStatus.CANCELLED
+
+    def test_a_user_holds_at_most_the_limit(self, store, seats, clock) -> None:
+        store.max_seats_per_user = 3
+        store.insert(booking(seats, 0, 1, status=CONFIRMED))
+        store.insert(hold(seats, 2, until=clock.now + 5))
+        with pytest.raises(UserLimit) as refused:
+            store.insert(booking(seats, 3, status=CONFIRMED))
+        assert refused.value.remaining == 0
+        store.insert(booking(seats, 3, user="bob", status=CONFIRMED))  # another user is not limited
+        clock.now += 5  # ann's hold lapses: it counts no more, and its seat is free
+        store.insert(booking(seats, 2, status=CONFIRMED))
+
+    def test_the_best_available_is_chosen_and_stored_in_one_step(self, store, seats, section, clock) -> None:
+        first = store.insert_best_available(booking(seats, status=CONFIRMED), section, 2)
+        assert first is not None and first.seat_ids == seats[1][:2]
+        assert store.get(first.booking_id).seat_ids == seats[1][:2]
+        second = store.insert_best_available(booking(seats, user="bob", status=CONFIRMED), section, 2)
+        assert second is not None and second.seat_ids == seats[1][2:]
+        assert store.insert_best_available(booking(seats, user="cy", status=CONFIRMED), section, 1) is None

@@ -17,14 +17,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from chalicelib.adapters.mysql import Settlement
+from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.errors import (
     BookingExists,
     IdempotencyKeyTaken,
     SeatAlreadyBooked,
     SeatsLocked,
     ServiceUnavailable,
+    UserLimit,
 )
+from chalicelib.domain.holds import HoldChange, HoldOutcome, confirm_outcome, extend_outcome, settled_as
 from chalicelib.domain.models import (
+    HOLD_EXPIRED_REASON,
     Booking,
     BookingStatus,
     Event,
@@ -67,9 +71,13 @@ class _Row:
 class InMemoryBookings:
     """The BookingStore and ReconcileStore ports in memory, with MySQL's contract (adapters/mysql.py)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, max_seats_per_user: int | None = None) -> None:
         self._rows: dict[str, _Row] = {}
-        self._clock = clock
+        self.clock = clock
+        self.max_seats_per_user = max_seats_per_user
+        self.on_expired: Callable[[Booking], object] = lambda booking: None
+        # section id -> its section, for a best available booking decided in line (MySQL reads its table).
+        self.sections: dict[int, Section] = {}
         self.reconcile_log: dict[str, ReconcileEntry] = {}  # dedup key -> entry (INSERT IGNORE)
         self.outage = Outage("database")
         # Seats another transaction holds the row locks of right now (db_lock's NOWAIT refuses them).
@@ -79,6 +87,19 @@ class InMemoryBookings:
     def insert(self, booking: Booking, idempotency_key: str | None = None) -> None:
         self.outage.check("insert")
         self._insert(booking, idempotency_key, seats_active=booking.status.holds_seats)
+
+    def insert_best_available(
+        self, booking: Booking, section: Section, count: int, idempotency_key: str | None = None
+    ) -> Booking | None:
+        self.outage.check("insert_best_available")
+        seats = choose_seats(section, self._free_seats(section), count)
+        if seats is None:
+            return None
+        chosen = booking.with_seats(seats)
+        if self.row_locked_seats.intersection(chosen.seat_ids):
+            raise SeatsLocked(list(chosen.seat_ids))
+        self._insert(chosen, idempotency_key, seats_active=chosen.status.holds_seats)
+        return chosen
 
     def insert_in_line(self, booking: Booking, idempotency_key: str | None = None) -> None:
         self.outage.check("insert_in_line")
@@ -108,11 +129,27 @@ class InMemoryBookings:
                     raise IdempotencyKeyTaken(row.booking.booking_id)
         if seats_active:
             self._guard(booking)
-        now = self._clock()
+            self._check_allowance(booking)
+        now = self.clock()
         self._rows[booking.booking_id] = _Row(booking, key, now, now, seats_active)
 
+    def _check_allowance(self, booking: Booking) -> None:
+        """MAX_SEATS_PER_USER over the user's other bookings that hold seats (a lapsed hold holds none)."""
+        if self.max_seats_per_user is None:
+            return
+        now = self.clock()
+        held = sum(
+            len(row.booking.seat_ids)
+            for row in self._active_rows()
+            if (row.booking.performance_id, row.booking.user_id) == (booking.performance_id, booking.user_id)
+            and row.booking.booking_id != booking.booking_id
+            and not row.booking.lapsed(now)
+        )
+        if held + len(booking.seat_ids) > self.max_seats_per_user:
+            raise UserLimit(max(0, self.max_seats_per_user - held), self.max_seats_per_user)
+
     def _guard(self, booking: Booking) -> None:
-        """The unique guard on booking_seats: one active booking per seat."""
+        """The unique guard on booking_seats: one active booking per seat (a lapsed hold gives way first)."""
         clash = {s: b for s, b in self._holder_ids(booking.seat_ids).items() if b != booking.booking_id}
         if clash:
             raise SeatAlreadyBooked(f"Duplicate entry for key 'uq_one_active_booking_per_seat': {clash}")
@@ -129,8 +166,12 @@ class InMemoryBookings:
         row = self._rows.get(booking_id)
         if row is None or row.booking.status is not BookingStatus.PENDING:
             return Settlement(row.booking if row else None, changed=False)
-        if status.holds_seats:
+        status, reason = settled_as(row.booking, status, reason, self.clock())
+        if seat_ids and row.booking.wanted is not None and not row.booking.seat_ids:
+            row.booking = row.booking.with_seats(seat_ids)
+        if status.holds_seats and not row.seats_active:
             self._guard(row.booking)
+            self._check_allowance(row.booking)
         self._set_status(row, status, reason)
         return Settlement(row.booking, changed=True)
 
@@ -139,11 +180,27 @@ class InMemoryBookings:
         row = self._rows.get(booking_id)
         if row is None or row.booking.status is not BookingStatus.PENDING:
             return Settlement(row.booking if row else None, changed=False)
+        wanted = row.booking.wanted
+        if wanted is not None and not row.booking.seat_ids:
+            seats = choose_seats(
+                self.sections[wanted[0]], self._free_seats(self.sections[wanted[0]]), wanted[1]
+            )
+            if seats is None:
+                reason = f"no {wanted[1]} seats of section {wanted[0]} were free at its turn"
+                self._set_status(row, BookingStatus.REJECTED, reason)
+                return Settlement(row.booking, changed=True)
+            row.booking = row.booking.with_seats(seats)
         taken = sorted(self._holder_ids(row.booking.seat_ids))
         if taken:
             self._set_status(row, BookingStatus.REJECTED, f"seat(s) {taken} were taken earlier in line")
-        else:
-            self._set_status(row, BookingStatus.CONFIRMED, None)
+            return Settlement(row.booking, changed=True)
+        status, reason = settled_as(row.booking, BookingStatus.CONFIRMED, None, self.clock())
+        if status.holds_seats:
+            try:
+                self._check_allowance(row.booking)
+            except UserLimit:
+                status, reason = BookingStatus.REJECTED, UserLimit.reason
+        self._set_status(row, status, reason)
         return Settlement(row.booking, changed=True)
 
     def cancel(self, booking_id: str) -> tuple[Booking | None, Booking | None]:
@@ -151,14 +208,70 @@ class InMemoryBookings:
         row = self._rows.get(booking_id)
         if row is None or not row.booking.status.holds_seats:
             return (row.booking if row else None), None
+        if row.booking.lapsed(self.clock()):
+            self._expire(row)
+            self.on_expired(row.booking)
+            return row.booking, None
         before = row.booking
         self._set_status(row, BookingStatus.CANCELLED, "cancelled by the user")
         return before, row.booking
 
+    # holds ------------------------------------------------------------------------------------------------
+    def confirm_hold(self, booking_id: str, payment_reference: str) -> HoldChange:
+        self.outage.check("confirm_hold")
+        row = self._rows.get(booking_id)
+        if row is None:
+            return HoldChange(HoldOutcome.NOT_HELD, None)
+        outcome = confirm_outcome(row.booking, self.clock(), payment_reference)
+        if outcome is HoldOutcome.LAPSED and row.booking.lapsed(self.clock()):
+            return self._expire(row)
+        if outcome is HoldOutcome.CHANGED:
+            row.booking = dataclasses.replace(
+                row.booking, status=BookingStatus.CONFIRMED, reason=None, payment_reference=payment_reference
+            )
+        return HoldChange(outcome, row.booking)
+
+    def extend_hold(self, booking_id: str, hold_seconds: float, max_extensions: int) -> HoldChange:
+        self.outage.check("extend_hold")
+        row = self._rows.get(booking_id)
+        if row is None:
+            return HoldChange(HoldOutcome.NOT_HELD, None)
+        now = self.clock()
+        outcome = extend_outcome(row.booking, now, max_extensions)
+        if outcome is HoldOutcome.LAPSED and row.booking.lapsed(now):
+            return self._expire(row)
+        if outcome is HoldOutcome.CHANGED:
+            extensions = row.booking.extensions + 1
+            row.booking = dataclasses.replace(
+                row.booking, expires_at=now + hold_seconds, extensions=extensions
+            )
+        return HoldChange(outcome, row.booking)
+
+    def expire(self, booking_id: str) -> Settlement:
+        self.outage.check("expire")
+        row = self._rows.get(booking_id)
+        if row is None or not row.booking.lapsed(self.clock()):
+            return Settlement(row.booking if row else None, changed=False)
+        return Settlement(self._expire(row).booking, changed=True)
+
+    def lapsed_holds(self, limit: int = 1_000) -> list[Booking]:
+        self.outage.check("lapsed_holds")
+        now = self.clock()
+        lapsed = [row.booking for row in self._rows.values() if row.booking.lapsed(now)]
+        return sorted(lapsed, key=lambda booking: booking.expires_at or 0)[:limit]
+
+    def _expire(self, row: _Row) -> HoldChange:
+        self._set_status(row, BookingStatus.EXPIRED, HOLD_EXPIRED_REASON)
+        return HoldChange(HoldOutcome.LAPSED, row.booking, expired=True)
+
+    def _free_seats(self, section: Section) -> set[int]:
+        seats = range(section.first_seat_id, section.last_seat_id + 1)
+        return set(seats) - set(self._holder_ids(seats))
+
     def _set_status(self, row: _Row, status: BookingStatus, reason: str | None) -> None:
         row.booking = dataclasses.replace(row.booking, status=status, reason=reason)
         row.seats_active = status.holds_seats
-        row.updated_at = self._clock()
+        row.updated_at = self.clock()
 
     # reads ------------------------------------------------------------------------------------------------
     def get(self, booking_id: str) -> Booking | None:
@@ -207,7 +320,7 @@ class InMemoryBookings:
 
     def recently_active_performances(self, within_seconds: int) -> list[int]:
         self.outage.check("recently_active_performances")
-        since = self._clock() - within_seconds
+        since = self.clock() - within_seconds
         return sorted({r.booking.performance_id for r in self._rows.values() if r.updated_at >= since})
 
     def open_reconcile_entries(
@@ -245,6 +358,13 @@ class InMemoryBookings:
         }
 
     def _holder_ids(self, seat_ids: Iterable[int]) -> dict[int, str]:
+        """seat -> holding booking; a lapsed holder of one of the seats is expired first, as MySQL's writes
+        do (and `on_expired` told), and holds nothing."""
+        seat_ids = list(seat_ids)
+        now = self.clock()
+        for row in list(self._active_rows()):
+            if row.booking.lapsed(now) and not set(seat_ids).isdisjoint(row.booking.seat_ids):
+                self.on_expired(self._expire(row).booking)  # type: ignore[arg-type]
         holders = self._active_holders()
         return {seat: holders[seat][0] for seat in sorted(seat_ids) if seat in holders}
 

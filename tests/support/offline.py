@@ -115,7 +115,8 @@ def offline() -> Offline:
     breaker = CircuitBreaker("redis", failure_threshold=10**9, reset_seconds=0.0, is_failure=is_outage)
     pool = fakeredis.FakeRedis(server=server, decode_responses=True).connection_pool
     client = GuardedRedis(breaker, connection_pool=pool)
-    seat_store = RedisSeatStore(client, 3_600, PREFIX, take_script=TAKE_SCRIPT)
+    # One clock for every judge of a hold's deadline, as bootstrap.build wires it.
+    seat_store = RedisSeatStore(client, 3_600, PREFIX, take_script=TAKE_SCRIPT, clock=clock)
     bookings = InMemoryBookings(clock)
     catalogue_store = InMemoryCatalogue()
     fill_lock = RedisFillLock(client, PREFIX)
@@ -128,7 +129,7 @@ def offline() -> Offline:
         return section_partition(catalogue_store.get_performance(performance_id), performance_id, seat_ids)
 
     store = DictKeyValueStore()
-    ledger = SeatLedger(lambda: store, changelog)
+    ledger = SeatLedger(lambda: store, changelog, clock)
     redis_async = RedisAsyncStrategy(seat_store, seat_state, bookings, booking_queue)
     fifo_partition = FifoPartitionStrategy(seat_store, seat_state, bookings, fifo_queue)
     stream_state = StreamStateStrategy(seat_store, seat_state, bookings, request_stream, partition_of)
@@ -171,6 +172,18 @@ def offline() -> Offline:
     seat_store.realign = lambda performance_id: reconciler.run(performance_id)
     metrics = RecordingMetrics()
     recently_taken = RecentlyTaken(0, clock=clock)
+    booking_service = BookingService(
+        catalogue,
+        strategies,
+        bookings,
+        seat_store,
+        idempotency,
+        max_seats_per_booking=10,
+        metrics=metrics,
+        recently_taken=recently_taken,
+        clock=clock,
+    )
+    bookings.on_expired = booking_service.expired  # as bootstrap.build wires it
     return Offline(
         clock=clock,
         redis_server=server,
@@ -187,16 +200,7 @@ def offline() -> Offline:
         changelog=changelog,
         ledger=ledger,
         strategies=strategies,
-        booking_service=BookingService(
-            catalogue,
-            strategies,
-            bookings,
-            seat_store,
-            idempotency,
-            max_seats_per_booking=10,
-            metrics=metrics,
-            recently_taken=recently_taken,
-        ),
+        booking_service=booking_service,
         recently_taken=recently_taken,
         consumer=BookingEventConsumer(finishers, bookings, MAX_RECEIVE_COUNT, metrics),
         persister=persister,

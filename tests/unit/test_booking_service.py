@@ -7,6 +7,7 @@ import pytest
 
 from chalicelib.domain.errors import (
     Forbidden,
+    HoldExpired,
     IdempotencyKeyReused,
     InvalidRequest,
     NotCancellable,
@@ -14,6 +15,7 @@ from chalicelib.domain.errors import (
     SeatUnavailable,
     ServiceUnavailable,
 )
+from chalicelib.domain.messages import parse_stream_command
 from chalicelib.domain.models import BookingStatus
 from chalicelib.services.booking import BookingService
 from tests.support.offline import Offline
@@ -288,3 +290,36 @@ def test_a_retry_refused_from_memory_still_gets_its_first_booking_back(
     again = system.booking_service.book(pid, body(seat), "key-1")
     assert again.booking_id == first.booking_id
     assert takes == [], "answered from the memory and MySQL, without a take"
+
+
+def decide_last(system: Offline, strategy: str) -> None:
+    """Run the last request of an asynchronous strategy through its consumer, as the queue or stream would."""
+    if strategy == "redis_async":
+        system.deliver(system.booking_queue)
+    elif strategy == "fifo_partition":
+        system.deliver(system.fifo_queue)
+    elif strategy == "stream_state":
+        entry = system.ledger.decide(parse_stream_command(system.request_stream.data()[-1]))
+        assert entry is not None
+        system.persister.persist(entry)
+
+
+@pytest.mark.parametrize("strategy", SYNCHRONOUS + ASYNCHRONOUS)
+def test_a_hold_offline_is_held_then_given_back_at_its_deadline(system: Offline, strategy: str) -> None:
+    """The hold's story on every strategy with no server (the fake MySQL, fakeredis running the Lua): HELD;
+    at the deadline its seat goes to the next request at once, and a late confirm finds it EXPIRED."""
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    hold = system.booking_service.book(performance.performance_id, {**body(seat), "hold": True}, None)
+    decide_last(system, strategy)
+    assert system.booking_service.get(hold.booking_id).status is BookingStatus.HELD
+    assert system.seat_states(performance)[seat] == f"H:{hold.booking_id}"
+    system.clock.advance(600)
+    assert system.booking_service.get(hold.booking_id).status is BookingStatus.EXPIRED
+    newcomer = system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
+    decide_last(system, strategy)
+    assert system.booking_service.get(newcomer.booking_id).status is BookingStatus.CONFIRMED
+    assert system.seat_states(performance)[seat] == f"B:{newcomer.booking_id}"
+    with pytest.raises(HoldExpired):
+        system.booking_service.confirm(hold.booking_id, "ann", {"payment_reference": "late"})
+    assert system.bookings.get(hold.booking_id).status is BookingStatus.EXPIRED

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.booking_store_contract import BookingStoreContract
+from chalicelib.domain.models import Section
+from tests.support.booking_store_contract import BookingStoreContract, HoldsContract
 from tests.support.fakes import InMemoryBookings
 
 
-class TestInMemoryBookings(BookingStoreContract):
+class TestInMemoryBookings(BookingStoreContract, HoldsContract):
     @pytest.fixture()
     def store(self) -> InMemoryBookings:
         return InMemoryBookings()
@@ -17,3 +18,8 @@ class TestInMemoryBookings(BookingStoreContract):
     @pytest.fixture()
     def seats(self) -> tuple[int, tuple[int, ...]]:
         return 1, (11, 12, 13, 14)
+
+    @pytest.fixture()
+    def section(self, store) -> Section:
+        store.sections[1] = section = Section(1, 1, "S", 0, 1, 4, first_seat_id=11)
+        return section
