@@ -185,6 +185,7 @@ def _best_available(
 
 # --- stream_state: commands on the request stream and entries of the decision changelog -------------------
 RELEASE_TYPE = "booking.release"
+DEADLINE_TYPE = "booking.deadline"
 DECISION_TYPE = "booking.decided"
 
 
@@ -194,7 +195,8 @@ class LedgerOutcome:
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
     RELEASED = "RELEASED"
-    ALL = frozenset({CONFIRMED, REJECTED, RELEASED})
+    DEADLINE = "DEADLINE"  # a hold's deadline moved (extended) or went (confirmed): nothing to persist
+    ALL = frozenset({CONFIRMED, REJECTED, RELEASED, DEADLINE})
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,20 @@ class SeatsReleaseRequested(Message):
     user_id: Text
     seat_ids: SeatIds
     holders: Holders = ()
+
+
+@dataclass(frozen=True)
+class HoldDeadlineChanged(Message):
+    """A hold's deadline as MySQL has it now: later (extended), or none (confirmed: it holds for good). The
+    ledger frees a hold's seats at its deadline, so it must hear of both, behind the booking's request."""
+
+    TYPE = DEADLINE_TYPE
+
+    booking_id: Text
+    performance_id: PositiveInt
+    user_id: Text
+    seat_ids: SeatIds
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -235,9 +251,14 @@ class LedgerEntry(Message):
         return cls._decode(data, "malformed ledger entry")
 
 
-def parse_stream_command(body: str) -> BookingRequested | SeatsReleaseRequested:
+StreamCommand = BookingRequested | SeatsReleaseRequested | HoldDeadlineChanged
+
+
+def parse_stream_command(body: str) -> StreamCommand:
     """A record of the `stream_state` request stream -> its command; InvalidMessage if it is none."""
     data = _object(body)
-    if data.get("type") != RELEASE_TYPE:
-        return BookingRequested.from_object(data)
-    return SeatsReleaseRequested._decode(data, "malformed release")
+    if data.get("type") == RELEASE_TYPE:
+        return SeatsReleaseRequested._decode(data, "malformed release")
+    if data.get("type") == DEADLINE_TYPE:
+        return HoldDeadlineChanged._decode(data, "malformed deadline")
+    return BookingRequested.from_object(data)

@@ -13,9 +13,11 @@ from typing import TypeVar
 from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.messages import (
     BookingRequested,
+    HoldDeadlineChanged,
     LedgerEntry,
     LedgerOutcome,
     SeatsReleaseRequested,
+    StreamCommand,
 )
 from chalicelib.services.ports import KeyValueStore, RecordStream
 
@@ -70,13 +72,15 @@ class SeatLedger:
                 log.info("seat ledger: rebuilt from %d changelog entries", applied)
             return applied
 
-    def decide(self, command: BookingRequested | SeatsReleaseRequested) -> LedgerEntry | None:
+    def decide(self, command: StreamCommand) -> LedgerEntry | None:
         """Decide one command against the ledger and apply it -> the changelog entry to append (None: no
         change to record)."""
         with self._lock:
             store = self._opened()
             if isinstance(command, SeatsReleaseRequested):
                 entry = _release_entry(command)
+            elif isinstance(command, HoldDeadlineChanged):
+                entry = _deadline_entry(command)
             else:
                 known = store.get(_booking_key(command.booking_id))
                 if known is not None:
@@ -141,6 +145,9 @@ class SeatLedger:
         """The one state transition, used live and in replay; atomic with the changelog position."""
         puts: dict[str, str] = {}
         deletes: list[str] = []
+        if entry.outcome == LedgerOutcome.DEADLINE:
+            self._apply_deadline(store, entry, puts, deletes, position)
+            return
         if entry.outcome == LedgerOutcome.CONFIRMED:
             puts.update({_seat_key(entry.performance_id, s): entry.booking_id for s in entry.seat_ids})
             if entry.expires_at is not None:
@@ -170,11 +177,44 @@ class SeatLedger:
             puts[POSITIONS_KEY] = json.dumps(self._positions)
         store.write(puts, [key for key in deletes if key not in puts])
 
+    def _apply_deadline(
+        self,
+        store: KeyValueStore,
+        entry: LedgerEntry,
+        puts: dict[str, str],
+        deletes: list[str],
+        position: tuple[str, str] | None,
+    ) -> None:
+        """A hold's deadline moved or went: kept only while the hold still holds its seats here (one whose
+        seats a newcomer took since, or that was released, has none to keep). Its decision stays as it is."""
+        still_held = any(
+            store.get(_seat_key(entry.performance_id, seat)) == entry.booking_id for seat in entry.seat_ids
+        )
+        if still_held and entry.expires_at is not None:
+            puts[_deadline_key(entry.booking_id)] = str(int(entry.expires_at * 1000))
+        else:
+            deletes.append(_deadline_key(entry.booking_id))
+        if position is not None:
+            self._positions[position[0]] = position[1]
+            puts[POSITIONS_KEY] = json.dumps(self._positions)
+        store.write(puts, deletes)
+
+
+def _deadline_entry(command: HoldDeadlineChanged) -> LedgerEntry:
+    return LedgerEntry(
+        booking_id=command.booking_id,
+        performance_id=command.performance_id,
+        user_id=command.user_id,
+        seat_ids=command.seat_ids,
+        outcome=LedgerOutcome.DEADLINE,
+        expires_at=command.expires_at,
+    )
+
 
 def touched_keys(entry: LedgerEntry) -> frozenset[str]:
     """The ledger keys whose state replaying `entry` reads or writes (see SeatLedger._apply)."""
     keys = {_booking_key(entry.booking_id), _deadline_key(entry.booking_id)}
-    if entry.outcome in (LedgerOutcome.CONFIRMED, LedgerOutcome.RELEASED):
+    if entry.outcome in (LedgerOutcome.CONFIRMED, LedgerOutcome.RELEASED, LedgerOutcome.DEADLINE):
         keys.update(_seat_key(entry.performance_id, seat) for seat in entry.seat_ids)
     for seat, holder in entry.holders:
         keys.update((_seat_key(entry.performance_id, seat), _booking_key(holder), _deadline_key(holder)))

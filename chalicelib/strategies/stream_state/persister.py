@@ -34,8 +34,8 @@ class DecisionPersister(AsyncBookingFinisher):
         self._seat_holders = seat_holders
 
     def persist(self, entry: LedgerEntry) -> BookingStatus | None:
-        if entry.outcome == LedgerOutcome.RELEASED:
-            return None  # a cancel or a refusal that MySQL already holds
+        if entry.outcome in (LedgerOutcome.RELEASED, LedgerOutcome.DEADLINE):
+            return None  # a cancel or a refusal that MySQL already holds; a deadline MySQL set itself
         message = BookingRequested(
             entry.booking_id, entry.performance_id, entry.user_id, entry.seat_ids, NAME, entry.expires_at
         )

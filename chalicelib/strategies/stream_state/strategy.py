@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalicelib.domain.messages import BookingRequested, SeatsReleaseRequested
+from chalicelib.domain.messages import BookingRequested, HoldDeadlineChanged, SeatsReleaseRequested
 from chalicelib.domain.models import (
     LEDGER_RELEASE_PENDING_ACTION,
     Booking,
     BookingRequest,
+    BookingStatus,
     Performance,
     ReconcileEntry,
 )
@@ -70,6 +71,27 @@ class StreamStateStrategy:
         mirror(self._seats, booking)
         if not booking.status.holds_seats:
             release_in_ledger(self, self._bookings, booking)
+        elif booking.expires_at is not None and booking.status is not BookingStatus.PENDING:
+            self._tell_ledger_the_deadline(booking)
+
+    def _tell_ledger_the_deadline(self, booking: Booking) -> None:
+        """A hold extended (HELD, a later deadline) or confirmed (CONFIRMED: none): the ledger frees a hold's
+        seats at the deadline it knows, so it hears of the change behind the booking's request. If the put
+        fails, the ledger may give the seats away at the old deadline: MySQL's guard then refuses that
+        newcomer and tells the ledger who holds them (correct, one wasted decision)."""
+        command = HoldDeadlineChanged(
+            booking.booking_id,
+            booking.performance_id,
+            booking.user_id,
+            booking.seat_ids,
+            booking.expires_at if booking.status is BookingStatus.HELD else None,
+        )
+        try:
+            self._requests.put(
+                command.to_json(), self._partition_of(booking.performance_id, booking.seat_ids)
+            )
+        except Exception as exc:
+            log.warning("booking %s: the ledger did not hear of its deadline: %s", booking.booking_id, exc)
 
     def send_ledger_release(self, booking: Booking) -> None:
         put_ledger_release(self._requests, self._partition_of, booking)
