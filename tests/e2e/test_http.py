@@ -283,3 +283,60 @@ def test_300_concurrent_http_requests_for_one_seat_one_wins(http: httpx.Client, 
         assert time.monotonic() < deadline, "the accepted booking was not confirmed"
         time.sleep(0.2)
     assert sql("SELECT status FROM bookings WHERE performance_id = %s", pid) == [("CONFIRMED",)]
+
+
+def test_a_hold_over_http_best_available_confirm_extend_and_the_limit(http: httpx.Client) -> None:
+    """The hold routes as a client calls them, every answer checked against the OpenAPI document."""
+    performance = create_performance(http, strategy="db_lock", rows=4, seats_per_row=5)
+    pid, section = performance["performance_id"], performance["sections"][0]
+    path = "/performances/{performance_id}/bookings"
+    confirm_path, extend_path = "/bookings/{booking_id}/confirm", "/bookings/{booking_id}/extend"
+    wanted = {"user_id": "ann", "section_id": section["section_id"], "count": 3, "hold": True}
+
+    held = http.post(f"/performances/{pid}/bookings", json=wanted)
+    assert held.status_code == 201, held.text
+    hold = conforms(held, path, "post")
+    first = section["first_seat_id"]
+    assert hold["status"] == "HELD" and hold["seat_ids"] == [first, first + 1, first + 2]
+    assert hold["expires_at"].endswith("Z") and hold["extensions"] == 0
+    bid = hold["booking_id"]
+    assert conforms(http.get(f"/bookings/{bid}"), "/bookings/{booking_id}", "get") == hold
+
+    owner = {"X-User-Id": "ann"}
+    assert error_code(
+        http.post(f"/bookings/{bid}/confirm", json={"payment_reference": "p"}), confirm_path, "post"
+    ) == ("INVALID_REQUEST")
+    stranger = http.post(f"/bookings/{bid}/extend", headers={"X-User-Id": "mallory"})
+    assert stranger.status_code == 403 and error_code(stranger, extend_path, "post") == "FORBIDDEN"
+    bad = http.post(f"/bookings/{bid}/confirm", json={"payment_reference": ""}, headers=owner)
+    assert bad.status_code == 400 and error_code(bad, confirm_path, "post") == "INVALID_REQUEST"
+
+    extended = http.post(f"/bookings/{bid}/extend", headers=owner)
+    assert extended.status_code == 200
+    assert conforms(extended, extend_path, "post")["extensions"] == 1
+    confirmed = http.post(f"/bookings/{bid}/confirm", json={"payment_reference": "pay-7"}, headers=owner)
+    assert confirmed.status_code == 200
+    assert conforms(confirmed, confirm_path, "post")["status"] == "CONFIRMED"
+    again = http.post(f"/bookings/{bid}/confirm", json={"payment_reference": "pay-7"}, headers=owner)
+    assert again.status_code == 200 and again.json() == confirmed.json()
+    late = http.post(f"/bookings/{bid}/extend", headers=owner)
+    assert late.status_code == 409 and error_code(late, extend_path, "post") == "NOT_EXTENDABLE"
+    purchase = http.post(f"/performances/{pid}/bookings", json={"user_id": "bob", "seat_ids": [first + 5]})
+    not_held = http.post(
+        f"/bookings/{purchase.json()['booking_id']}/confirm",
+        json={"payment_reference": "x"},
+        headers={"X-User-Id": "bob"},
+    )
+    assert not_held.status_code == 409 and error_code(not_held, confirm_path, "post") == "NOT_CONFIRMABLE"
+
+    # The limit per person: ann holds 3; 8 is the default limit, so 4 + 4 more is one seat too many.
+    four = {"user_id": "ann", "section_id": section["section_id"], "count": 4}
+    assert http.post(f"/performances/{pid}/bookings", json=four).status_code == 201
+    over = http.post(f"/performances/{pid}/bookings", json=four)
+    assert over.status_code == 409 and error_code(over, path, "post") == "USER_LIMIT"
+    assert over.json()["error"]["remaining"] == 1
+
+    both = http.post(f"/performances/{pid}/bookings", json={**four, "seat_ids": [first]})
+    assert both.status_code == 400 and error_code(both, path, "post") == "INVALID_REQUEST"
+    unknown = http.post(f"/performances/{pid}/bookings", json={**four, "section_id": 999_999_999})
+    assert unknown.status_code == 404 and error_code(unknown, path, "post") == "NOT_FOUND"
