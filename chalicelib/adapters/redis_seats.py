@@ -308,7 +308,7 @@ class RedisSeatStore:
         if result is ReserveResult.UNAVAILABLE:  # seat, state, seat, state …
             states = {int(seat): state for seat, state in zip(reply[1::2], reply[2::2], strict=True)}
             holders = {seat: booking for seat, state in states.items() if (booking := shown_booking(state))}
-            return ReserveOutcome(result, tuple(states), holders)
+            return ReserveOutcome(result, tuple(states), holders, states)
         return ReserveOutcome(result, tuple(int(s) for s in reply[1:]))
 
     def taken_among(self, performance_id: int, seat_ids: tuple[int, ...]) -> dict[int, str] | None:
@@ -332,6 +332,14 @@ class RedisSeatStore:
             return ends is not None and int(ends) <= now_ms
 
         return {seat: state for seat, state in taken.items() if not lapsed(state)}
+
+    def hold_deadlines(self, performance_id: int, booking_ids: Iterable[str]) -> dict[str, float]:
+        """booking id -> its hold's deadline (epoch seconds), for those of the bookings that are holds."""
+        wanted = sorted(set(booking_ids))
+        if not wanted:
+            return {}
+        ends = self._client.hmget(self.holds_key(performance_id), wanted)
+        return {booking: int(end) / 1000 for booking, end in zip(wanted, ends, strict=True) if end}
 
     def remember(self, record: BookingRecord) -> None:
         """Keep a booking's record without holding seats (strategies that decide later, in order)."""

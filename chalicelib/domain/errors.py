@@ -46,7 +46,11 @@ class SeatUnavailable(BookingError):
     code = "SEAT_UNAVAILABLE"
 
     def __init__(
-        self, seat_ids: list[int], message: str = "", holders: Mapping[int, str] | None = None
+        self,
+        seat_ids: list[int],
+        message: str = "",
+        holders: Mapping[int, str] | None = None,
+        lapses_at: float | None = None,
     ) -> None:
         seats = sorted(seat_ids)
         super().__init__(message or f"seat(s) {seats} already taken", seat_ids=seats)
@@ -54,6 +58,9 @@ class SeatUnavailable(BookingError):
         # seat -> booking id holding it, where the refusing store knew (never shown to clients): lets the
         # service recognise a retry whose first attempt holds the seats (services/booking.py).
         self.holders = dict(holders or {})
+        # The earliest deadline (epoch seconds) of a hold among the holders, where known: the refusal is
+        # not remembered past it (services/recently_taken.py), since the seat is free from then on.
+        self.lapses_at = lapses_at
 
 
 class VersionGone(BookingError):

@@ -25,6 +25,7 @@ class ReserveOutcome:
     result: ReserveResult
     seat_ids: tuple[int, ...] = ()
     holders: Mapping[int, str] = field(default_factory=dict)  # refused seat -> the booking holding it
+    states: Mapping[int, str] = field(default_factory=dict)  # refused seat -> its state ("H:…", "B:…")
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,9 @@ class BookingService:
         try:
             return self._decide_with_the_strategy(request)
         except SeatUnavailable as exc:
-            self._recently_taken.remember(request.performance_id, exc.seat_ids, exc.holders)
+            # Never remembered past a refusing hold's deadline: its seats are free from then on.
+            for_at_most = None if exc.lapses_at is None else exc.lapses_at - self.clock()
+            self._recently_taken.remember(request.performance_id, exc.seat_ids, exc.holders, for_at_most)
             raise
 
     def _decide_with_the_strategy(self, request: BookingRequest) -> Booking:

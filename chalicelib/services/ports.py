@@ -215,6 +215,10 @@ class SeatStore(SeatChanges, Protocol):
         """The seats the map shows taken -> their raw states; None if the performance is not loaded."""
         ...
 
+    def hold_deadlines(self, performance_id: int, booking_ids: Iterable[str]) -> dict[str, float]:
+        """booking id -> its hold's deadline (epoch seconds), for those of the bookings that are holds."""
+        ...
+
     def remember(self, record: BookingRecord) -> None:
         """Keep a booking's record without holding seats (the strategies that decide later, in line)."""
         ...

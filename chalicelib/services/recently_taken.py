@@ -52,14 +52,20 @@ class RecentlyTaken:
         return taken
 
     def remember(
-        self, performance_id: int, seat_ids: Iterable[int], holders: Mapping[int, str] | None = None
+        self,
+        performance_id: int,
+        seat_ids: Iterable[int],
+        holders: Mapping[int, str] | None = None,
+        for_at_most: float | None = None,
     ) -> None:
-        if self.ttl_seconds <= 0:
+        """`for_at_most` (seconds): a shorter memory, e.g. until the holding hold lapses (0 or less: none)."""
+        ttl = self.ttl_seconds if for_at_most is None else min(self.ttl_seconds, for_at_most)
+        if ttl <= 0:
             return
         now = self._clock()
         if len(self._seats) >= self._max_seats:
             self._drop_expired(now)
-        until = now + self.ttl_seconds
+        until = now + ttl
         holders = holders or {}
         for seat in seat_ids:
             self._seats[(performance_id, seat)] = (holders.get(seat), until)

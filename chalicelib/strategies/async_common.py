@@ -14,14 +14,13 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from chalicelib.domain.errors import BookingExists, SeatUnavailable, ServiceUnavailable
+from chalicelib.domain.errors import BookingExists, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested
 from chalicelib.domain.models import Booking, BookingRequest, BookingStatus, ReconcileEntry
 from chalicelib.domain.seat_holds import BookingRecord
-from chalicelib.domain.seat_map import shown_booking
 from chalicelib.services.ports import BookingStore, SeatStore
 from chalicelib.services.seat_state import SeatStateService
-from chalicelib.strategies.seat_mirror import mirror
+from chalicelib.strategies.seat_mirror import mirror, refusal
 
 log = logging.getLogger(__name__)
 NEVER_JOURNALED = "no accepted booking has this id (it never reached MySQL)"
@@ -49,8 +48,7 @@ def refuse_seats_shown_taken(seats: SeatStore, seat_state: SeatStateService, req
         seat_state.publish(request.performance)  # the map was not loaded (e.g. Redis restarted)
         taken = seats.taken_among(request.performance_id, request.seat_ids)
     if taken:
-        holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
-        raise SeatUnavailable(list(taken), holders=holders)
+        raise refusal(seats, request.performance_id, taken)
 
 
 def journal_in_line(bookings: BookingStore, seats: SeatStore, request: BookingRequest) -> None:

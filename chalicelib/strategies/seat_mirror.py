@@ -8,6 +8,7 @@ The map it keeps also answers the lock strategies' refusals early (`refuse_seats
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import redis
 
@@ -67,8 +68,17 @@ def refuse_seats_shown_taken(seats: SeatStore, request: BookingRequest) -> None:
     trade the asynchronous strategies make, never a seat promised twice."""
     try:
         taken = seats.taken_among(request.performance_id, request.seat_ids)
+        if taken:
+            raise refusal(seats, request.performance_id, taken)
     except (redis.RedisError, ServiceUnavailable):
         return
-    if taken:
-        holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
-        raise SeatUnavailable(list(taken), holders=holders)
+
+
+def refusal(seats: SeatStore, performance_id: int, taken: Mapping[int, str]) -> SeatUnavailable:
+    """The 409 for seats the map shows taken (seat -> its state), with their holders and, if holds hold
+    some, the earliest of their deadlines (one more read, only then)."""
+    holders = {seat: booking for seat, state in taken.items() if (booking := shown_booking(state))}
+    held = [state[2:] for state in taken.values() if state.startswith("H:")]
+    deadlines = seats.hold_deadlines(performance_id, held) if held else {}
+    lapses_at = min(deadlines.values()) if len(deadlines) == len(set(held)) and deadlines else None
+    return SeatUnavailable(list(taken), holders=holders, lapses_at=lapses_at)

@@ -323,3 +323,25 @@ def test_a_hold_offline_is_held_then_given_back_at_its_deadline(system: Offline,
     with pytest.raises(HoldExpired):
         system.booking_service.confirm(hold.booking_id, "ann", {"payment_reference": "late"})
     assert system.bookings.get(hold.booking_id).status is BookingStatus.EXPIRED
+
+
+@pytest.mark.parametrize("strategy", [*SYNCHRONOUS, "redis_async", "fifo_partition"])
+def test_a_refusal_by_a_hold_is_remembered_no_longer_than_the_hold_lasts(
+    system: Offline, strategy: str
+) -> None:
+    """With the refusal memory on (0.25 s), a seat refused 0.1 s before its hold's deadline is refused from
+    memory for those 0.1 s only: at the deadline it goes to the next request at once, as api.md promises."""
+    system.recently_taken.ttl_seconds = 0.25
+    performance = system.new_performance(strategy)
+    seat = performance.seat_ids[0]
+    hold = system.booking_service.book(performance.performance_id, {**body(seat), "hold": True}, None)
+    decide_last(system, strategy)
+    system.clock.advance(600 - 0.1)
+    with pytest.raises(SeatUnavailable):
+        system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
+    assert system.recently_taken.taken_among(performance.performance_id, [seat]) == {seat: hold.booking_id}
+    system.clock.advance(0.1)
+    assert system.recently_taken.taken_among(performance.performance_id, [seat]) == {}
+    newcomer = system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
+    decide_last(system, strategy)
+    assert system.booking_service.get(newcomer.booking_id).status is BookingStatus.CONFIRMED

@@ -38,6 +38,7 @@ from chalicelib.domain.seat_holds import ReserveResult
 from chalicelib.services.ports import BookingQueue, BookingStore, SeatStore
 from chalicelib.services.seat_state import SeatStateService
 from chalicelib.strategies.async_common import AsyncBookingFinisher, pending_record, send_or_fail
+from chalicelib.strategies.seat_mirror import refusal
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class RedisAsyncStrategy(AsyncBookingFinisher):
         if outcome.result is ReserveResult.UNAVAILABLE and best is not None and not outcome.seat_ids:
             raise SeatUnavailable([], f"section {best.section.section_id} has no {best.count} seats free")
         if outcome.result is ReserveResult.UNAVAILABLE:
-            raise SeatUnavailable(list(outcome.seat_ids), holders=outcome.holders)
+            raise refusal(self._seats, request.performance_id, outcome.states)
         if outcome.result is ReserveResult.UNKNOWN_SEATS:
             raise NotFound(f"seat(s) {list(outcome.seat_ids)} not found in this performance")
         if outcome.result is ReserveResult.NOT_LOADED:
