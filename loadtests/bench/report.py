@@ -494,7 +494,8 @@ def hold_table(results: dict) -> str:
                     _num(run["confirm_too_late"]),
                     _num(run["holds_expired"]),
                     f"{_num(run['seats_resold'])} ({_num(run['holds_resold'])})",
-                    ", ".join(f"{n:,} {code}" for code, n in run["refusals"].items()) or "0",
+                    (", ".join(f"{n:,} {code}" for code, n in run["refusals"].items()) or "0")
+                    + (f" ({run['guard_refusals']:,} by MySQL's guard)" if run.get("guard_refusals") else ""),
                     _num(run.get("unsold_idle_seconds"), 1),
                     *(
                         " / ".join(_lat(kinds.get(kind), ("p50", "p99")))
@@ -819,12 +820,13 @@ def hold_section(results: dict, out_dir: Path, charts: bool) -> list[str]:
         "time, the others walk away; a refusal sends the person away. Sold out in: from the users' "
         "release to the last CONFIRMED write in MySQL. Confirm too late: a holder who confirmed after the "
         "hold ran out (409 HOLD_EXPIRED). Holds expired: MySQL's EXPIRED bookings and holds past "
-        "`expires_at`; seats re-sold: their seats that ended in a CONFIRMED booking (of how many expired "
-        "holds). Refusals: `409`s and in-line REJECTED, by code (stream_state: of which refused by MySQL's "
-        "guard after the ledger gave the seats, in `guard_refusals` of results.json). Unsold, none held: "
-        "seconds MySQL had seats unsold and no live hold on any while the users asked (two looks in a row, "
-        "0.5 s apart): seats nobody could get. hold → HELD: the hold's send to the answer "
-        "that said HELD (its 201, or the poll). Audit: every seat in exactly one CONFIRMED booking, no "
+        "`expires_at`; seats re-sold: distinct seats of those holds that ended in another, CONFIRMED "
+        "booking (in brackets: the expired holds that had a seat re-sold). Refusals: `409`s and in-line "
+        "REJECTED, by code (by MySQL's guard: of these, `stream_state` bookings the ledger gave seats that "
+        "MySQL's unique guard then refused). Unsold, none held: seconds MySQL had seats unsold and no live "
+        "hold on any while the users asked (two looks in a row, 0.5 s apart): seats nobody could get. "
+        "hold → HELD: the hold's send to the answer that said HELD (its 201, or the poll). Audit: every "
+        "seat in exactly one CONFIRMED booking, no "
         "user's confirmed seats over MAX_SEATS_PER_USER, no accepted booking lost or undecided, Redis == "
         "MySQL (seat map, booking records, reconcile).",
         "",
@@ -842,7 +844,6 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
         for r in results["runs"]
         if not r.get("invariants_ok", True)
     ]
-    target_rows = targets(results)
     lines = [
         "# Benchmark report",
         "",
@@ -853,9 +854,68 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
             f"FAILED in {', '.join(failed)}**"
             if failed
             else "all held** (0 double bookings, "
-            "0 lost bookings, 0 drift, every request answered, counts add up)."
+            "0 lost bookings, 0 drift, every request answered, counts add up"
+            + (
+                "; hold-and-abandon: sold out, every seat once, nobody over the limit"
+                if any(r["scenario"] == sc.HOLD_AND_ABANDON for r in results["runs"])
+                else ""
+            )
+            + ")."
         ),
         "",
+    ]
+    requests = bool(_request_runs(results))  # a run of hold-and-abandon alone has none of these tables
+    if requests:
+        lines += request_sections(results, out_dir, charts)
+    lines += hold_section(results, out_dir, charts)
+    if requests:
+        lines += [
+            "## Hot seat against /ping (same bench)",
+            "",
+            "Each strategy's hot-seat burst (every answer after the first a refusal) against the do-nothing "
+            "`/ping` of the same bench: req/s as a share of /ping's, server CPU per request as a multiple of "
+            "/ping's. `load.py × N`: the bench's Python generator split over N processes; `wrk` (with "
+            "`--wrk`): a C generator, the seat sold first so every answer is a 409 (loadtests/bench/wrk.py)."
+            + (f" wrk: {results['wrk']['generator']}." if results.get("wrk") else ""),
+            "",
+            hot_seat_table(results),
+            "",
+        ]
+    lines += [
+        "## Emulator ceilings (same emulator, same run)",
+        "",
+        ceilings_table(results),
+        "",
+        "## Where the time goes",
+        "",
+        "CPU seconds used by each component while the load ran, and by the consumers and the emulator while "
+        f"the queues drained afterwards (this machine has {results['machine']['cpu_count']} cores: load s × "
+        f"{results['machine']['cpu_count']} is all there was). "
+        "MySQL and Redis are the machine's shared servers: other work on them is counted too.",
+        "",
+        cpu_table(results),
+        "",
+        *(f"- {line}" for line in findings(results)),
+        f"- {generator_note(results)}",
+        "",
+        "### Profiles (py-spy, on-CPU samples of the server's worker processes)",
+        "",
+        profile_section(results),
+        "",
+    ]
+    found = anomalies(results)
+    lines += ["## Anomalies", "", *(f"- {line}" for line in found or ["none seen."]), ""]
+    if results.get("notes"):
+        lines += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def request_sections(results: dict, out_dir: Path, charts: bool) -> list[str]:
+    """The comparison, its charts, the targets, reads and crowds, details: the runs of single requests."""
+    target_rows = targets(results)
+    lines = [
         "## Comparison",
         "",
         "success = `201`, or `202` that became CONFIRMED; rejected = `409`, or `202` that became REJECTED; "
@@ -901,45 +961,8 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
         "",
         details_table(results),
         "",
-        *hold_section(results, out_dir, charts),
-        "## Hot seat against /ping (same bench)",
-        "",
-        "Each strategy's hot-seat burst (every answer after the first a refusal) against the do-nothing "
-        "`/ping` of the same bench: req/s as a share of /ping's, server CPU per request as a multiple of "
-        "/ping's. `load.py × N`: the bench's Python generator split over N processes; `wrk` (with "
-        "`--wrk`): a C generator, the seat sold first so every answer is a 409 (loadtests/bench/wrk.py)."
-        + (f" wrk: {results['wrk']['generator']}." if results.get("wrk") else ""),
-        "",
-        hot_seat_table(results),
-        "",
-        "## Emulator ceilings (same emulator, same run)",
-        "",
-        ceilings_table(results),
-        "",
-        "## Where the time goes",
-        "",
-        "CPU seconds used by each component while the load ran, and by the consumers and the emulator while "
-        f"the queues drained afterwards (this machine has {results['machine']['cpu_count']} cores: load s × "
-        f"{results['machine']['cpu_count']} is all there was). "
-        "MySQL and Redis are the machine's shared servers: other work on them is counted too.",
-        "",
-        cpu_table(results),
-        "",
-        *(f"- {line}" for line in findings(results)),
-        f"- {generator_note(results)}",
-        "",
-        "### Profiles (py-spy, on-CPU samples of the server's worker processes)",
-        "",
-        profile_section(results),
-        "",
     ]
-    found = anomalies(results)
-    lines += ["## Anomalies", "", *(f"- {line}" for line in found or ["none seen."]), ""]
-    if results.get("notes"):
-        lines += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return lines
 
 
 # --- charts ---------------------------------------------------------------------------------------------
@@ -1094,7 +1117,7 @@ def _holds_chart(plt, results: dict, out_dir: Path, subtitle: str) -> Path | Non
     if not runs:
         return None
     fig, ax = plt.subplots(figsize=(10, 4.8))
-    palette = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
+    palette = ["#4c72b0", "#55a868", "#c44e52", "#dd8452", "#8172b2"]
     for i, run in enumerate(runs):
         color = palette[i % len(palette)]
         seconds = [point[0] for point in run["timeline"]]
