@@ -5,6 +5,10 @@
     python -m loadtests.bench --strategies redis_async,db_lock --scenarios baseline,hot-seat --requests 2000
     python -m loadtests.bench --scenarios baseline,read-full,read-compact,crowd --viewers 500
     python -m loadtests.bench --profile-run redis_async:hot-seat --profile-run db_lock:hot-seat
+    python -m loadtests.bench --scenarios hold-and-abandon
+                                                 on request only: 2,000 seats, 20 s holds, half the
+                                                 holders walk away; time to sell out, holds expired and
+                                                 re-sold (~4-5 min per strategy)
     python -m loadtests.bench --scenarios baseline,hot-seat --wrk
                                                  the bursts, then /ping and every strategy's hot-seat
                                                  refusals under wrk (an optional C load generator)
@@ -64,7 +68,11 @@ def run_command(argv: list[str]) -> int:
         "--out", type=Path, help="results folder (default: loadtests/results/<UTC timestamp>)"
     )
     parser.add_argument("--strategies", default=",".join(sc.STRATEGIES))
-    parser.add_argument("--scenarios", default=",".join(sc.SCENARIOS))
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(sc.SCENARIOS),
+        help=f"default: all but {', '.join(sc.ON_REQUEST)} (on request only)",
+    )
     parser.add_argument("--requests", type=int, help="requests per burst")
     parser.add_argument("--concurrency", type=int, help="connections of the burst generator")
     parser.add_argument("--drain-requests", type=int, help="bookings accepted while the consumers are paused")
@@ -101,6 +109,25 @@ def run_command(argv: list[str]) -> int:
         "--crowd-strategies",
         help="crowd: the strategies it runs for (default: those benched; the full bench leaves stream_state "
         "out, ~6 min for its pair of runs, unless it is the only one)",
+    )
+    parser.add_argument(
+        "--hold-seconds", type=float, help="hold-and-abandon: the stack's HOLD_SECONDS (default 20; smoke 4)"
+    )
+    parser.add_argument(
+        "--hold-concurrency", type=int, help="hold-and-abandon: virtual users in closed loops (64; smoke 16)"
+    )
+    parser.add_argument(
+        "--hold-users", type=int, help="hold-and-abandon: the pool of people (10,000; smoke 1,000)"
+    )
+    parser.add_argument(
+        "--hold-pause",
+        type=float,
+        help="hold-and-abandon: mean seconds before each attempt, the next person arriving (0.25; smoke 0.1)",
+    )
+    parser.add_argument(
+        "--hold-timeout",
+        type=float,
+        help="hold-and-abandon: seconds to sell out before the run is called not sold out (900; smoke 240)",
     )
     parser.add_argument(
         "--workers",
@@ -180,8 +207,16 @@ def run_command(argv: list[str]) -> int:
         "viewers": args.viewers,
         "viewer_generators": args.viewer_generators,
         "viewer_interval": args.viewer_interval,
+        "hold_seconds": args.hold_seconds,
+        "hold_concurrency": args.hold_concurrency,
+        "hold_pause": args.hold_pause,
+        "hold_timeout": args.hold_timeout,
     }
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
+    if args.hold_users is not None:
+        profile = dataclasses.replace(
+            profile, hold_shape=dataclasses.replace(profile.hold_shape, users=args.hold_users)
+        )
     if args.no_profile:
         args.profile_run = []
     elif not args.profile_run and not args.smoke:
@@ -205,7 +240,7 @@ def run_command(argv: list[str]) -> int:
         crowd_strategies = strategies
     else:
         crowd_strategies = tuple(s for s in strategies if s not in sc.SLOW_CROWD_STRATEGIES) or strategies
-    scenarios = _csv(args.scenarios, sc.SCENARIOS, "scenario")
+    scenarios = _csv(args.scenarios, sc.ALL_SCENARIOS, "scenario")
     if args.wrk:
         from loadtests.bench import wrk
 
@@ -261,6 +296,8 @@ def run_command(argv: list[str]) -> int:
         log_dir=out_dir / "raw" / "logs",
         drop_database_at_exit=args.drop_database,
         redis_cluster=args.redis_cluster,
+        # The short holds only where they are measured; every other scenario books outright.
+        hold_seconds=profile.hold_seconds if sc.HOLD_AND_ABANDON in scenarios else None,
     )
     try:
         results = Bench(plan, out_dir, config).run()
@@ -274,6 +311,16 @@ def run_command(argv: list[str]) -> int:
     if failed:
         print("\n[bench] " + "!" * 70, file=sys.stderr)
         for run in failed:
+            if run["scenario"] == sc.HOLD_AND_ABANDON:
+                print(
+                    f"[bench] INVARIANT FAILED: {run['scenario']} {run['strategy']}: sold_out="
+                    f"{run['sold_out']} ({run['seats_sold']}/{run['seats']}) double_bookings="
+                    f"{run['double_bookings']} lost_bookings={run['lost_bookings']} drift={run['drift']} "
+                    f"over_limit_users={run['over_limit_users']} unfinished={run['unfinished']} "
+                    f"answered={run['answered']}/{run['requests']}",
+                    file=sys.stderr,
+                )
+                continue
             viewers = run.get("viewers")
             print(
                 f"[bench] INVARIANT FAILED: {run['scenario']} {run['strategy']}: double_bookings="

@@ -21,6 +21,14 @@ prints `done`. Three kinds of plan:
   `go`, they follow until a `stop` line (then the process prints `stopped`); a `final` line then makes every
   viewer poll once more and report its copy (version, digest of the status letters) so the orchestrator can
   compare it with the server's map; `exit` skips that.
+* holds (hold-and-abandon): `concurrency` virtual users in closed loops until a `stop` line (the orchestrator
+  sends it once MySQL has every seat CONFIRMED) or `duration` seconds. Each attempt: a pause (uniform, 0 to
+  2 x `pause` seconds: the next person arriving), a person drawn from the pool `user_prefix`-0 ..
+  -(`users` - 1), POST a best-available hold (`section_id` random, `count` 1-4, `"hold": true`); a 202 is
+  polled with GET /bookings/{id} every `poll_interval` seconds until it is no longer PENDING; a HELD booking
+  is confirmed with probability `confirm_ratio` after a think (uniform `think` = [min, max] seconds: POST
+  /bookings/{id}/confirm as its owner), else left to expire. A 409 (or an in-line REJECTED) sends the person
+  away. Besides every request (kind hold, poll, confirm), one entry per attempt in `attempts`.
 
 Burst specs may add `headers` (sent with every request) and `auto_decompress: false` (bodies kept as they
 came: the byte counts are what crossed the wire, and the generator spends no CPU inflating them).
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import json
 import random
@@ -240,6 +249,148 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
         await asyncio.gather(*(user(n) for n in range(spec["concurrency"])))
 
 
+async def _call_json(
+    session: aiohttp.ClientSession, method: str, path: str, body: dict | None, headers: dict | None = None
+) -> tuple[int, dict | None, int]:
+    """-> (status, the answer's JSON or None, body bytes received)."""
+    payload = b""
+    sent_headers = {**(headers or {}), **(JSON_HEADERS if body is not None else {})}
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        async with session.request(method, path, data=data, headers=sent_headers) as response:
+            payload = await response.read()
+            status = response.status
+    except TimeoutError:
+        return TIMEOUT, None, 0
+    except (aiohttp.ClientError, OSError):
+        return TRANSPORT_ERROR, None, 0
+    try:
+        answer = json.loads(payload) if payload else None
+    except ValueError:
+        answer = None
+    if status not in EXPECTED and len(error_samples) < SAMPLES_KEPT:
+        error_samples.append(
+            {
+                "status": status,
+                "request": f"{method} {path} {json.dumps(body)[:200] if body is not None else ''}",
+                "answer": payload[:300].decode(errors="replace"),
+            }
+        )
+    return status, answer if isinstance(answer, dict) else None, len(payload)
+
+
+def _error_code(answer: dict | None) -> str:
+    return str(((answer or {}).get("error") or {}).get("code") or "?")
+
+
+# What became of an attempt (hold-and-abandon): the `outcome` column of `attempts`.
+CONFIRMED, WALKED_AWAY, CONFIRM_TOO_LATE = "confirmed", "walked_away", "confirm_expired"
+REFUSED, REJECTED, EXPIRED_IN_LINE = "refused", "rejected", "expired_in_line"
+ERROR = "error"
+
+
+async def run_holds(spec: dict, started: float, recorder: Recorder, control: asyncio.Queue) -> dict:
+    rng = random.Random(spec["seed"])
+    performance_id = spec["performance_id"]
+    book_path = f"/performances/{performance_id}/bookings"
+    deadline = started + spec["duration"]
+    think_min, think_max = spec["think"]
+    stopping = asyncio.Event()
+    # One entry per attempt: [user, booking id, first status, outcome, code, seats asked, seats held,
+    # ms from the hold's send to HELD (None if never), sent_at (epoch s)]
+    attempts: list[list] = []
+
+    def record(kind: str, status: int, sent: float, sent_at: float, booking_id=None, seats=None, size=0):
+        done = time.perf_counter()
+        recorder.add(kind, status, done - sent, 0.0, sent_at, done - started, booking_id, seats, size)
+
+    async def pause(seconds: float) -> bool:
+        """Sleep, unless told to stop meanwhile -> False when stopping."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), seconds)
+        return not stopping.is_set() and time.perf_counter() < deadline
+
+    async def attempt() -> None:
+        user = f"{spec['user_prefix']}-{rng.randrange(spec['users'])}"
+        count = rng.randint(1, spec["max_seats"])
+        body = {"user_id": user, "section_id": rng.choice(spec["section_ids"]), "count": count, "hold": True}
+        sent, sent_at = time.perf_counter(), time.time()
+        status, answer, size = await _call_json(session, "POST", book_path, body)
+        booking_id = (answer or {}).get("booking_id") if status in (201, 202) else None
+        seats = (answer or {}).get("seat_ids") or None
+        record("hold", status, sent, sent_at, booking_id, seats, size)
+        entry = [user, booking_id, status, None, None, count, None, None, round(sent_at, 6)]
+        attempts.append(entry)
+        booking = answer or {}
+        if status == 202 and booking_id:
+            # In line (or on its way to MySQL): poll until decided. Polling goes on after a `stop`: every
+            # accepted booking is followed to its decision.
+            while booking.get("status") == "PENDING" and time.perf_counter() < deadline + 60:
+                await asyncio.sleep(spec["poll_interval"])
+                poll_sent, poll_at = time.perf_counter(), time.time()
+                polled, answer, size = await _call_json(session, "GET", f"/bookings/{booking_id}", None)
+                record("poll", polled, poll_sent, poll_at, booking_id, None, size)
+                if polled == 200 and answer:
+                    booking = answer
+                elif polled not in (-1, -2) and polled < 500:
+                    break  # 404 or another surprise: counted as an error below
+        elif status == 409:
+            entry[3], entry[4] = REFUSED, _error_code(answer)
+            return
+        elif status != 201 or not booking_id:
+            entry[3], entry[4] = ERROR, str(status)
+            return
+        final = booking.get("status")
+        if final != "HELD":
+            if final == "REJECTED":
+                reason = booking.get("reason") or ""
+                entry[3], entry[4] = REJECTED, "USER_LIMIT" if reason == "USER_LIMIT" else "SEAT_UNAVAILABLE"
+            elif final == "EXPIRED":
+                entry[3] = EXPIRED_IN_LINE
+            else:
+                entry[3], entry[4] = ERROR, str(final)
+            return
+        entry[6] = booking.get("seat_ids") or []
+        entry[7] = round((time.time() - sent_at) * 1000, 3)
+        if rng.random() >= spec["confirm_ratio"]:
+            entry[3] = WALKED_AWAY  # never comes back for it: the hold runs out
+            return
+        await asyncio.sleep(rng.uniform(think_min, think_max))  # paying, even after a `stop`
+        confirm_sent, confirm_at = time.perf_counter(), time.time()
+        status, answer, size = await _call_json(
+            session,
+            "POST",
+            f"/bookings/{booking_id}/confirm",
+            {"payment_reference": f"pay-{booking_id}"},
+            {"X-User-Id": user},
+        )
+        record("confirm", status, confirm_sent, confirm_at, booking_id, entry[6], size)
+        if status == 200 and (answer or {}).get("status") == "CONFIRMED":
+            entry[3] = CONFIRMED
+        elif status == 409 and _error_code(answer) == "HOLD_EXPIRED":
+            entry[3] = CONFIRM_TOO_LATE
+        else:
+            entry[3], entry[4] = ERROR, f"confirm {status} {_error_code(answer)}"
+
+    async def user() -> None:
+        while await pause(rng.uniform(0, 2 * spec["pause"])):
+            await attempt()
+
+    async def stop_when_told() -> None:
+        while True:
+            line = await control.get()
+            if line in ("stop", "exit", ""):
+                stopping.set()
+                return
+
+    async with _session(spec) as session:
+        watcher = asyncio.ensure_future(stop_when_told())
+        await asyncio.gather(*(user() for _ in range(spec["concurrency"])))
+        watcher.cancel()
+    return {"attempts": attempts}
+
+
 STATUS_LETTERS = {"AVAILABLE": ord("A"), "HELD": ord("H"), "BOOKED": ord("B")}
 VIEWER_EXPECTED = (200, 304, 410)
 
@@ -438,6 +589,7 @@ def main(argv: list[str]) -> int:
     print("ready", flush=True)
     sys.stdin.readline()
     viewers = spec["kind"] == "viewers"
+    holds = spec["kind"] == "holds"
     recorder = ViewerRecorder() if viewers else Recorder()
     cpu_before = cpu_seconds()
     started = time.perf_counter()
@@ -447,6 +599,10 @@ def main(argv: list[str]) -> int:
         if viewers:
             control = _control_queue(asyncio.get_running_loop())
             extra.update(await run_viewers(spec, started, recorder, control))
+            return
+        if holds:
+            control = _control_queue(asyncio.get_running_loop())
+            extra.update(await run_holds(spec, started, recorder, control))
             return
         runner = run_burst if spec["kind"] == "burst" else run_mixed
         await runner(spec, started, recorder)

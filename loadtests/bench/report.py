@@ -66,7 +66,7 @@ def comparison_table(results: dict) -> str:
         "| p95 ms | p99 ms | max ms | confirm p50 / p95 / p99 ms | generator CPU | double | lost | drift |"
     )
     lines = [header, "|" + "---|" * 17]
-    for run in results["runs"]:
+    for run in _request_runs(results):
         confirm = run.get("confirm_latency_ms")
         confirm_text = " / ".join(_lat(confirm, ("p50", "p95", "p99"))) if confirm else "—"
         lines.append(
@@ -144,6 +144,12 @@ def ceilings_table(results: dict) -> str:
     lines = ["| operation | rate | calls |", "|---|---|---|"]
     lines += [f"| {r['operation']} | {_num(r['rate'])} {r['unit']} | {_num(r['calls'])} |" for r in rows]
     return "\n".join(lines)
+
+
+def _request_runs(results: dict) -> list[dict]:
+    """The runs the comparison, details and CPU tables are about: every one but hold-and-abandon's (a
+    session of many calls, in its own table)."""
+    return [run for run in results["runs"] if run["scenario"] not in sc.ON_REQUEST]
 
 
 def _run(results: dict, strategy: str | None, scenario: str) -> dict | None:
@@ -433,7 +439,7 @@ def details_table(results: dict) -> str:
         "| read p99 ms | book p99 ms |",
         "|" + "---|" * 9,
     ]
-    for run in results["runs"]:
+    for run in _request_runs(results):
         if run["scenario"] in sc.ONCE:
             continue
         outcomes = run.get("async_outcomes")
@@ -457,6 +463,91 @@ def details_table(results: dict) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def hold_table(results: dict) -> str:
+    """hold-and-abandon, one row per strategy."""
+    runs = [run for run in results["runs"] if run["scenario"] == sc.HOLD_AND_ABANDON]
+    if not runs:
+        return "(no hold-and-abandon run)"
+    lines = [
+        "| strategy | seats | hold s | sold out in s | attempts | holds made | confirmed | walked away "
+        "| confirm too late | holds expired | seats re-sold (of holds) | refusals | unsold, none held s "
+        "| hold p50 / p99 ms | poll p50 / p99 ms | confirm p50 / p99 ms | hold → HELD p50 / p99 ms | errors "
+        "| audit |",
+        "|" + "---|" * 19,
+    ]
+    for run in runs:
+        kinds = run.get("latency_ms_by_kind") or {}
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{run['strategy']}`",
+                    _num(run["seats"]),
+                    _num(run["hold_seconds"], 1) if run["hold_seconds"] % 1 else _num(run["hold_seconds"]),
+                    _num(run["sold_out_seconds"], 1) if run["sold_out"] else "**not sold out**",
+                    _num(run["attempts"]),
+                    _num(run["holds_made"]),
+                    _num(run["confirmed"]),
+                    _num(run["walked_away"]),
+                    _num(run["confirm_too_late"]),
+                    _num(run["holds_expired"]),
+                    f"{_num(run['seats_resold'])} ({_num(run['holds_resold'])})",
+                    (", ".join(f"{n:,} {code}" for code, n in run["refusals"].items()) or "0")
+                    + (f" ({run['guard_refusals']:,} by MySQL's guard)" if run.get("guard_refusals") else ""),
+                    _num(run.get("unsold_idle_seconds"), 1),
+                    *(
+                        " / ".join(_lat(kinds.get(kind), ("p50", "p99")))
+                        for kind in ("hold", "poll", "confirm")
+                    ),
+                    " / ".join(_lat(run.get("hold_to_held_ms"), ("p50", "p99"))),
+                    _num(run["errors"]),
+                    hold_verdict(run),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def hold_verdict(run: dict) -> str:
+    if run["invariants_ok"]:
+        return "ok"
+    wrong = [
+        f"{name} {run[key]}"
+        for name, key in (
+            ("double", "double_bookings"),
+            ("lost", "lost_bookings"),
+            ("drift", "drift"),
+            ("over the limit", "over_limit_users"),
+            ("undecided", "unfinished"),
+        )
+        if run[key]
+    ]
+    if run["drift"]:  # where: the seat map, the booking records, the reconcile job's log or its dry run
+        audit = run.get("audit") or {}
+        dry_run = audit.get("reconcile_dry_run") or {}
+        parts = [
+            f"{name} {audit[key]}"
+            for name, key in (
+                ("seat map", "seat_map_drift"),
+                ("lapsed holds shown held", "lapsed_holds_shown_held"),
+                ("records", "record_drift"),
+                ("repairs logged", "reconcile_repairs_logged"),
+            )
+            if audit.get(key)
+        ]
+        parts += [
+            f"reconcile would do {n} {kind}" for kind, n in (dry_run.get("repairs_by_kind") or {}).items()
+        ]
+        if parts:
+            wrong[[w.startswith("drift") for w in wrong].index(True)] += f" ({', '.join(parts)})"
+    if not run["sold_out"]:
+        wrong.insert(0, f"{run['seats_sold']:,} of {run['seats']:,} sold")
+    if run["answered"] != run["requests"]:
+        wrong.append(f"unanswered {run['requests'] - run['answered']}")
+    return "**FAILED**: " + ", ".join(wrong)
 
 
 def _mb(value) -> str:
@@ -588,6 +679,11 @@ def anomalies(results: dict) -> list[str]:
                 f"ended with a map other than the server's (version {viewers['final_version']}): "
                 f"{viewers['diverged_sample']}"
             )
+        for action, booking_id, detail in (run.get("audit") or {}).get("reconcile_log_sample") or []:
+            out.append(
+                f"{short_label(run)} {run['scenario']}: reconcile_log `{action}` for booking {booking_id}: "
+                f"`{str(detail)[:200]}`"
+            )
         for sample in run.get("error_samples") or []:
             out.append(
                 f"{short_label(run)} {run['scenario']}: HTTP {sample['status']} to "
@@ -709,13 +805,45 @@ def benchmark_table_block(results: dict, folder: str) -> str:
     )
 
 
+def hold_section(results: dict, out_dir: Path, charts: bool) -> list[str]:
+    if not any(run["scenario"] == sc.HOLD_AND_ABANDON for run in results["runs"]):
+        return []
+    run = next(run for run in results["runs"] if run["scenario"] == sc.HOLD_AND_ABANDON)
+    lines = [
+        "## Hold and abandon",
+        "",
+        f"Per strategy, a fresh performance of {run['seats']:,} seats (best available, 1–4 seats of a random "
+        f'section per attempt, `"hold": true`), the stack\'s `HOLD_SECONDS` = {run["hold_seconds"]:g}; '
+        f"{run['concurrency']} virtual users in closed loops, each attempt a person drawn from a pool of "
+        f"{run['users']:,} after a pause (uniform, mean {run['pause_seconds']:g} s); a `202` polled until "
+        f"decided; {run['confirm_ratio']:.0%} of the holders confirm after a think of 5–25 % of the hold's "
+        "time, the others walk away; a refusal sends the person away. Sold out in: from the users' "
+        "release to the last CONFIRMED write in MySQL. Confirm too late: a holder who confirmed after the "
+        "hold ran out (409 HOLD_EXPIRED). Holds expired: MySQL's EXPIRED bookings and holds past "
+        "`expires_at`; seats re-sold: distinct seats of those holds that ended in another, CONFIRMED "
+        "booking (in brackets: the expired holds that had a seat re-sold). Refusals: `409`s and in-line "
+        "REJECTED, by code (by MySQL's guard: of these, `stream_state` bookings the ledger gave seats that "
+        "MySQL's unique guard then refused). Unsold, none held: seconds MySQL had seats unsold and no live "
+        "hold on any while the users asked (two looks in a row, 0.5 s apart): seats nobody could get. "
+        "hold → HELD: the hold's send to the answer that said HELD (its 201, or the poll). Audit: every "
+        "seat in exactly one CONFIRMED booking, no "
+        "user's confirmed seats over MAX_SEATS_PER_USER, no accepted booking lost or undecided, Redis == "
+        "MySQL (seat map, booking records, reconcile).",
+        "",
+        hold_table(results),
+        "",
+    ]
+    if charts and (out_dir / "holds.png").exists():
+        lines += ["![holds.png](holds.png)", ""]
+    return lines
+
+
 def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
     failed = [
         f"{r['strategy'] or 'noop'} {r['scenario']}"
         for r in results["runs"]
         if not r.get("invariants_ok", True)
     ]
-    target_rows = targets(results)
     lines = [
         "# Benchmark report",
         "",
@@ -726,9 +854,68 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
             f"FAILED in {', '.join(failed)}**"
             if failed
             else "all held** (0 double bookings, "
-            "0 lost bookings, 0 drift, every request answered, counts add up)."
+            "0 lost bookings, 0 drift, every request answered, counts add up"
+            + (
+                "; hold-and-abandon: sold out, every seat once, nobody over the limit"
+                if any(r["scenario"] == sc.HOLD_AND_ABANDON for r in results["runs"])
+                else ""
+            )
+            + ")."
         ),
         "",
+    ]
+    requests = bool(_request_runs(results))  # a run of hold-and-abandon alone has none of these tables
+    if requests:
+        lines += request_sections(results, out_dir, charts)
+    lines += hold_section(results, out_dir, charts)
+    if requests:
+        lines += [
+            "## Hot seat against /ping (same bench)",
+            "",
+            "Each strategy's hot-seat burst (every answer after the first a refusal) against the do-nothing "
+            "`/ping` of the same bench: req/s as a share of /ping's, server CPU per request as a multiple of "
+            "/ping's. `load.py × N`: the bench's Python generator split over N processes; `wrk` (with "
+            "`--wrk`): a C generator, the seat sold first so every answer is a 409 (loadtests/bench/wrk.py)."
+            + (f" wrk: {results['wrk']['generator']}." if results.get("wrk") else ""),
+            "",
+            hot_seat_table(results),
+            "",
+        ]
+    lines += [
+        "## Emulator ceilings (same emulator, same run)",
+        "",
+        ceilings_table(results),
+        "",
+        "## Where the time goes",
+        "",
+        "CPU seconds used by each component while the load ran, and by the consumers and the emulator while "
+        f"the queues drained afterwards (this machine has {results['machine']['cpu_count']} cores: load s × "
+        f"{results['machine']['cpu_count']} is all there was). "
+        "MySQL and Redis are the machine's shared servers: other work on them is counted too.",
+        "",
+        cpu_table(results),
+        "",
+        *(f"- {line}" for line in findings(results)),
+        f"- {generator_note(results)}",
+        "",
+        "### Profiles (py-spy, on-CPU samples of the server's worker processes)",
+        "",
+        profile_section(results),
+        "",
+    ]
+    found = anomalies(results)
+    lines += ["## Anomalies", "", *(f"- {line}" for line in found or ["none seen."]), ""]
+    if results.get("notes"):
+        lines += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def request_sections(results: dict, out_dir: Path, charts: bool) -> list[str]:
+    """The comparison, its charts, the targets, reads and crowds, details: the runs of single requests."""
+    target_rows = targets(results)
+    lines = [
         "## Comparison",
         "",
         "success = `201`, or `202` that became CONFIRMED; rejected = `409`, or `202` that became REJECTED; "
@@ -774,44 +961,8 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
         "",
         details_table(results),
         "",
-        "## Hot seat against /ping (same bench)",
-        "",
-        "Each strategy's hot-seat burst (every answer after the first a refusal) against the do-nothing "
-        "`/ping` of the same bench: req/s as a share of /ping's, server CPU per request as a multiple of "
-        "/ping's. `load.py × N`: the bench's Python generator split over N processes; `wrk` (with "
-        "`--wrk`): a C generator, the seat sold first so every answer is a 409 (loadtests/bench/wrk.py)."
-        + (f" wrk: {results['wrk']['generator']}." if results.get("wrk") else ""),
-        "",
-        hot_seat_table(results),
-        "",
-        "## Emulator ceilings (same emulator, same run)",
-        "",
-        ceilings_table(results),
-        "",
-        "## Where the time goes",
-        "",
-        "CPU seconds used by each component while the load ran, and by the consumers and the emulator while "
-        f"the queues drained afterwards (this machine has {results['machine']['cpu_count']} cores: load s × "
-        f"{results['machine']['cpu_count']} is all there was). "
-        "MySQL and Redis are the machine's shared servers: other work on them is counted too.",
-        "",
-        cpu_table(results),
-        "",
-        *(f"- {line}" for line in findings(results)),
-        f"- {generator_note(results)}",
-        "",
-        "### Profiles (py-spy, on-CPU samples of the server's worker processes)",
-        "",
-        profile_section(results),
-        "",
     ]
-    found = anomalies(results)
-    lines += ["## Anomalies", "", *(f"- {line}" for line in found or ["none seen."]), ""]
-    if results.get("notes"):
-        lines += ["## Notes", "", *(f"- {note}" for note in results["notes"]), ""]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return lines
 
 
 # --- charts ---------------------------------------------------------------------------------------------
@@ -925,7 +1076,12 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
     if path is not None:
         written.append(path)
 
-    # 4. time to a final status, asynchronous strategies
+    # 4. hold-and-abandon: seats sold and held over time
+    path = _holds_chart(plt, results, out_dir, subtitle)
+    if path is not None:
+        written.append(path)
+
+    # 5. time to a final status, asynchronous strategies
     asyncs = [s for s in sc.ASYNC_STRATEGIES if s in strategies]
     if asyncs and with_confirm:
         fig, axes = _panels(plt, len(with_confirm))
@@ -954,6 +1110,41 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _holds_chart(plt, results: dict, out_dir: Path, subtitle: str) -> Path | None:
+    runs = [r for r in results["runs"] if r["scenario"] == sc.HOLD_AND_ABANDON and r.get("timeline")]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    palette = ["#4c72b0", "#55a868", "#c44e52", "#dd8452", "#8172b2"]
+    for i, run in enumerate(runs):
+        color = palette[i % len(palette)]
+        seconds = [point[0] for point in run["timeline"]]
+        ax.plot(
+            seconds, [point[1] for point in run["timeline"]], color=color, label=f"{run['strategy']} sold"
+        )
+        ax.plot(
+            seconds,
+            [point[2] for point in run["timeline"]],
+            color=color,
+            linestyle=":",
+            linewidth=1,
+            label=f"{run['strategy']} held",
+        )
+    ax.axhline(runs[0]["seats"], color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"seconds since the users' release (holds of {runs[0]['hold_seconds']:g} s)")
+    ax.set_ylabel("seats (MySQL)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center right")
+    ax.set_title(
+        f"hold-and-abandon: seats CONFIRMED (solid) and held by a live hold (dotted)\n{subtitle}", fontsize=10
+    )
+    fig.tight_layout()
+    path = out_dir / "holds.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _reads_chart(plt, results: dict, out_dir: Path, subtitle: str, colors: dict) -> Path | None:

@@ -57,11 +57,43 @@ class BenchProfile:
     viewer_generators: int = 1  # processes the viewers are spread over (the burst has its own)
     crowd_warmup: float = 4.0  # viewer intervals the viewers follow before the burst is released
     crowd_tail: float = 2.0  # viewer intervals they go on following after its last answer
+    # hold-and-abandon (on request): the performance and the pool of people, the stack's HOLD_SECONDS, the
+    # virtual users in closed loops, the mean pause before each attempt (the next person arriving), the
+    # holders who confirm, the poll interval of a 202, and how long it may take to sell out before the run
+    # is called not sold out (and fails). A holder thinks HOLD_THINK of the hold's time before confirming.
+    hold_shape: sc.HoldShape = field(default_factory=sc.HoldShape)
+    hold_seconds: float = 20.0
+    hold_concurrency: int = 64
+    hold_pause: float = 0.25
+    hold_confirm_ratio: float = 0.5
+    hold_poll_interval: float = 0.25
+    hold_timeout: float = 900.0
 
+
+# A holder who confirms does so after this share of HOLD_SECONDS (uniform): 1-5 s of a 20 s hold.
+HOLD_THINK = (0.05, 0.25)
 
 FULL = BenchProfile("full", 10_000, 1_000, 1_000, 20, 64, 1_000, 500, 600, 120)
 SMOKE = BenchProfile(
-    "smoke", 300, 100, 300, 3, 16, 100, 50, 120, 60, viewers=50, crowd_warmup=2.5, crowd_tail=1.5
+    "smoke",
+    300,
+    100,
+    300,
+    3,
+    16,
+    100,
+    50,
+    120,
+    60,
+    viewers=50,
+    crowd_warmup=2.5,
+    crowd_tail=1.5,
+    # 2 x 5 x 20 = 200 seats, 1,000 people, 4 s holds: ~8 hold rounds, ~40 s per strategy
+    hold_shape=sc.HoldShape(sections=2, rows=5, seats_per_row=20, users=1_000),
+    hold_seconds=4.0,
+    hold_concurrency=16,
+    hold_pause=0.1,
+    hold_timeout=240.0,
 )
 PROFILES = {"full": FULL, "smoke": SMOKE}
 
@@ -99,6 +131,8 @@ class Plan:
         crowds = [s for s in sc.CROWDS if s in self.scenarios or sc.CROWD in self.scenarios]
         crowded = self.strategies if self.crowd_strategies is None else self.crowd_strategies
         order.extend((strategy, scenario) for strategy in crowded for scenario in crowds)
+        if sc.HOLD_AND_ABANDON in self.scenarios:  # on request only (scenarios.ON_REQUEST), last
+            order.extend((strategy, sc.HOLD_AND_ABANDON) for strategy in self.strategies)
         return order
 
 
@@ -513,6 +547,10 @@ class Bench:
 
     # --- one run --------------------------------------------------------------------------------------
     def one_run(self, strategy: str | None, scenario: str, profiled: bool = False) -> dict:
+        if scenario == sc.HOLD_AND_ABANDON:
+            from loadtests.bench.holds import hold_and_abandon
+
+            return hold_and_abandon(self, strategy)
         with contextlib.ExitStack() as cleanup:  # a crowd's viewer processes, whatever happens
             return self._one_run(strategy, scenario, profiled, cleanup)
 
@@ -659,7 +697,7 @@ class Bench:
         event = _http_json(
             "POST",
             f"{stack.base_url}/admin/events",
-            sc.event_body(scenario, strategy),
+            sc.event_body(scenario, strategy, self.plan.profile.hold_shape),
             {"X-Admin-Token": ADMIN_TOKEN},
         )
         performance_id = event["performances"][0]["performance_id"]

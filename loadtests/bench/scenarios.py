@@ -25,6 +25,18 @@ what the load generator sends to it.
                    (304: unchanged; 200: apply the changes; 410: read the compact view again), from
                    generator process(es) of their own; after the drain every viewer's map must equal the
                    server's
+
+On request only (`--scenarios hold-and-abandon`; not in the default list, see ON_REQUEST):
+
+    hold-and-abandon  a 2,000-seat performance (2 sections x 20 rows x 50 seats) on a stack whose holds last
+                   HOLD_SECONDS = 20 s: C virtual users in closed loops (generator processes), each attempt a
+                   person drawn from a pool of 10,000 asking to hold the best 1-4 seats of a random section;
+                   a 202 is polled (GET /bookings/{id}) until it is no longer PENDING; a holder confirms with
+                   probability 0.5 after a short think, else walks away and the hold expires; a refusal
+                   (SEAT_UNAVAILABLE, USER_LIMIT) sends the person away. Ends when MySQL has every seat
+                   CONFIRMED (or at a timeout: not sold out, which fails the run): time to sell out, holds
+                   expired and their seats re-sold, p50/p99 of each call; audit: every seat sold exactly
+                   once, nobody's confirmed seats over MAX_SEATS_PER_USER, Redis == MySQL
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ READ_FULL = "read-full"
 READ_COMPACT = "read-compact"
 CROWD_SOLO = "crowd-solo"
 CROWD = "crowd"
+HOLD_AND_ABANDON = "hold-and-abandon"
 SCENARIOS = (
     BASELINE,
     READ_FULL,
@@ -57,6 +70,12 @@ SCENARIOS = (
 )
 ONCE = (BASELINE, READ_FULL, READ_COMPACT)  # once per bench, not per strategy
 READS = (READ_FULL, READ_COMPACT)
+# Selectable with --scenarios, never run by default: a hold-and-abandon run lasts as long as selling a
+# 2,000-seat performance takes while half the holders walk away, about ten 20-second hold rounds (the unsold
+# share halves each round) -- 4-5 minutes per strategy, 20-25 minutes for five, more than the rest of
+# `make bench` (~15 min) together. It measures holds, not the hot path, so it is asked for when holds matter.
+ON_REQUEST = (HOLD_AND_ABANDON,)
+ALL_SCENARIOS = SCENARIOS + ON_REQUEST
 PER_STRATEGY = (HOT_SEAT, HOT_SECTION, MIXED_UNIFORM, MIXED_ZIPF, DRAIN, CROWD_SOLO, CROWD)
 MIXED = (MIXED_UNIFORM, MIXED_ZIPF)
 CROWDS = (CROWD_SOLO, CROWD)
@@ -85,14 +104,40 @@ class Layout:
 
     performance_id: int
     sections: list[list[list[int]]]  # section -> row -> seat ids
+    section_ids: tuple[int, ...] = ()  # in the same order
 
     @property
     def rows(self) -> list[list[int]]:
         return [row for section in self.sections for row in section]
 
 
-def event_body(scenario: str, strategy: str) -> dict:
-    if scenario == HOT_SEAT:
+@dataclass(frozen=True)
+class HoldShape:
+    """hold-and-abandon's performance and people (BenchProfile has one for the full run, one for --smoke)."""
+
+    sections: int = 2
+    rows: int = 20
+    seats_per_row: int = 50
+    users: int = 10_000  # the pool each attempt draws a person from (with replacement)
+
+    @property
+    def seats(self) -> int:
+        return self.sections * self.rows * self.seats_per_row
+
+
+def event_body(scenario: str, strategy: str, hold_shape: HoldShape | None = None) -> dict:
+    if scenario == HOLD_AND_ABANDON:
+        shape = hold_shape or HoldShape()
+        sections = [
+            {
+                "name": f"H{i + 1}",
+                "price": 120_000 - 20_000 * i,
+                "rows": shape.rows,
+                "seats_per_row": shape.seats_per_row,
+            }
+            for i in range(shape.sections)
+        ]
+    elif scenario == HOT_SEAT:
         sections = [{"name": "Floor", "price": 99_000, "rows": 10, "seats_per_row": 20}]
     elif scenario == HOT_SECTION:
         sections = [
@@ -114,12 +159,13 @@ def event_body(scenario: str, strategy: str) -> dict:
 
 def layout_from_seat_map(seat_map: dict) -> Layout:
     sections = []
+    section_ids = tuple(section["section_id"] for section in seat_map["sections"])
     for section in seat_map["sections"]:
         rows: dict[int, list[tuple[int, int]]] = {}
         for seat in section["seats"]:
             rows.setdefault(seat["row"], []).append((seat["number"], seat["seat_id"]))
         sections.append([[seat_id for _, seat_id in sorted(rows[r])] for r in sorted(rows)])
-    return Layout(seat_map["performance_id"], sections)
+    return Layout(seat_map["performance_id"], sections, section_ids)
 
 
 def burst_requests(scenario: str, layout: Layout | None, count: int, tag: str, seed: int) -> list[list]:

@@ -103,6 +103,8 @@ class StackConfig:
     # A local 3-primary Redis Cluster of the bench's own (infra/local/redis_cluster.py) instead of redis_url,
     # the app on it with REDIS_CLUSTER=1.
     redis_cluster: bool = False
+    # HOLD_SECONDS of the bench's stack (None: the local stage's, 600 s): hold-and-abandon's short holds.
+    hold_seconds: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -155,6 +157,8 @@ class Stack:
             ledger_dir=str(c.state_dir / "ledger"),
             admin_token=ADMIN_TOKEN,
         )
+        if c.hold_seconds is not None:
+            own = own.replace(hold_seconds=c.hold_seconds)
         env = {
             **inherited,
             **own.as_environment(),

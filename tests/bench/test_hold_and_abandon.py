@@ -1,0 +1,79 @@
+"""`make bench ARGS="--scenarios hold-and-abandon"`, small, inside `make test`: one synchronous and one
+asynchronous strategy sell a 200-seat performance out while half the holders walk away from 3-second holds.
+Asserted: the audit held (every seat sold exactly once, nobody over MAX_SEATS_PER_USER, nothing lost or
+undecided, Redis == MySQL), and holds did expire and their seats were sold again — the scenario's point.
+
+Not part of test_bench_smoke.py's run: selling out takes hold rounds (the unsold share roughly halves per
+round), ~20-40 s per strategy even at this size, and that test already spends ~4 of its 5 minutes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.bench import scenarios as sc
+
+ROOT = Path(__file__).resolve().parents[2]
+STRATEGIES = ("db_lock", "redis_async")
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(420)
+def test_held_seats_that_were_walked_away_from_are_sold_again_exactly_once(tmp_path: Path) -> None:
+    run_id = os.getpid()
+    out = tmp_path / "results"
+    command = [
+        sys.executable,
+        "-m",
+        "loadtests.bench",
+        "--smoke",  # 2 x 5 x 20 = 200 seats, a pool of 1,000 people, 16 virtual users
+        "--out",
+        str(out),
+        "--scenarios",
+        sc.HOLD_AND_ABANDON,
+        "--strategies",
+        ",".join(STRATEGIES),
+        "--hold-seconds",
+        "3",
+        "--hold-timeout",
+        "180",
+        "--no-ceilings",
+        "--no-progress",
+        "--database",
+        f"booking_bench_holds_{run_id}",
+        "--key-prefix",
+        f"bench-holds-{run_id}",
+        "--name",
+        f"bench-holds-{run_id}",
+        "--drop-database",
+    ]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert finished.returncode == 0, finished.stderr[-4000:]
+
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert [(r["strategy"], r["scenario"]) for r in runs] == [(s, sc.HOLD_AND_ABANDON) for s in STRATEGIES]
+    for run in runs:
+        name = run["strategy"]
+        assert run["invariants_ok"], (name, run["audit"])
+        assert run["sold_out"] and run["seats_sold"] == run["seats"] == 200, name
+        assert run["double_bookings"] == 0 and run["lost_bookings"] == 0, (name, run["audit"])
+        assert run["drift"] == 0, (name, run["audit"])
+        assert run["over_limit_users"] == 0 and run["most_seats_per_user"] <= run["max_seats_per_user"], name
+        assert run["hold_seconds"] == 3
+        # the point of the scenario: holds ran out and their seats went to someone who paid
+        assert run["walked_away"] > 0 and run["holds_expired"] > 0, name
+        assert run["seats_resold"] > 0 and run["holds_resold"] > 0, name
+        assert run["confirmed"] > 0 and run["audit"]["told_confirmed_not_confirmed"] == 0, name
+        assert run["answered"] == run["requests"], (name, run["errors_detail"])
+        assert run["sold_out_seconds"] > 0, name
+        assert {"hold", "confirm"} <= {k for k, v in run["latency_ms_by_kind"].items() if v}, name
+    assert runs[1]["latency_ms_by_kind"]["poll"], "redis_async answers 202: its holds are polled"
+    report = (out / "report.md").read_text()
+    assert "## Hold and abandon" in report and "holds.png" in report
+    assert (out / "holds.png").exists()
