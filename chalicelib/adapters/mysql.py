@@ -761,7 +761,8 @@ class BookingRepository:
             return _read_booking(cursor, booking_id)
 
     def holders_of(self, seat_ids: Iterable[int]) -> dict[int, tuple[str, BookingStatus]]:
-        """seat id -> (booking id, status) for those of the seats an active booking holds."""
+        """seat id -> (booking id, status) for those of the seats an active booking holds (a lapsed hold
+        holds none, whether or not anything has written EXPIRED yet)."""
         seats = tuple(seat_ids)
         if not seats:
             return {}
@@ -770,19 +771,20 @@ class BookingRepository:
             cursor.execute(
                 "SELECT bs.seat_id, b.booking_id, b.status FROM booking_seats bs"
                 " JOIN bookings b ON b.booking_id = bs.booking_id"
-                f" WHERE bs.seat_id IN ({placeholders}) AND bs.active = 1",
-                seats,
+                f" WHERE bs.seat_id IN ({placeholders}) AND bs.active = 1 AND {NOT_LAPSED}",
+                (*seats, _utc(self.clock())),
             )
             return {row[0]: (row[1], BookingStatus(row[2])) for row in cursor.fetchall()}
 
     def active_seat_holders(self, performance_id: int) -> dict[int, tuple[str, BookingStatus]]:
-        """seat id -> (booking id, status) for every seat an active booking holds."""
+        """seat id -> (booking id, status) for every seat an active booking holds (lapsed holds aside: a
+        map rebuilt, repaired or handed to stream_state's ledger from this shows their seats free)."""
         with self._db.transaction() as cursor:
             cursor.execute(
                 "SELECT bs.seat_id, b.booking_id, b.status FROM booking_seats bs"
                 " JOIN bookings b ON b.booking_id = bs.booking_id"
-                " WHERE bs.performance_id = %s AND bs.active = 1",
-                (performance_id,),
+                f" WHERE bs.performance_id = %s AND bs.active = 1 AND {NOT_LAPSED}",
+                (performance_id, _utc(self.clock())),
             )
             return {row[0]: (row[1], BookingStatus(row[2])) for row in cursor.fetchall()}
 
@@ -1018,6 +1020,9 @@ def _integrity_errors_as_domain_errors(booking: Booking) -> Iterator[None]:
             raise BookingExists(booking.booking_id) from exc
         raise
 
+
+# A booking row `b` that is not a hold past its deadline (the one parameter: now, as MySQL stores it).
+NOT_LAPSED = "NOT (b.status IN ('PENDING', 'HELD') AND b.expires_at IS NOT NULL AND b.expires_at <= %s)"
 
 BOOKING_COLUMNS = (
     "booking_id, performance_id, user_id, seat_list, status, strategy, reason, expires_at, extensions,"

@@ -18,7 +18,7 @@ def section_partition(
     wanted: tuple[int, int] | None = None,
 ) -> str:
     """A best available request (`wanted`: section id, count) goes with the section it asks for."""
-    if wanted is not None and not seat_ids:
-        return f"performance-{performance_id}-section-{wanted[0]}"
+    if not seat_ids:  # the best available: its section's; a booking with no seats at all: a fixed one
+        return f"performance-{performance_id}-section-{wanted[0] if wanted else 0}"
     section = performance.section_of(min(seat_ids)) if performance else None
     return f"performance-{performance_id}-section-{section.section_id if section else 0}"

@@ -165,6 +165,8 @@ class HoldsContract:
         with pytest.raises(SeatAlreadyBooked):
             store.insert(booking(seats, 1, user="bob", status=CONFIRMED))
         clock.now += 10  # the deadline itself
+        assert store.holders_of(held.seat_ids) == {}, "a lapsed hold holds nothing, expired or not yet"
+        assert store.active_seat_holders(held.performance_id) == {}
         newcomer = booking(seats, 1, user="bob", status=CONFIRMED)
         store.insert(newcomer)  # no sweep in between
         assert store.get(held.booking_id).status is BookingStatus.EXPIRED

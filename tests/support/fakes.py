@@ -167,11 +167,13 @@ class InMemoryBookings:
         if row is None or row.booking.status is not BookingStatus.PENDING:
             return Settlement(row.booking if row else None, changed=False)
         status, reason = settled_as(row.booking, status, reason, self.clock())
-        if seat_ids and row.booking.wanted is not None and not row.booking.seat_ids:
-            row.booking = row.booking.with_seats(seat_ids)
+        settled = row.booking
+        if seat_ids and settled.wanted is not None and not settled.seat_ids:
+            settled = settled.with_seats(seat_ids)  # kept only if the settlement stands (MySQL rolls back)
         if status.holds_seats and not row.seats_active:
-            self._guard(row.booking)
-            self._check_allowance(row.booking)
+            self._guard(settled)
+            self._check_allowance(settled)
+        row.booking = settled
         self._set_status(row, status, reason)
         return Settlement(row.booking, changed=True)
 
@@ -348,7 +350,9 @@ class InMemoryBookings:
         return [row.booking for row in self._rows.values() if row.booking.user_id == user_id]
 
     def _active_rows(self) -> Iterator[_Row]:
-        return (row for row in self._rows.values() if row.seats_active)
+        """Rows whose seats are active and held (a lapsed hold's stay active until expired: held by none)."""
+        now = self.clock()
+        return (row for row in self._rows.values() if row.seats_active and not row.booking.lapsed(now))
 
     def _active_holders(self) -> dict[int, Holder]:
         return {
@@ -362,7 +366,7 @@ class InMemoryBookings:
         do (and `on_expired` told), and holds nothing."""
         seat_ids = list(seat_ids)
         now = self.clock()
-        for row in list(self._active_rows()):
+        for row in [row for row in self._rows.values() if row.seats_active]:
             if row.booking.lapsed(now) and not set(seat_ids).isdisjoint(row.booking.seat_ids):
                 self.on_expired(self._expire(row).booking)  # type: ignore[arg-type]
         holders = self._active_holders()

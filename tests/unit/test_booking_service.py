@@ -345,3 +345,26 @@ def test_a_refusal_by_a_hold_is_remembered_no_longer_than_the_hold_lasts(
     newcomer = system.booking_service.book(performance.performance_id, body(seat, user="bob"), None)
     decide_last(system, strategy)
     assert system.booking_service.get(newcomer.booking_id).status is BookingStatus.CONFIRMED
+
+
+def test_stream_state_lets_go_of_seats_it_chose_for_a_booking_refused_for_the_limit(system: Offline) -> None:
+    """The ledger chooses the best available seats; MySQL then refuses the booking (the user is at the limit
+    per person) and it ends REJECTED with no seats: the ledger is still told to let go of the seats it
+    chose (the release is sent with the ledger's seats, not the booking's empty list)."""
+    system.bookings.max_seats_per_user = 1
+    performance = system.new_performance("stream_state")
+    section = performance.sections[0]
+    first = system.booking_service.book(performance.performance_id, body(performance.seat_ids[-1]), None)
+    decide_last(system, "stream_state")
+    assert system.booking_service.get(first.booking_id).status is BookingStatus.CONFIRMED
+    wanted = {"user_id": "ann", "section_id": section.section_id, "count": 1}
+    refused = system.booking_service.book(performance.performance_id, wanted, None)
+    decide_last(system, "stream_state")
+    after = system.booking_service.get(refused.booking_id)
+    assert (after.status, after.reason, after.seat_ids) == (BookingStatus.REJECTED, "USER_LIMIT", ())
+    chosen = section.first_seat_id
+    assert system.ledger.holder(performance.performance_id, chosen) == refused.booking_id
+    release = parse_stream_command(system.request_stream.data()[-1])
+    assert (release.booking_id, release.seat_ids) == (refused.booking_id, (chosen,))
+    system.ledger.decide(release)
+    assert system.ledger.holder(performance.performance_id, chosen) is None

@@ -56,9 +56,11 @@ class DecisionPersister(AsyncBookingFinisher):
             settled = self._bookings.settle(entry.booking_id, BookingStatus.REJECTED, UserLimit.reason)
         status = self._finished(settled.booking, message)
         if not status.holds_seats:  # HELD (a hold) keeps them as CONFIRMED does
-            # The ledger took the seats for a booking MySQL had already ended (cancelled or failed first):
-            # the ledger must let them go. Sent again if a cancel sent it too: a second release frees nothing.
-            release_in_ledger(self, self._bookings, settled.booking or message.as_booking(status))
+            # The ledger took the seats for a booking MySQL had already ended (cancelled or failed first) or
+            # refused (the limit per person): the ledger must let go of the seats it took — the entry's, which
+            # a best available booking refused in MySQL does not have. A second release frees nothing.
+            ended = settled.booking or message.as_booking(status)
+            release_in_ledger(self, self._bookings, ended.with_seats(entry.seat_ids))
         return status
 
     def _released(self, booking: Booking) -> None:
