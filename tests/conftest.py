@@ -60,7 +60,8 @@ os.environ.update(
         # moto server's SQS takes ~100 sends/s and slows as a queue grows: a 500-request burst on one FIFO
         # queue waits several seconds for it. The races measure correctness, not the emulator's capacity.
         "AWS_READ_TIMEOUT_SECONDS": "60",
-        # …and under a 500-thread burst on a loaded 2-core machine, even its TCP accept queue lags.
+        # …and under a 500-thread burst on a loaded 2-core machine, even its TCP accept queue lags (its listen
+        # backlog is raised to 4096 too: infra/local/emulator.py start_moto_server).
         "AWS_CONNECT_TIMEOUT_SECONDS": "20",
         # stream_state's embedded ledger (RocksDB) lives in a directory of this run's own.
         "LEDGER_DIR": LEDGER_DIR,

@@ -120,6 +120,9 @@ def serialise_sqs_deletes() -> None:
     models.Queue.delete_message = delete_message
 
 
+LISTEN_BACKLOG = 4096
+
+
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start moto's server; port 0 takes a free port. Returns the server and its endpoint URL.
 
@@ -130,6 +133,11 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     serialise_sqs_deletes()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()  # returns once the socket is bound
+    # werkzeug listens with a backlog of 128: a burst of more connections than that (the 500-thread races,
+    # each its own connection) had the kernel drop the rest's SYNs, and a client whose retransmits (1, 3, 7,
+    # 15 s ...) outlasted its connect timeout failed with ConnectTimeoutError while moto was merely busy. A
+    # second listen() on a listening socket only resizes its queue (Linux); the kernel caps it at somaxconn.
+    server._server.socket.listen(LISTEN_BACKLOG)  # type: ignore[union-attr]  (moto keeps its server private)
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{_url_host(bound_host)}:{bound_port}"
 
