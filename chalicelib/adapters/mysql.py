@@ -694,39 +694,44 @@ class BookingRepository:
         """HELD -> CONFIRMED with the payment reference, if its time has not run out (compare-and-set under
         the row's lock: of a confirm and an expiry that race, exactly one wins). A booking CONFIRMED with
         this same reference answers the same again (domain/holds.py)."""
-        now = self.clock()
-        with self._db.transaction() as cursor:
-            booking = _read_booking(cursor, booking_id, for_update=True)
-            if booking is None:
-                return HoldChange(HoldOutcome.NOT_HELD, None)
-            outcome = confirm_outcome(booking, now, payment_reference)
-            if outcome is HoldOutcome.LAPSED and booking.lapsed(now):
-                return self._expire_locked(cursor, booking, now)
-            if outcome is not HoldOutcome.CHANGED:
-                return HoldChange(outcome, booking)
-            cursor.execute(
-                "UPDATE bookings SET status = 'CONFIRMED', reason = NULL, payment_reference = %s"
-                " WHERE booking_id = %s",
-                (payment_reference, booking_id),
-            )
-            return HoldChange(HoldOutcome.CHANGED, _read_booking(cursor, booking_id))
+        return self._change_hold(
+            booking_id,
+            lambda booking, now: confirm_outcome(booking, now, payment_reference),
+            "status = 'CONFIRMED', reason = NULL, payment_reference = %s",
+            lambda now: (payment_reference,),
+        )
 
     def extend_hold(self, booking_id: str, hold_seconds: float, max_extensions: int) -> HoldChange:
         """A HELD booking's `expires_at` -> now + `hold_seconds`, at most `max_extensions` times, if its time
         has not run out (under the row's lock, as `confirm_hold`)."""
+        return self._change_hold(
+            booking_id,
+            lambda booking, now: extend_outcome(booking, now, max_extensions),
+            "expires_at = %s, extensions = extensions + 1",
+            lambda now: (_utc(now + hold_seconds),),
+        )
+
+    def _change_hold(
+        self,
+        booking_id: str,
+        outcome_of: Callable[[Booking, float], HoldOutcome],
+        assignments: str,
+        values: Callable[[float], tuple],
+    ) -> HoldChange:
+        """Under the booking row's lock: the domain's outcome for it now (domain/holds.py); a lapsed hold is
+        expired here; a CHANGED one gets the `assignments` (SQL SET, with `values(now)`)."""
         now = self.clock()
         with self._db.transaction() as cursor:
             booking = _read_booking(cursor, booking_id, for_update=True)
             if booking is None:
                 return HoldChange(HoldOutcome.NOT_HELD, None)
-            outcome = extend_outcome(booking, now, max_extensions)
+            outcome = outcome_of(booking, now)
             if outcome is HoldOutcome.LAPSED and booking.lapsed(now):
                 return self._expire_locked(cursor, booking, now)
             if outcome is not HoldOutcome.CHANGED:
                 return HoldChange(outcome, booking)
             cursor.execute(
-                "UPDATE bookings SET expires_at = %s, extensions = extensions + 1 WHERE booking_id = %s",
-                (_utc(now + hold_seconds), booking_id),
+                f"UPDATE bookings SET {assignments} WHERE booking_id = %s", (*values(now), booking_id)
             )
             return HoldChange(HoldOutcome.CHANGED, _read_booking(cursor, booking_id))
 
