@@ -368,3 +368,21 @@ def test_stream_state_lets_go_of_seats_it_chose_for_a_booking_refused_for_the_li
     assert (release.booking_id, release.seat_ids) == (refused.booking_id, (chosen,))
     system.ledger.decide(release)
     assert system.ledger.holder(performance.performance_id, chosen) is None
+
+
+def test_a_best_available_request_delivered_again_is_decided_with_the_seats_chosen_the_first_time(
+    system: Offline,
+) -> None:
+    """At-least-once delivery: the ledger re-emits its decision for a request it has decided. A best available
+    request names no seats, so the decision must carry the seats the ledger chose, not the request's none."""
+    performance = system.new_performance("stream_state")
+    section = performance.sections[0]
+    wanted = {"user_id": "ann", "section_id": section.section_id, "count": 2}
+    booking = system.booking_service.book(performance.performance_id, wanted, None)
+    command = parse_stream_command(system.request_stream.data()[-1])
+    first = system.ledger.decide(command)
+    again = system.ledger.decide(command)
+    assert first is not None and again is not None
+    assert first.seat_ids == again.seat_ids == (section.first_seat_id, section.first_seat_id + 1)
+    system.persister.persist(again)  # as if the first entry never reached the changelog
+    assert system.booking_service.get(booking.booking_id).seat_ids == first.seat_ids

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.messages import (
@@ -119,27 +119,16 @@ class SeatLedger:
             ]
             chosen = choose_seats(section, free, request.best_available[1])  # type: ignore[index]
             if chosen is None:
-                return LedgerEntry(
-                    booking_id=request.booking_id,
-                    performance_id=request.performance_id,
-                    user_id=request.user_id,
-                    seat_ids=(),
-                    outcome=LedgerOutcome.REJECTED,
-                    reason=f"no {request.best_available[1]} seats of section {section.section_id} were "  # type: ignore[index]
-                    "free at its turn",
-                )
+                count = request.best_available[1]  # type: ignore[index]
+                reason = f"no {count} seats of section {section.section_id} were free at its turn"
+                return _entry(request, LedgerOutcome.REJECTED, reason=reason)
             request = dataclasses.replace(request, seat_ids=chosen)
         taken = [seat for seat in request.seat_ids if taken_by_another(seat)]
-        outcome = LedgerOutcome.REJECTED if taken else LedgerOutcome.CONFIRMED
-        return LedgerEntry(
-            booking_id=request.booking_id,
-            performance_id=request.performance_id,
-            user_id=request.user_id,
-            seat_ids=request.seat_ids,
-            outcome=outcome,
-            reason=f"seat(s) {taken} were taken earlier in line" if taken else None,
-            expires_at=request.expires_at if not taken else None,
-        )
+        if taken:
+            return _entry(
+                request, LedgerOutcome.REJECTED, reason=f"seat(s) {taken} were taken earlier in line"
+            )
+        return _entry(request, LedgerOutcome.CONFIRMED, expires_at=request.expires_at)
 
     def _apply(self, store: KeyValueStore, entry: LedgerEntry, position: tuple[str, str] | None) -> None:
         """The one state transition, used live and in replay; atomic with the changelog position."""
@@ -171,7 +160,9 @@ class SeatLedger:
             # holds until its release comes (the sweeper's). Its own deadline goes with its seats.
             deletes.append(_deadline_key(entry.booking_id))
             deletes.extend(_deadline_key(holder) for _, holder in entry.holders)
-        puts[_booking_key(entry.booking_id)] = json.dumps({"outcome": entry.outcome, "reason": entry.reason})
+        puts[_booking_key(entry.booking_id)] = json.dumps(
+            {"outcome": entry.outcome, "reason": entry.reason, "seat_ids": list(entry.seat_ids)}
+        )
         if position is not None:
             self._positions[position[0]] = position[1]
             puts[POSITIONS_KEY] = json.dumps(self._positions)
@@ -200,15 +191,20 @@ class SeatLedger:
         store.write(puts, deletes)
 
 
-def _deadline_entry(command: HoldDeadlineChanged) -> LedgerEntry:
+def _entry(command: StreamCommand, outcome: str, **fields: Any) -> LedgerEntry:
+    """The changelog entry of `outcome` for the booking a command names, with the seats the command has."""
     return LedgerEntry(
         booking_id=command.booking_id,
         performance_id=command.performance_id,
         user_id=command.user_id,
         seat_ids=command.seat_ids,
-        outcome=LedgerOutcome.DEADLINE,
-        expires_at=command.expires_at,
+        outcome=outcome,
+        **fields,
     )
+
+
+def _deadline_entry(command: HoldDeadlineChanged) -> LedgerEntry:
+    return _entry(command, LedgerOutcome.DEADLINE, expires_at=command.expires_at)
 
 
 def touched_keys(entry: LedgerEntry) -> frozenset[str]:
@@ -246,25 +242,18 @@ def _released(store: KeyValueStore, booking_id: str) -> bool:
 
 
 def _release_entry(command: SeatsReleaseRequested) -> LedgerEntry:
-    return LedgerEntry(
-        booking_id=command.booking_id,
-        performance_id=command.performance_id,
-        user_id=command.user_id,
-        seat_ids=command.seat_ids,
-        outcome=LedgerOutcome.RELEASED,
-        holders=command.holders,
-    )
+    return _entry(command, LedgerOutcome.RELEASED, holders=command.holders)
 
 
 def _replayed_decision(request: BookingRequested, known: dict) -> LedgerEntry | None:
     if known["outcome"] == LedgerOutcome.RELEASED:
         return None  # decided and released since: the persister has both already
-    return LedgerEntry(
-        booking_id=request.booking_id,
-        performance_id=request.performance_id,
-        user_id=request.user_id,
-        seat_ids=request.seat_ids,
-        outcome=known["outcome"],
+    # The seats as decided: a best available request names none; the ledger chose them (kept with it).
+    decided = dataclasses.replace(request, seat_ids=tuple(known.get("seat_ids", request.seat_ids)))
+    confirmed = known["outcome"] == LedgerOutcome.CONFIRMED
+    return _entry(
+        decided,
+        known["outcome"],
         reason=known.get("reason"),
-        expires_at=request.expires_at if known["outcome"] == LedgerOutcome.CONFIRMED else None,
+        expires_at=request.expires_at if confirmed else None,
     )
