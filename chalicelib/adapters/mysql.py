@@ -430,6 +430,9 @@ class _Write:
     max_seats_per_user: int | None = None
     expired: list[Booking] = field(default_factory=list)
     allowances_locked: set[tuple[int, str]] = field(default_factory=set)
+    # Seats whose holders this transaction has read (their lapsed holders expired): read once, not again
+    # before the seat rows are written (nothing else in the transaction can change them).
+    holders_read: set[int] = field(default_factory=set)
 
 
 def _utc(epoch_seconds: float | None) -> datetime | None:
@@ -848,7 +851,8 @@ def _insert_booking_row(cursor: Cursor, booking: Booking, key: str | None) -> No
 def _insert_seat_rows(cursor: Cursor, booking: Booking, active: bool, w: _Write) -> None:
     if active:  # a lapsed hold on one of these seats gives way first (the unique guard would refuse us)
         _lock_allowance(cursor, booking, w)
-        _seat_holders(cursor, booking.seat_ids, w)
+        if not w.holders_read.issuperset(booking.seat_ids):
+            _seat_holders(cursor, booking.seat_ids, w)
         _check_allowance(cursor, booking, w)
     cursor.executemany(
         "INSERT INTO booking_seats (booking_id, seat_id, performance_id, active) VALUES (%s, %s, %s, %s)",
@@ -973,6 +977,7 @@ def _seat_holders(cursor: Cursor, seat_ids: tuple[int, ...], w: _Write) -> dict[
     out is expired here first (under its row's lock; appended to `w.expired`) and holds nothing."""
     if not seat_ids:  # a best available booking before its seats are chosen
         return {}
+    w.holders_read.update(seat_ids)
     now = w.now
     placeholders = ", ".join(["%s"] * len(seat_ids))
     cursor.execute(
