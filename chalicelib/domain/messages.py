@@ -179,7 +179,9 @@ def _best_available(
         if request.wanted is None or request.seat_ids:  # chosen already: a plain request from here on
             return None
         section_id, count = request.wanted
-        section = next(s for s in performance.sections if s.section_id == section_id)  # type: ignore[union-attr]
+        section = performance.section(section_id)  # type: ignore[union-attr]
+        if section is None:
+            raise ValueError(f"section {section_id} is not one of performance {request.performance_id}'s")
     return (section.section_id, count, section.first_seat_id, section.rows, section.seats_per_row)
 
 

@@ -109,6 +109,10 @@ class Performance:
                 return section
         return None
 
+    def section(self, section_id: int) -> Section | None:
+        """The section of this id, None if it is not one of this performance's."""
+        return next((section for section in self.sections if section.section_id == section_id), None)
+
     @property
     def seat_ids(self) -> range:
         return range(self.sections[0].first_seat_id, self.sections[-1].last_seat_id + 1)

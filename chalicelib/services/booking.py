@@ -406,10 +406,10 @@ def _check_owner(booking: Booking, user_id: str, action: str) -> None:
 
 
 def _section(performance: Performance, section_id: int) -> Section:
-    for section in performance.sections:
-        if section.section_id == section_id:
-            return section
-    raise NotFound(f"section {section_id} not found in this performance", field="section_id")
+    section = performance.section(section_id)
+    if section is None:
+        raise NotFound(f"section {section_id} not found in this performance", field="section_id")
+    return section
 
 
 def _what_was_asked(request: BookingRequest | Booking) -> object:
