@@ -56,7 +56,7 @@ def _specs(bench, layout: sc.Layout, tag: str, hold_seconds: float) -> list[dict
 
 
 def hold_and_abandon(bench, strategy: str) -> dict:
-    from loadtests.bench.profiling import CpuMeter, find_pids
+    from loadtests.bench.profiling import CpuMeter
     from loadtests.bench.runner import Generators, percentiles
 
     profile = bench.plan.profile
@@ -70,15 +70,7 @@ def hold_and_abandon(bench, strategy: str) -> dict:
     seats = sum(len(row) for row in layout.rows)
     tag = f"hold-{strategy}-{int(time.time() * 1000) % 10**8}"
     specs = _specs(bench, layout, tag, settings.hold_seconds)
-    meter = CpuMeter(
-        {
-            "server": stack.server_pids(),
-            "consumers": stack.worker_pids(),
-            "emulator": stack.emulator_pids(),
-            "mysql": find_pids("mariadbd", "mysqld"),
-            "redis": find_pids("redis-server"),
-        }
-    )
+    meter = CpuMeter.of_stack(stack)
     timeline: list[list[float]] = []  # [seconds since the release, seats CONFIRMED, seats held (live)]
     sold_out_seen = None
     generators = Generators(specs)

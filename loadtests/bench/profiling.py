@@ -86,6 +86,20 @@ class CpuMeter:
                         total += times.user + times.system
         return total
 
+    @classmethod
+    def of_stack(cls, stack) -> CpuMeter:
+        """The stack's components, each a group: server, consumers, emulator, and the machine's MySQL and
+        Redis servers (shared: other work on them is counted too)."""
+        return cls(
+            {
+                "server": stack.server_pids(),
+                "consumers": stack.worker_pids(),
+                "emulator": stack.emulator_pids(),
+                "mysql": find_pids("mariadbd", "mysqld"),
+                "redis": find_pids("redis-server"),
+            }
+        )
+
     def add_group(self, name: str, pids: list[int]) -> None:
         """Another group (before start(): e.g. the load generator processes once they exist)."""
         self._groups[name] = pids

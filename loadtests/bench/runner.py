@@ -555,7 +555,7 @@ class Bench:
             return self._one_run(strategy, scenario, profiled, cleanup)
 
     def _one_run(self, strategy, scenario, profiled, cleanup: contextlib.ExitStack) -> dict:
-        from loadtests.bench.profiling import CpuMeter, Profiler, find_pids
+        from loadtests.bench.profiling import CpuMeter, Profiler
 
         profile = self.plan.profile
         stack = self.stack
@@ -575,15 +575,7 @@ class Bench:
         tag = f"{scenario}-{strategy or 'noop'}-{int(time.time() * 1000) % 10**8}"
         specs = self._specs(scenario, layout, tag)
         viewer_specs = self._viewer_specs(layout) if scenario == sc.CROWD else []
-        meter = CpuMeter(
-            {
-                "server": stack.server_pids(),
-                "consumers": stack.worker_pids(),
-                "emulator": stack.emulator_pids(),
-                "mysql": find_pids("mariadbd", "mysqld"),
-                "redis": find_pids("redis-server"),
-            }
-        )
+        meter = CpuMeter.of_stack(stack)
         profiler = None
         if profiled:
             targets = {f"server-{i}": pid for i, pid in enumerate(stack.server_worker_pids())}
