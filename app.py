@@ -13,11 +13,12 @@ from chalice.app import Request
 from chalicelib import conditional, openapi, prepared, swagger_ui, web
 from chalicelib.adapters import observability
 from chalicelib.adapters.observability import correlated
+from chalicelib.adapters.tokens import cognito_user
 from chalicelib.bootstrap import container
 from chalicelib.config import settings
 from chalicelib.domain.errors import BookingError, NotFound, Unauthorized
 from chalicelib.domain.models import BookingStatus
-from chalicelib.domain.validation import parse_json_body, parse_path_id
+from chalicelib.domain.validation import parse_dev_token_body, parse_json_body, parse_path_id
 from chalicelib.services.catalogue import event_to_dict
 from chalicelib.services.health import check_health
 from chalicelib.services.seat_map_views import FULL, EncodedView, parse_since, parse_view
@@ -28,6 +29,8 @@ observability.configure(settings)
 log = observability.logger
 
 JSON = {"Content-Type": "application/json"}
+# A waiting room's admission to a performance, required by its booking writes (docs/api.md#waiting-rooms).
+ADMISSION = "X-Admission-Token"
 PONG = '{"status": "ok"}'
 # Errors Chalice itself produces before a view runs ({"Code", "Message"}), in the contract's error shape.
 CHALICE_ERROR_CODES = {
@@ -41,7 +44,7 @@ CHALICE_ERROR_CODES = {
 
 def _error_response(error: BookingError) -> Response:
     body = {"error": {"code": error.code, "message": error.message, **error.extra}}
-    return Response(body=body, status_code=error.status, headers=JSON)
+    return Response(body=body, status_code=error.status, headers={**JSON, **error.headers})
 
 
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,6 +102,24 @@ def _json_body() -> Any:
 
 def _header(name: str) -> str | None:
     return app.current_request.headers.get(name)
+
+
+def _caller() -> str:
+    """The signed-in user making this request (docs/api.md#identity); 401 UNAUTHORIZED when none is."""
+    request = app.current_request
+    if settings.identity_provider == "cognito":
+        return cognito_user(request.context)
+    return container().tokens.user_of(request.headers.get("Authorization"))
+
+
+def _booking_writer() -> str:
+    """The signed-in user of a booking write, within the rate limits: the client address's bucket first (a
+    flood is refused before a token is even verified), then the user's; 429 RATE_LIMITED otherwise."""
+    limits = container().booking_limits
+    limits.check_address((app.current_request.context.get("identity") or {}).get("sourceIp"))
+    caller = _caller()
+    limits.check_user(caller)
+    return caller
 
 
 def _query(name: str) -> str | None:
@@ -249,12 +270,28 @@ def _seat_map_answer(
     return prepared.PreparedResponse(answer.text, {**headers, **JSON})
 
 
+# --- identity -----------------------------------------------------------------------------------------
+if settings.dev_tokens:
+
+    @app.route("/dev/token", methods=["POST"])
+    @json_errors
+    def dev_token() -> Response:
+        """The local stage's sign-in: any user id -> a token that proves it (never deployed to AWS)."""
+        token = container().tokens.user_token(parse_dev_token_body(_json_body()))
+        return Response(body=token, status_code=201, headers=JSON)
+
+
 # --- bookings ---------------------------------------------------------------------------------------
 @app.route("/performances/{performance_id}/bookings", methods=["POST"])
 @json_errors
 def create_booking(performance_id: str) -> Response:
+    caller = _booking_writer()
     booking = container().booking_service.book(
-        parse_path_id(performance_id, "performance"), _json_body(), _header("Idempotency-Key")
+        parse_path_id(performance_id, "performance"),
+        _json_body(),
+        _header("Idempotency-Key"),
+        caller,
+        _header(ADMISSION),
     )
     if booking.status is BookingStatus.PENDING:
         return Response(
@@ -268,29 +305,52 @@ def create_booking(performance_id: str) -> Response:
 @app.route("/bookings/{booking_id}", methods=["GET"])
 @json_errors
 def get_booking(booking_id: str) -> Response:
-    return Response(body=container().booking_service.get(booking_id).to_dict(), headers=JSON)
+    return Response(body=container().booking_service.get(booking_id, _caller()).to_dict(), headers=JSON)
 
 
 @app.route("/bookings/{booking_id}/confirm", methods=["POST"])
 @json_errors
 def confirm_booking(booking_id: str) -> Response:
-    booking = container().booking_service.confirm(booking_id, _header("X-User-Id"), _json_body())
+    booking = container().booking_service.confirm(
+        booking_id, _booking_writer(), _json_body(), _header(ADMISSION)
+    )
     return Response(body=booking.to_dict(), headers=JSON)
 
 
 @app.route("/bookings/{booking_id}/extend", methods=["POST"])
 @json_errors
 def extend_booking(booking_id: str) -> Response:
-    return Response(
-        body=container().booking_service.extend(booking_id, _header("X-User-Id")).to_dict(), headers=JSON
-    )
+    booking = container().booking_service.extend(booking_id, _booking_writer(), _header(ADMISSION))
+    return Response(body=booking.to_dict(), headers=JSON)
 
 
 @app.route("/bookings/{booking_id}", methods=["DELETE"])
 @json_errors
 def cancel_booking(booking_id: str) -> Response:
-    booking = container().booking_service.cancel(booking_id, _header("X-User-Id"), _header("Idempotency-Key"))
+    booking = container().booking_service.cancel(
+        booking_id, _booking_writer(), _header("Idempotency-Key"), _header(ADMISSION)
+    )
     return Response(body=booking.to_dict(), headers=JSON)
+
+
+# --- waiting rooms ---------------------------------------------------------------------------------------
+@app.route("/performances/{performance_id}/queue", methods=["POST"])
+@json_errors
+def join_queue(performance_id: str) -> Response:
+    caller = _booking_writer()
+    services = container()
+    performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
+    ticket, new = services.waiting_rooms.join(performance, caller)
+    return Response(body=ticket, status_code=201 if new else 200, headers=JSON)
+
+
+@app.route("/performances/{performance_id}/queue/{ticket}", methods=["GET"])
+@json_errors
+def queue_ticket(performance_id: str, ticket: str) -> Response:
+    caller = _caller()
+    services = container()
+    performance = services.catalogue.performance(parse_path_id(performance_id, "performance"))
+    return Response(body=services.waiting_rooms.ticket(performance, ticket, caller), headers=JSON)
 
 
 # --- queue consumers --------------------------------------------------------------------------------

@@ -18,21 +18,26 @@ from chalicelib.adapters.kinesis import KinesisStream
 from chalicelib.adapters.mysql import BookingRepository, CatalogueRepository, Database
 from chalicelib.adapters.mysql_reconcile import ReconcileRepository
 from chalicelib.adapters.observability import metrics
+from chalicelib.adapters.rate_limits import RedisTokenBuckets
 from chalicelib.adapters.redis_audit import RedisSeatMapAudit
 from chalicelib.adapters.redis_client import GuardedRedis, build_redis
 from chalicelib.adapters.redis_policy import require_noeviction
 from chalicelib.adapters.redis_seats import RedisSeatStore
+from chalicelib.adapters.redis_waiting_room import RedisWaitingRooms
 from chalicelib.adapters.rocks_state import RocksKeyValueStore
 from chalicelib.adapters.sqs import SqsQueue
+from chalicelib.adapters.tokens import Tokens
 from chalicelib.config import Settings
 from chalicelib.entrypoints.kinesis_batch import LedgerBatchHandler, PersisterBatchHandler
 from chalicelib.entrypoints.sqs_batch import BookingBatchHandler
 from chalicelib.services.booking import BookingService, HoldPolicy
 from chalicelib.services.booking_events import BookingEventConsumer
 from chalicelib.services.catalogue import CatalogueService
+from chalicelib.services.rate_limits import BookingWriteLimits, Rate
 from chalicelib.services.recently_taken import RecentlyTaken
 from chalicelib.services.reconcile import Reconciler
 from chalicelib.services.seat_state import SeatStateService
+from chalicelib.services.waiting_room import WaitingRooms
 from chalicelib.strategies.db_lock import DbLockStrategy
 from chalicelib.strategies.fifo_partition import FifoPartitionStrategy
 from chalicelib.strategies.partitioning import section_partition
@@ -41,6 +46,8 @@ from chalicelib.strategies.redis_lock import RedisLockStrategy
 from chalicelib.strategies.stream_state import DecisionPersister, SeatLedger, StreamStateStrategy
 
 log = logging.getLogger(__name__)
+# A waiting room's queue is kept this long after its last join (then a join starts a new queue).
+WAITING_ROOM_LIFETIME_SECONDS = 2 * 24 * 3600
 
 
 @dataclass
@@ -65,6 +72,9 @@ class Container:
     persister_batch_handler: PersisterBatchHandler
     strategies: dict
     reconciler: Reconciler
+    tokens: Tokens
+    waiting_rooms: WaitingRooms
+    booking_limits: BookingWriteLimits
 
     def health_checks(self) -> dict:
         return {
@@ -162,6 +172,12 @@ def build(settings: Settings, clock: Callable[[], float] = time.time) -> Contain
         on_performance_created=seat_state.publish,
     )
     recently_taken = RecentlyTaken(settings.recently_taken_seconds)
+    tokens = Tokens(
+        settings.token_signing_key,
+        clock,
+        user_token_seconds=settings.user_token_seconds,
+        admission_token_seconds=settings.admission_token_seconds,
+    )
     booking_service = BookingService(
         catalogue,
         strategies,
@@ -174,6 +190,7 @@ def build(settings: Settings, clock: Callable[[], float] = time.time) -> Contain
         recently_taken=recently_taken,
         holds=HoldPolicy(settings.hold_seconds, settings.hold_max_extensions),
         clock=clock,
+        admissions=tokens,
     )
     # A write that took over a lapsed hold's seats expired it in MySQL: its other seats go back too.
     bookings.on_expired = booking_service.expired
@@ -216,6 +233,20 @@ def build(settings: Settings, clock: Callable[[], float] = time.time) -> Contain
         persister_batch_handler=PersisterBatchHandler(persister, metrics),
         strategies=strategies,
         reconciler=reconciler,
+        tokens=tokens,
+        waiting_rooms=WaitingRooms(
+            RedisWaitingRooms(redis_client, settings.redis_key_prefix),
+            tokens,
+            clock,
+            collect_seconds=settings.waiting_room_collect_seconds,
+            lifetime_seconds=WAITING_ROOM_LIFETIME_SECONDS,
+            admission_seconds=settings.admission_token_seconds,
+        ),
+        booking_limits=BookingWriteLimits(
+            RedisTokenBuckets(redis_client, settings.redis_key_prefix, clock),
+            per_user=Rate(settings.user_rate_limit, settings.user_rate_window_seconds),
+            per_address=Rate(settings.address_rate_limit, settings.address_rate_window_seconds),
+        ),
     )
 
 

@@ -27,6 +27,9 @@ LOCAL_STAGE = "local"
 # The admin token of the local stage only. It is public (it is in the README), so no other stage may fall
 # back to it: there an unset ADMIN_TOKEN leaves the admin API locked (app.py answers 401 to everyone).
 LOCAL_ADMIN_TOKEN = "local-admin-token"
+# The key the local stage signs its users' and admission tokens with, when TOKEN_SIGNING_KEY is unset. Public
+# like the admin token above: no other stage falls back to it (there an unset key refuses every token).
+LOCAL_TOKEN_SIGNING_KEY = "local-token-signing-key-not-a-secret-0123456789"
 
 
 def _unset_if_empty(value: object) -> object:
@@ -105,6 +108,30 @@ class Settings(BaseSettings):
     reconcile_activity_window_seconds: Int = 3600
     # Empty: the admin API refuses every call. from_env gives the local stage LOCAL_ADMIN_TOKEN when unset.
     admin_token: str = ""
+    # Who the caller of a booking route is (docs/api.md#identity). "local": the app verifies the
+    # `Authorization: Bearer` JWT (HS256, token_signing_key). "cognito": API Gateway's Cognito user pool
+    # authorizer has verified it before the function runs; the app reads `sub` from the verified claims.
+    identity_provider: Literal["local", "cognito"] = "local"
+    # Signs the local users' tokens and, in every stage, the waiting rooms' admission tokens. Empty: every
+    # token is refused and none is issued. from_env gives the local stage LOCAL_TOKEN_SIGNING_KEY when unset.
+    token_signing_key: str = ""
+    # POST /dev/token {"user_id"} -> a user's token, for scripts, tests, the bench and the page's sign-in.
+    # Unset: on in the local stage only (from_env); never on in AWS (infra/aws_template.py refuses it).
+    dev_tokens: Annotated[bool | None, _EMPTY_IS_UNSET] = None
+    user_token_seconds: Int = 3600
+    # Booking writes (book, cancel, confirm, extend) per user and per client address: token buckets in Redis
+    # shared by every process; over either, 429 RATE_LIMITED with Retry-After. 0 requests: no limit.
+    user_rate_limit: Int = 20
+    user_rate_window_seconds: Float = 10.0
+    address_rate_limit: Int = 1000
+    address_rate_window_seconds: Float = 1.0
+    # How long a waiting room's admission token admits its user to the performance's booking writes: long
+    # enough for a hold, its extensions and the confirm (HOLD_SECONDS x (1 + HOLD_MAX_EXTENSIONS) = 30 min).
+    admission_token_seconds: Int = 3600
+    # A waiting room's ticket whose turn has come must be collected (read, for its admission token) within
+    # this long, or it lapses and its user joins again at the back (the AWS Virtual Waiting Room's default
+    # expiry of a position: 15 min).
+    waiting_room_collect_seconds: Float = 900.0
     default_strategy: str = "redis_async"
     max_seats_per_booking: Int = 4
     # Seat map: a missing seat hash is filled from MySQL by one request at a time across processes (a lock
@@ -176,10 +203,16 @@ class Settings(BaseSettings):
         raises pydantic's ValidationError (a ValueError) naming the variable."""
         values = _Environment(cls, os.environ if env is None else env)()
         settings = cls.model_validate(values)
-        if not settings.admin_token and settings.stage == LOCAL_STAGE:
-            # Only the local stage falls back to the public token; any other stays locked (see above).
-            return settings.model_copy(update={"admin_token": LOCAL_ADMIN_TOKEN})
-        return settings
+        if settings.stage != LOCAL_STAGE:
+            return settings.model_copy(update={"dev_tokens": bool(settings.dev_tokens)})
+        # Only the local stage falls back to the public token and key; any other stays locked (see above).
+        return settings.model_copy(
+            update={
+                "admin_token": settings.admin_token or LOCAL_ADMIN_TOKEN,
+                "token_signing_key": settings.token_signing_key or LOCAL_TOKEN_SIGNING_KEY,
+                "dev_tokens": settings.dev_tokens is not False,
+            }
+        )
 
     @classmethod
     def env_names_of(cls, field: str) -> tuple[str, ...]:

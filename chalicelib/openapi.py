@@ -17,6 +17,7 @@ from chalicelib.domain.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     ConfirmHold,
     CreateEvent,
+    DevToken,
     booking_request_model,
 )
 from chalicelib.services.catalogue import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -41,6 +42,9 @@ def schemas(max_seats: int) -> dict:
         booking_request_model(max_seats),
         ConfirmHold,
         responses.booking_model(max_seats),
+        DevToken,
+        responses.Token,
+        responses.QueueTicket,
     )
     _, document = models_json_schema([(model, "validation") for model in models], ref_template=REF)
     return {name: as_openapi_30(schema) for name, schema in document["$defs"].items()}
@@ -66,7 +70,10 @@ def as_openapi_30(node: Any) -> Any:
     options = converted.get("anyOf", [])
     if len(options) == 2 and {"type": "null"} in options:
         del converted["anyOf"]
-        converted = {**next(o for o in options if o != {"type": "null"}), **converted, "nullable": True}
+        value = next(o for o in options if o != {"type": "null"})
+        # A $ref takes no siblings in 3.0: a nullable object is allOf its schema.
+        value = {"allOf": [value]} if "$ref" in value else value
+        converted = {**value, **converted, "nullable": True}
     return converted
 
 
@@ -133,6 +140,31 @@ IDEMPOTENCY_KEY = header(
 )
 UNAVAILABLE = error("SERVICE_UNAVAILABLE: a dependency is down; nothing was changed")
 NOT_FOUND = error("NOT_FOUND")
+# Every booking route: the caller is the signed-in user (docs/api.md#identity).
+SIGNED_IN = [{"userToken": []}]
+UNAUTHORIZED = {"401": error("UNAUTHORIZED: no `Authorization: Bearer <token>`, or a bad or expired one")}
+ADMISSION_TOKEN = header(
+    "X-Admission-Token",
+    "a performance with a waiting room: the admission token its queue gave this user "
+    "(GET .../queue/{ticket})",
+)
+ADMISSION_REQUIRED = {
+    "403": error(
+        "ADMISSION_REQUIRED: the performance has a waiting room and no valid X-Admission-Token of it for "
+        "this user came (or FORBIDDEN: the body's user_id is not the signed-in user's)"
+    )
+}
+NOT_YOURS = error("NOT_FOUND: no such booking, or another user's (the same answer: no hint it exists)")
+# Every booking write (book, cancel, confirm, extend): the user's and the client address's token buckets.
+RATE_LIMITED = {
+    "429": answer(
+        "RATE_LIMITED: this user (USER_RATE_LIMIT per USER_RATE_WINDOW_SECONDS) or this client address "
+        "(ADDRESS_RATE_LIMIT per ADDRESS_RATE_WINDOW_SECONDS) spent its booking writes; `limit` says which, "
+        "`retry_after_seconds` and the Retry-After header (whole seconds) when a token is back",
+        ref("Error"),
+        headers={"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "seconds"}},
+    )
+}
 # Refused before the body is parsed (413: MAX_BODY_BYTES; 415: a Content-Type other than JSON).
 BODY_REFUSED = {
     "413": error("PAYLOAD_TOO_LARGE: the body is over the size limit"),
@@ -261,10 +293,22 @@ def paths() -> dict:
             "empty body. Every view carries the map's version. Cacheable by a shared cache for about a "
             "second (Cache-Control).",
         ),
+        "/dev/token": {
+            "post": {
+                "summary": "The local stage's sign-in (DEV_TOKENS; never in AWS): a token proving user_id",
+                "requestBody": body("DevToken"),
+                "responses": {
+                    "201": answer("a user token (TOKEN_SIGNING_KEY, USER_TOKEN_SECONDS)", ref("Token")),
+                    "400": error("INVALID_REQUEST: a bad user_id"),
+                    **BODY_REFUSED,
+                },
+            }
+        },
         "/performances/{performance_id}/bookings": {
             "post": {
-                "summary": "Book seats, all or nothing",
-                "parameters": [in_path("performance_id", ID), IDEMPOTENCY_KEY],
+                "summary": "Book seats, all or nothing, as the signed-in user",
+                "security": SIGNED_IN,
+                "parameters": [in_path("performance_id", ID), IDEMPOTENCY_KEY, ADMISSION_TOKEN],
                 "requestBody": body("BookingRequest"),
                 "responses": {
                     "201": answer("CONFIRMED (db_lock, redis_lock)", booking),
@@ -279,6 +323,9 @@ def paths() -> dict:
                     "400": error(
                         "INVALID_REQUEST: malformed, duplicates, too many seats, another performance's seat"
                     ),
+                    **UNAUTHORIZED,
+                    **RATE_LIMITED,
+                    **ADMISSION_REQUIRED,
                     "404": error("NOT_FOUND: unknown performance or seat"),
                     "409": error("SEAT_UNAVAILABLE (with seat_ids), or IDEMPOTENCY_IN_PROGRESS"),
                     "422": error("IDEMPOTENCY_KEY_REUSED: same key, different body"),
@@ -290,24 +337,59 @@ def paths() -> dict:
                 },
             }
         },
+        "/performances/{performance_id}/queue": {
+            "post": {
+                "summary": "Join the performance's waiting room (once per user: the same ticket back while "
+                "it lives)",
+                "security": SIGNED_IN,
+                "parameters": [in_path("performance_id", ID)],
+                "responses": {
+                    "200": answer("the user's ticket, joined before", ref("QueueTicket")),
+                    "201": answer("a new ticket, at the back of the queue", ref("QueueTicket")),
+                    **UNAUTHORIZED,
+                    **RATE_LIMITED,
+                    "404": error("NOT_FOUND: unknown performance, or one without a waiting room"),
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/performances/{performance_id}/queue/{ticket}": {
+            **get(
+                "The user's ticket: position, serving number, estimated wait; the admission token once its "
+                "turn has come (the first such read collects it)",
+                {
+                    "200": answer("the ticket", ref("QueueTicket")),
+                    **UNAUTHORIZED,
+                    "404": error("NOT_FOUND: no such ticket, or another user's"),
+                    "410": error(
+                        "TICKET_LAPSED: its turn came and it was not collected within "
+                        "WAITING_ROOM_COLLECT_SECONDS; join again"
+                    ),
+                    "503": UNAVAILABLE,
+                },
+                in_path("performance_id", ID),
+                in_path("ticket"),
+                security=SIGNED_IN,
+            ),
+        },
         "/bookings/{booking_id}": {
             **get(
-                "A booking and its status",
-                {"200": answer("the booking", booking), "404": NOT_FOUND, "503": UNAVAILABLE},
+                "A booking of the signed-in user and its status",
+                {"200": answer("the booking", booking), **UNAUTHORIZED, "404": NOT_YOURS, "503": UNAVAILABLE},
                 in_path("booking_id"),
+                security=SIGNED_IN,
             ),
             "delete": {
                 "summary": "Cancel a booking (its owner only); its seats become AVAILABLE",
-                "parameters": [
-                    in_path("booking_id"),
-                    header("X-User-Id", "must equal the booking's user_id", required=True),
-                    IDEMPOTENCY_KEY,
-                ],
+                "security": SIGNED_IN,
+                "parameters": [in_path("booking_id"), IDEMPOTENCY_KEY, ADMISSION_TOKEN],
                 "responses": {
                     "200": answer("CANCELLED", booking),
-                    "400": error("INVALID_REQUEST: X-User-Id missing"),
-                    "403": error("FORBIDDEN: not the owner"),
-                    "404": NOT_FOUND,
+                    "400": error("INVALID_REQUEST: a bad Idempotency-Key"),
+                    **UNAUTHORIZED,
+                    **RATE_LIMITED,
+                    **ADMISSION_REQUIRED,
+                    "404": NOT_YOURS,
                     "409": error("NOT_CANCELLABLE: already final (an expired hold too)"),
                     "422": error("IDEMPOTENCY_KEY_REUSED"),
                     "503": UNAVAILABLE,
@@ -317,16 +399,16 @@ def paths() -> dict:
         "/bookings/{booking_id}/confirm": {
             "post": {
                 "summary": "Confirm a hold (its owner only): HELD -> CONFIRMED, the payment reference stored",
-                "parameters": [
-                    in_path("booking_id"),
-                    header("X-User-Id", "must equal the booking's user_id", required=True),
-                ],
+                "security": SIGNED_IN,
+                "parameters": [in_path("booking_id"), ADMISSION_TOKEN],
                 "requestBody": body("ConfirmHold"),
                 "responses": {
                     "200": answer("CONFIRMED (the same confirm again answers the same)", booking),
-                    "400": error("INVALID_REQUEST: X-User-Id missing, or a bad payment_reference"),
-                    "403": error("FORBIDDEN: not the owner"),
-                    "404": NOT_FOUND,
+                    "400": error("INVALID_REQUEST: a bad payment_reference"),
+                    **UNAUTHORIZED,
+                    **RATE_LIMITED,
+                    **ADMISSION_REQUIRED,
+                    "404": NOT_YOURS,
                     "409": error(
                         "HOLD_EXPIRED: past expires_at (the booking is EXPIRED, its seats free); "
                         "NOT_CONFIRMABLE: not HELD (still PENDING, cancelled, a purchase, or confirmed "
@@ -340,15 +422,14 @@ def paths() -> dict:
         "/bookings/{booking_id}/extend": {
             "post": {
                 "summary": "Extend a hold (its owner only): expires_at -> now + HOLD_SECONDS",
-                "parameters": [
-                    in_path("booking_id"),
-                    header("X-User-Id", "must equal the booking's user_id", required=True),
-                ],
+                "security": SIGNED_IN,
+                "parameters": [in_path("booking_id"), ADMISSION_TOKEN],
                 "responses": {
                     "200": answer("HELD, with its new expires_at", booking),
-                    "400": error("INVALID_REQUEST: X-User-Id missing"),
-                    "403": error("FORBIDDEN: not the owner"),
-                    "404": NOT_FOUND,
+                    **UNAUTHORIZED,
+                    **RATE_LIMITED,
+                    **ADMISSION_REQUIRED,
+                    "404": NOT_YOURS,
                     "409": error(
                         "EXTENSION_LIMIT: extended HOLD_MAX_EXTENSIONS times already; HOLD_EXPIRED: past "
                         "expires_at; NOT_EXTENDABLE: not HELD"
@@ -384,7 +465,16 @@ def build_openapi_document(max_seats_per_booking: int, server_url: str | None = 
         "paths": paths(),
         "components": {
             "schemas": schemas(max_seats_per_booking),
-            "securitySchemes": {"adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"}},
+            "securitySchemes": {
+                "adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"},
+                "userToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "the user's JWT (`sub`: the user): Cognito's in AWS, POST /dev/token's "
+                    "in the local stage",
+                },
+            },
         },
     }
     if server_url:
@@ -395,6 +485,14 @@ def build_openapi_document(max_seats_per_booking: int, server_url: str | None = 
 ROUTES: frozenset[tuple[str, str]] = frozenset(
     (method.upper(), path) for path, operations in paths().items() for method in operations
 )
+# The routes whose caller must be signed in: in AWS, API Gateway's Cognito authorizer guards exactly these
+# (infra/aws_template.py); locally the app verifies their tokens itself (app.py's _caller).
+SIGNED_IN_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    (method.upper(), path)
+    for path, operations in paths().items()
+    for method, operation in operations.items()
+    if operation.get("security") == SIGNED_IN
+)
 
 
 def as_json_schema(node: Any) -> Any:
@@ -404,6 +502,8 @@ def as_json_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     converted = {key: as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") and "allOf" in node:  # a nullable object: its schema or null
+        return {"anyOf": [*converted.pop("allOf"), {"type": "null"}], **converted}
     if node.get("nullable"):
         converted["type"] = [node["type"], "null"]
     return converted

@@ -62,6 +62,26 @@ class Pong(Answer):
     status: Literal["ok"]
 
 
+class Token(Answer):
+    token: str = Field(description="a JWT: send it as `Authorization: Bearer <token>`")
+    expires_at: int = Field(description="when it stops being accepted (epoch seconds, the token's exp)")
+
+
+class QueueTicket(Answer):
+    ticket: str = Field(description="the user's ticket of this performance's waiting room")
+    performance_id: Id
+    position: int = Field(
+        ge=0, description="people admitted before this ticket's turn, itself included; 0: admitted"
+    )
+    serving: int = Field(ge=0, description="the serving number: tickets up to it are admitted")
+    eta_seconds: float = Field(ge=0, description="estimated wait until admission (0: admitted)")
+    admission_token: str | None = Field(
+        description="once admitted: the JWT (aud: the performance, sub: the user) to send as "
+        "X-Admission-Token"
+    )
+    admission_expires_at: int | None = Field(description="the admission token's exp (epoch seconds)")
+
+
 class Section(Answer):
     section_id: Id
     name: str
@@ -71,11 +91,16 @@ class Section(Answer):
     last_seat_id: Id
 
 
+class WaitingRoom(Answer):
+    admit_per_second: Id = Field(description="people admitted to booking per second, in join order")
+
+
 class Performance(Answer):
     performance_id: Id
     starts_at: str
     strategy: StrategyName
     sections: list[Section]
+    waiting_room: WaitingRoom | None = Field(description="null: no waiting room; booking is open to all")
 
 
 class Event(Answer):

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 from chalicelib.conditional import SEAT_MAP_SHARED_MAX_AGE
 from chalicelib.config import Settings
+from chalicelib.openapi import SIGNED_IN_ROUTES
 from infra.provision import DLQ_RETENTION_SECONDS
 
 PARTIAL_BATCH = "ReportBatchItemFailures"
@@ -68,6 +69,11 @@ RESOURCE_NAME_SETTINGS = (
 )
 # The variables check_secrets inspects in the prod stage.
 ADMIN_TOKEN, AWS_ENDPOINT_URL = Settings.env_name("admin_token"), Settings.env_name("aws_endpoint_url")
+TOKEN_SIGNING_KEY, DEV_TOKENS = Settings.env_name("token_signing_key"), Settings.env_name("dev_tokens")
+IDENTITY_PROVIDER = Settings.env_name("identity_provider")
+# The users' identities in AWS: a Cognito user pool, and API Gateway's authorizer of it on every route whose
+# caller must be signed in (the swagger Chalice's CognitoUserPoolAuthorizer would emit).
+USER_POOL, USER_POOL_CLIENT, USER_POOL_AUTHORIZER = "UserPool", "UserPoolClient", "SeatBookingUsers"
 TARGETS = ("aws", "localstack")
 # AWS: "set the source queue's visibility timeout to at least six times the timeout that you configure on
 # your function" (Lambda developer guide, SQS event sources), so throttled retries do not redeliver early.
@@ -384,9 +390,16 @@ class _Builder:
         """The prod stage keeps no secret in the template: dynamic references only."""
         for name, function in self.functions.items():
             env = function["Properties"].get("Environment", {}).get("Variables", {})
-            if not DYNAMIC_SECRET.match(str(env.get(ADMIN_TOKEN, ""))):
+            for secret in (ADMIN_TOKEN, TOKEN_SIGNING_KEY):
+                if not DYNAMIC_SECRET.match(str(env.get(secret, ""))):
+                    raise TemplateError(
+                        f"{name}: {secret} must be a {{{{resolve:secretsmanager:...}}}} reference"
+                    )
+            if env.get(IDENTITY_PROVIDER) != "cognito":
+                raise TemplateError(f"{name}: {IDENTITY_PROVIDER} must be cognito on AWS")
+            if str(env.get(DEV_TOKENS, "")).lower() not in ("", "0", "false"):
                 raise TemplateError(
-                    f"{name}: {ADMIN_TOKEN} must be a {{{{resolve:secretsmanager:...}}}} reference"
+                    f"{name}: {DEV_TOKENS} must be off on AWS (anyone could sign in as anyone)"
                 )
             for variable, value in env.items():  # DATABASE_URL, and REDIS_URL with an AUTH token
                 password = _url_password(value) if isinstance(value, str) and "://" in value else None
@@ -623,6 +636,46 @@ class _Builder:
                     "PrivateDnsEnabled": True,
                 },
             }
+
+    # --- identity -------------------------------------------------------------------------------------------
+    def add_user_pool(self) -> None:
+        """A Cognito user pool (users sign in with their email) and its app client, and API Gateway's
+        Cognito authorizer on every signed-in route: a request without a valid ID token of the pool is
+        answered 401 before any function runs, and the function reads the verified `sub`."""
+        self.resources[USER_POOL] = {
+            "Type": "AWS::Cognito::UserPool",
+            "Properties": {
+                "UsernameAttributes": ["email"],
+                "AutoVerifiedAttributes": ["email"],
+                "Policies": {"PasswordPolicy": {"MinimumLength": 12}},
+            },
+        }
+        self.resources[USER_POOL_CLIENT] = {
+            "Type": "AWS::Cognito::UserPoolClient",
+            "Properties": {
+                "UserPoolId": _ref(USER_POOL),
+                "GenerateSecret": False,  # a browser or app client cannot keep a secret
+                "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            },
+        }
+        api = self.resources["RestAPI"]["Properties"]["DefinitionBody"]
+        api.setdefault("securityDefinitions", {})[USER_POOL_AUTHORIZER] = {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "x-amazon-apigateway-authtype": "cognito_user_pools",
+            "x-amazon-apigateway-authorizer": {
+                "type": "cognito_user_pools",
+                "providerARNs": [{"Fn::GetAtt": [USER_POOL, "Arn"]}],
+            },
+        }
+        for method, path in sorted(SIGNED_IN_ROUTES):
+            operation = api["paths"].get(path, {}).get(method.lower())
+            if operation is None:
+                raise TemplateError(f"the package has no {method} {path}, a signed-in route of the contract")
+            operation["security"] = [{USER_POOL_AUTHORIZER: []}]
+        self.outputs["UserPoolId"] = {"Value": _ref(USER_POOL)}
+        self.outputs["UserPoolClientId"] = {"Value": _ref(USER_POOL_CLIENT)}
 
     # --- functions ------------------------------------------------------------------------------------------
     def pass_prepared_bytes(self) -> None:
@@ -1003,4 +1056,5 @@ def build_template(
         builder.add_alarms()
         builder.add_redis()
         builder.add_cdn()
+        builder.add_user_pool()
     return builder.template

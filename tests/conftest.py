@@ -49,6 +49,13 @@ os.environ.update(
         "BACKOFF_BASE_SECONDS": "1",
         "BACKOFF_MAX_SECONDS": "4",
         "ADMIN_TOKEN": "test-admin-token",
+        # Users sign in as the local stage's do: POST /dev/token, tokens signed with a key of the run's own.
+        "DEV_TOKENS": "1",
+        # The suite's servers take every test's bookings from one address and many from one user: the limits
+        # are tested where a test sets them (tests/e2e/test_rate_limits.py), not in every other test.
+        "USER_RATE_LIMIT": "0",
+        "ADDRESS_RATE_LIMIT": "0",
+        "TOKEN_SIGNING_KEY": f"test-token-signing-key-{RUN_ID}-0123456789abcdef",
         "DB_POOL_SIZE": "32",
         # The races release 500 threads at once on one container; each stands for a concurrent invocation,
         # which on Lambda is a process with a connection of its own (and behind granian, 16 threads per

@@ -257,12 +257,14 @@ class CatalogueRepository:
         performance_spec = spec.performances[index]
         starts_at = performance_spec.starts_at
         cursor.execute(
-            "INSERT INTO performances (event_id, starts_at, starts_at_utc, strategy) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO performances (event_id, starts_at, starts_at_utc, strategy, admit_per_second)"
+            " VALUES (%s, %s, %s, %s, %s)",
             (
                 event_id,
                 starts_at.isoformat(),
                 starts_at.astimezone(UTC).replace(tzinfo=None),
                 performance_spec.strategy,
+                performance_spec.admit_per_second,
             ),
         )
         performance_id = cursor.lastrowid
@@ -298,6 +300,7 @@ class CatalogueRepository:
             starts_at=starts_at.isoformat(),
             strategy=performance_spec.strategy,
             sections=tuple(sections),
+            admit_per_second=performance_spec.admit_per_second,
         )
 
     def find_event_id(self, name: str, venue: str) -> int | None:
@@ -383,7 +386,8 @@ def _insert_seats(cursor: Cursor, section: Section) -> None:
 
 def _read_performance(cursor: Cursor, performance_id: int) -> Performance | None:
     cursor.execute(
-        "SELECT performance_id, event_id, starts_at, strategy FROM performances WHERE performance_id = %s",
+        "SELECT performance_id, event_id, starts_at, strategy, admit_per_second FROM performances"
+        " WHERE performance_id = %s",
         (performance_id,),
     )
     row = cursor.fetchone()
@@ -407,7 +411,12 @@ def _read_performance(cursor: Cursor, performance_id: int) -> Performance | None
         for s in cursor.fetchall()
     )
     return Performance(
-        performance_id=row[0], event_id=row[1], starts_at=row[2], strategy=row[3], sections=sections
+        performance_id=row[0],
+        event_id=row[1],
+        starts_at=row[2],
+        strategy=row[3],
+        sections=sections,
+        admit_per_second=row[4],
     )
 
 

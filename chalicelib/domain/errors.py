@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,11 @@ class BookingError(Exception):
         super().__init__(message)
         self.message = message
         self.extra = extra
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides its body."""
+        return {}
 
 
 class InvalidRequest(BookingError):
@@ -36,9 +42,31 @@ class Forbidden(BookingError):
     code = "FORBIDDEN"
 
 
+class AdmissionRequired(BookingError):
+    """A booking write on a performance with a waiting room, without this user's admission token to it."""
+
+    status = 403
+    code = "ADMISSION_REQUIRED"
+
+
 class NotFound(BookingError):
     status = 404
     code = "NOT_FOUND"
+
+
+class RateLimited(BookingError):
+    """A user or a client address spent its bucket of booking writes; `retry_after` says when one is back."""
+
+    status = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after: float, limit: str) -> None:
+        super().__init__(message, retry_after_seconds=retry_after, limit=limit)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}  # whole seconds (RFC 9110)
 
 
 class SeatUnavailable(BookingError):
@@ -68,6 +96,13 @@ class VersionGone(BookingError):
 
     status = 410
     code = "VERSION_GONE"
+
+
+class TicketLapsed(BookingError):
+    """A waiting room's ticket whose turn came and went uncollected: its user may join again."""
+
+    status = 410
+    code = "TICKET_LAPSED"
 
 
 class NotCancellable(BookingError):

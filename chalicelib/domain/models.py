@@ -58,6 +58,7 @@ class SectionSpec:
 class PerformanceSpec:
     starts_at: datetime
     strategy: str
+    admit_per_second: int | None = None  # a waiting room's rate; None: no waiting room
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class Performance:
     starts_at: str  # ISO 8601 with the offset it was created with
     strategy: str
     sections: tuple[Section, ...]
+    # Its waiting room admits this many people to booking per second; None: no waiting room.
+    admit_per_second: int | None = None
 
     def section_of(self, seat_id: int) -> Section | None:
         for section in self.sections:

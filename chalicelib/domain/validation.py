@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from chalicelib.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.domain.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.domain.models import STRATEGY_NAMES, EventSpec, PerformanceSpec, SectionSpec
 
 MAX_NAME_LENGTH = 200
@@ -40,6 +40,7 @@ MAX_ROWS = 500
 MAX_SEATS_PER_ROW = 500
 MAX_SEATS_PER_PERFORMANCE = 50_000
 MAX_PRICE = 10**12
+MAX_ADMIT_PER_SECOND = 100_000
 # The largest valid body (an event with 50 sections of 200-character escaped names) is ~150 kB; anything
 # bigger is refused unread. API Gateway itself caps payloads at 10 MB; the local adapter uses this limit too.
 MAX_BODY_BYTES = 512 * 1024
@@ -200,6 +201,14 @@ class Body(BaseModel):
     each: ClassVar[str] = "the request body"
 
 
+class WaitingRoomSpec(Body):
+    noun = "a waiting room"
+    admit_per_second: Annotated[
+        _count(1, MAX_ADMIT_PER_SECOND),
+        Field(description="people admitted to booking per second, in the order they joined the queue"),
+    ]
+
+
 class NewPerformance(Body):
     noun, each = "a performance", "each performance"
     # strategy before starts_at: the order in which a refused performance's fields are reported.
@@ -209,6 +218,11 @@ class NewPerformance(Body):
         Wording(f"'strategy' must be one of {', '.join(STRATEGY_NAMES)}"),
     ] = None  # left out: the default strategy; an explicit null is refused
     starts_at: StartsAt
+    waiting_room: Annotated[
+        WaitingRoomSpec,
+        Field(description="a waiting room in front of the performance's booking (docs/api.md#waiting-rooms)"),
+        Wording(f"'waiting_room' must be an object with 'admit_per_second' (1 to {MAX_ADMIT_PER_SECOND})"),
+    ] = None  # left out: no waiting room; an explicit null is refused
 
 
 class NewSection(Body):
@@ -248,7 +262,8 @@ def booking_request_model(max_seats: int) -> type[Body]:
 
     class BookingRequest(Body):
         noun = "the booking"
-        user_id: UserId
+        # The signed-in user books; a user_id in the body must be theirs (403 otherwise).
+        user_id: UserId = None
         seat_ids: Annotated[
             list[SeatId],
             Field(
@@ -327,7 +342,8 @@ def _refusal(model: type[Body], errors: list[ErrorDetails]) -> InvalidRequest:
             str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent
         )
         if unknown:
-            noun = _located(model, parent)[0].noun
+            at, name, _ = _located(model, parent)
+            noun = (at if name is None else at.model_fields[name].annotation).noun
             return InvalidRequest(f"{noun} has unknown field(s): {', '.join(unknown)}", fields=unknown)
     at, name, in_item = _located(model, first["loc"])
     if name is None:  # the object itself
@@ -341,6 +357,8 @@ def _located(model: type[Body], loc: tuple[int | str, ...]) -> tuple[type[Body],
     at, name, in_item = model, None, False
     for part in loc:
         if isinstance(part, str):
+            if name is not None:  # a field of the object the previous field holds
+                at = at.model_fields[name].annotation
             name = part
             continue
         item = get_args(at.model_fields[name].annotation)[0]  # an index: into a list of these
@@ -358,7 +376,11 @@ def parse_event_spec(body: Any, default_strategy: str) -> EventSpec:
         name=event.name,
         venue=event.venue,
         performances=tuple(
-            PerformanceSpec(starts_at=p.starts_at, strategy=p.strategy or default_strategy)
+            PerformanceSpec(
+                starts_at=p.starts_at,
+                strategy=p.strategy or default_strategy,
+                admit_per_second=p.waiting_room.admit_per_second if p.waiting_room else None,
+            )
             for p in event.performances
         ),
         sections=tuple(
@@ -394,8 +416,27 @@ def _check_one_way_to_name_seats(booking: Any) -> None:
         raise InvalidRequest("'count' is required with 'section_id'", field="count")
 
 
-def parse_booking_body(body: Any, max_seats: int) -> BookingBody:
+def parse_booking_body(body: Any, max_seats: int, caller: str | None = None) -> BookingBody:
+    """The booking asked for, as `caller` (the signed-in user; None: the body's user_id, for the use case's
+    own callers such as the tests). A body's user_id that is not the caller's is 403."""
     booking = _validated(booking_request_model(max_seats), body)
     _check_one_way_to_name_seats(booking)
+    if caller is not None and booking.user_id is not None and booking.user_id != caller:
+        raise Forbidden(
+            "'user_id' must be the signed-in user's (the token's sub) or left out", field="user_id"
+        )
+    user_id = caller if caller is not None else booking.user_id
+    if user_id is None:
+        raise InvalidRequest("'user_id' is required", field="user_id")
     seat_ids = tuple(sorted(booking.seat_ids)) if booking.seat_ids is not None else ()
-    return BookingBody(booking.user_id, seat_ids, booking.hold, booking.section_id, booking.count)
+    return BookingBody(user_id, seat_ids, booking.hold, booking.section_id, booking.count)
+
+
+class DevToken(Body):
+    noun = "the token request"
+    user_id: UserId
+
+
+def parse_dev_token_body(body: Any) -> str:
+    """POST /dev/token's body -> the user id (as a booking body would take it)."""
+    return _validated(DevToken, body).user_id

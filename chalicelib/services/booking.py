@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from chalicelib.domain.booking_ids import made_with_key, mint
 from chalicelib.domain.errors import (
+    AdmissionRequired,
     BookingExists,
     CacheUnavailable,
     ExtensionLimit,
-    Forbidden,
     HoldExpired,
     IdempotencyKeyReused,
     IdempotencyKeyTaken,
@@ -46,6 +46,7 @@ from chalicelib.domain.validation import (
 from chalicelib.services.catalogue import CatalogueService
 from chalicelib.services.metrics import BookingMetric, Metrics
 from chalicelib.services.ports import (
+    AdmissionCheck,
     BookingStore,
     BookingStrategy,
     IdempotentRunner,
@@ -83,6 +84,7 @@ class BookingService:
         recently_taken: RecentlyTaken | None = None,
         holds: HoldPolicy = HoldPolicy(),
         clock: Callable[[], float] = time.time,
+        admissions: AdmissionCheck | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._strategies = strategies
@@ -95,10 +97,21 @@ class BookingService:
         self._recently_taken = recently_taken or RecentlyTaken(0)
         self._holds = holds
         self.clock = clock
+        self._admissions = admissions
 
     # book -----------------------------------------------------------------------------------------------
-    def book(self, performance_id: int, body: object, idempotency_key: str | None) -> Booking:
-        """-> the booking (CONFIRMED or PENDING). Raises the contract's errors; a 4xx changes nothing.
+    def book(
+        self,
+        performance_id: int,
+        body: object,
+        idempotency_key: str | None,
+        caller: str | None = None,
+        admission: str | None = None,
+    ) -> Booking:
+        """-> the booking (CONFIRMED or PENDING) made as `caller`, the signed-in user (None: as the body's
+        user_id, for callers that have no identity to give, such as the tests). A performance with a waiting
+        room needs `admission`, the user's admission token to it. Raises the contract's errors; a 4xx
+        changes nothing.
 
         An Idempotency-Key is the user's own: two users may send the same one. The first answer is replayed
         from the idempotency record (Redis, IDEMPOTENCY_TTL_SECONDS); once that is gone (expired, or lost
@@ -106,7 +119,8 @@ class BookingService:
         (as it is now) instead of booking again."""
         key = parse_idempotency_key(idempotency_key)
         performance = self._catalogue.performance(performance_id)
-        wanted = parse_booking_body(body, self._max_seats)
+        wanted = parse_booking_body(body, self._max_seats, caller)
+        self._check_admission(performance, wanted.user_id, admission)
         self._check_seats_belong(performance, wanted.seat_ids)
         if wanted.section_id is not None:
             _section(performance, wanted.section_id)  # 404 before anything is touched
@@ -263,7 +277,8 @@ class BookingService:
         return strategy
 
     # read -----------------------------------------------------------------------------------------------
-    def get(self, booking_id: str) -> Booking:
+    def get(self, booking_id: str, owner: str | None = None) -> Booking:
+        """The booking; with `owner` (the signed-in user), 404 unless it is theirs: no hint that it exists."""
         _check_booking_id(booking_id)
         try:
             booking = self._bookings.get(booking_id)
@@ -272,20 +287,22 @@ class BookingService:
             booking = self._from_redis(booking_id)
             if booking is None:
                 raise
-            return booking.as_of(self.clock())
         if booking is None:  # MySQL has every accepted booking: one it does not know was never accepted
             raise NotFound(f"booking {booking_id} not found")
+        if owner is not None:
+            _check_owner(booking, owner)
         return booking.as_of(self.clock())
 
     def _from_redis(self, booking_id: str) -> Booking | None:
         return self._remembered.read_booking(booking_id)
 
     # cancel ---------------------------------------------------------------------------------------------
-    def cancel(self, booking_id: str, user_id: str | None, idempotency_key: str | None = None) -> Booking:
+    def cancel(
+        self, booking_id: str, user_id: str, idempotency_key: str | None = None, admission: str | None = None
+    ) -> Booking:
+        """`user_id` (the signed-in user) cancels their booking; anyone else's is 404 NOT_FOUND."""
         key = parse_idempotency_key(idempotency_key)
-        _check_booking_id(booking_id)
-        if not user_id:
-            raise InvalidRequest("the X-User-Id header is required to cancel a booking", field="X-User-Id")
+        self._owned(booking_id, user_id, admission)
         if key is None:
             return self._cancel(booking_id, user_id)
         fingerprint = {"booking_id": booking_id, "user_id": user_id}
@@ -304,7 +321,7 @@ class BookingService:
         stored = self._bookings.get(booking_id)
         if stored is None:
             raise NotFound(f"booking {booking_id} not found")
-        _check_owner(stored, user_id, "cancel")
+        _check_owner(stored, user_id)
         before, after = self._bookings.cancel(booking_id)
         if after is None:
             status = before.status.value if before else "unknown"
@@ -314,11 +331,11 @@ class BookingService:
         return after
 
     # holds ------------------------------------------------------------------------------------------------
-    def confirm(self, booking_id: str, user_id: str | None, body: object) -> Booking:
+    def confirm(self, booking_id: str, user_id: str, body: object, admission: str | None = None) -> Booking:
         """A HELD booking -> CONFIRMED with the payment reference. The same confirm again answers the same;
         after `expires_at` 409 HOLD_EXPIRED; a booking that is not HELD 409 NOT_CONFIRMABLE."""
         payment_reference = parse_confirm_body(body)
-        self._owned(booking_id, user_id, "confirm")
+        self._owned(booking_id, user_id, admission)
         change = self._bookings.confirm_hold(booking_id, payment_reference)
         booking = self._after_hold_change(change, booking_id)
         if change.outcome not in (HoldOutcome.CHANGED, HoldOutcome.UNCHANGED):
@@ -331,9 +348,9 @@ class BookingService:
             self._metrics.count(BookingMetric.CONFIRMED, booking.strategy)
         return booking
 
-    def extend(self, booking_id: str, user_id: str | None) -> Booking:
+    def extend(self, booking_id: str, user_id: str, admission: str | None = None) -> Booking:
         """A HELD booking's `expires_at` -> now + HOLD_SECONDS, at most HOLD_MAX_EXTENSIONS times."""
-        self._owned(booking_id, user_id, "extend")
+        self._owned(booking_id, user_id, admission)
         change = self._bookings.extend_hold(booking_id, self._holds.hold_seconds, self._holds.max_extensions)
         booking = self._after_hold_change(change, booking_id)
         if change.outcome == HoldOutcome.AT_LIMIT:
@@ -349,15 +366,28 @@ class BookingService:
         self._strategy(booking.strategy).release(booking)  # mirrors it: the new deadline in Redis
         return booking
 
-    def _owned(self, booking_id: str, user_id: str | None, action: str) -> Booking:
+    def _owned(self, booking_id: str, user_id: str, admission: str | None) -> Booking:
+        """The user's own booking (404 for anyone else's), once they are admitted to its performance."""
         _check_booking_id(booking_id)
-        if not user_id:
-            raise InvalidRequest(f"the X-User-Id header is required to {action} a booking", field="X-User-Id")
         stored = self._bookings.get(booking_id)
         if stored is None:
             raise NotFound(f"booking {booking_id} not found")
-        _check_owner(stored, user_id, action)
+        _check_owner(stored, user_id)
+        self._check_admission(self._catalogue.performance(stored.performance_id), user_id, admission)
         return stored
+
+    def _check_admission(self, performance: Performance, user_id: str, admission: str | None) -> None:
+        """A performance with a waiting room takes booking writes only from users it has admitted (403
+        ADMISSION_REQUIRED otherwise)."""
+        if not performance.admit_per_second:
+            return
+        if self._admissions is None:
+            raise AdmissionRequired(
+                f"performance {performance.performance_id} has a waiting room and this deployment admits "
+                "nobody",
+                performance_id=performance.performance_id,
+            )
+        self._admissions.check_admission(admission, user_id, performance.performance_id)
 
     def _after_hold_change(self, change: HoldChange, booking_id: str) -> Booking:
         """The booking after a confirm or an extension; a hold found lapsed is given back and answered
@@ -400,9 +430,11 @@ def _check_booking_id(booking_id: str) -> None:
         raise NotFound(f"booking {booking_id[:MAX_BOOKING_ID_LENGTH]!r} not found")
 
 
-def _check_owner(booking: Booking, user_id: str, action: str) -> None:
+def _check_owner(booking: Booking, user_id: str) -> None:
+    """Another user's booking is answered as one that does not exist (the same words): a booking id is
+    no hint, let alone a key, to anyone but its owner."""
     if booking.user_id != user_id:
-        raise Forbidden(f"only the user who made a booking may {action} it")
+        raise NotFound(f"booking {booking.booking_id} not found")
 
 
 def _section(performance: Performance, section_id: int) -> Section:

@@ -44,6 +44,9 @@ def performance_to_dict(performance: Performance) -> dict:
         "starts_at": performance.starts_at,
         "strategy": performance.strategy,
         "sections": [section_to_dict(s) for s in performance.sections],
+        "waiting_room": (
+            {"admit_per_second": performance.admit_per_second} if performance.admit_per_second else None
+        ),
     }
 
 

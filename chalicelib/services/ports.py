@@ -26,6 +26,7 @@ from chalicelib.domain.models import (
 )
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome
 from chalicelib.domain.seat_map import ChangeLogRead
+from chalicelib.domain.waiting_room import TicketState
 
 
 class CatalogueStore(Protocol):
@@ -370,3 +371,41 @@ class AsyncBookingStrategy(BookingStrategy, HoldCompensator, Protocol):
     def resend(self, booking: Booking, performance: Performance) -> None:
         """Send a journaled PENDING booking on again (its first send may never have happened)."""
         ...
+
+
+# --- identities, rate limits and waiting rooms (issue 18) -------------------------------------------------
+class AdmissionCheck(Protocol):
+    def check_admission(self, token: str | None, user_id: str, performance_id: int) -> None: ...
+
+
+class AdmissionIssuer(Protocol):
+    def admission_token(self, user_id: str, performance_id: int, issued_at: float) -> dict[str, Any]: ...
+
+
+class TokenBuckets(Protocol):
+    def take(self, bucket: str, capacity: int, per_seconds: float) -> float: ...
+
+
+class QueueStore(Protocol):
+    def join(
+        self,
+        performance_id: int,
+        user_id: str,
+        new_ticket: str,
+        now_ms: int,
+        rate: int,
+        collect_ms: int,
+        lifetime_ms: int,
+        admission_ms: int,
+    ) -> TicketState: ...
+
+    def read(
+        self,
+        performance_id: int,
+        ticket: str,
+        user_id: str,
+        now_ms: int,
+        rate: int,
+        collect_ms: int,
+        admission_ms: int,
+    ) -> TicketState | None: ...

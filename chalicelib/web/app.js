@@ -4,6 +4,17 @@
 // every second for the seats changed since the version the page holds (`?since=`): `304` with an empty body
 // while nothing changed, else only those seats, which are all that is repainted. A `410` (the page's version
 // is no longer kept, or the map was rebuilt) reads the compact map again.
+//
+// The map is public; booking is not. The user signs in (the local stage's POST /dev/token: a user id in, a signed
+// token out), the token is kept for the tab, and every booking request sends it as `Authorization: Bearer`; the
+// booking controls stay disabled until then. The booking column shows one screen at a time (sign-in, then
+// booking), each a small function: see "signing in and the column's screens" below.
+//
+// A performance with a waiting room (GET /events/{id}: "waiting_room": {"admit_per_second": N}) takes booking
+// writes only from users it has admitted: between signing in and booking the column shows its queue (POST
+// …/queue, then GET …/queue/{ticket} every second: position, now serving, estimated wait) until the ticket
+// brings an admission token, which is kept for the tab per performance (with its expiry) and sent with every
+// booking write to that performance as `X-Admission-Token`. See "waiting rooms" below.
 
 const API = new URL("../", import.meta.url); // the app's root, wherever the app is mounted
 const REFRESH_MS = 1000;
@@ -11,6 +22,8 @@ const FOLLOW_FIRST_MS = 250;
 const FOLLOW_MAX_MS = 2000;
 const FOLLOW_TIMEOUT_MS = 120000;
 const MAX_EVENT_PAGES = 50;
+const QUEUE_POLL_MS = 1000; // a ticket is read every second while it waits (sooner when its turn is nearer)
+const QUEUE_RETRY_MS = 2000; // after no answer, or an answer the page cannot use
 const RATE_WINDOW_MS = 10000; // bytes per second are averaged over the last 10 s
 
 const AVAILABLE = 0;
@@ -38,8 +51,9 @@ const STRATEGY_NOTES = {
   fifo_partition: "asynchronous: 202 PENDING, then CONFIRMED or REJECTED in line",
   stream_state: "asynchronous: 202 PENDING, then CONFIRMED or REJECTED",
 };
-const REASONS = { 200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
-  404: "Not Found", 409: "Conflict", 422: "Unprocessable Content", 503: "Service Unavailable" };
+const REASONS = { 200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
+  403: "Forbidden", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Content", 429: "Too Many Requests",
+  503: "Service Unavailable" };
 const FINAL = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED", "EXPIRED"]);
 const SECTION_HEADER = 20;
 const SECTION_GAP = 18;
@@ -51,9 +65,14 @@ const ui = {
   title: $("map-title"), strategy: $("strategy"), canvas: $("seats"), wrap: $("canvas-wrap"),
   seatStatus: $("seat-status"), hover: $("hover"), sections: $("sections"), live: $("live"),
   booked: $("count-booked"), pending: $("count-pending"), available: $("count-available"), total: $("count-total"),
-  form: $("book-form"), user: $("user-id"), seatIds: $("seat-ids"), book: $("book"), clear: $("clear"),
-  result: $("result"), bookings: $("bookings"), noBookings: $("no-bookings"),
+  signInForm: $("sign-in-form"), user: $("user-id"), signIn: $("sign-in"), signInMessage: $("sign-in-message"),
+  account: $("account"), signedInUser: $("signed-in-user"), signOut: $("sign-out"),
+  form: $("book-form"), bookControls: $("book-controls"), seatIds: $("seat-ids"), book: $("book"),
+  clear: $("clear"), result: $("result"), bookingList: $("booking-list"), bookings: $("bookings"),
+  noBookings: $("no-bookings"),
   hold: $("hold"), bestSection: $("best-section"), bestCount: $("best-count"), bookBest: $("book-best"),
+  queueRate: $("queue-rate"), queueStatus: $("queue-status"), queueMessage: $("queue-message"),
+  admissionNote: $("admission-note"),
 };
 const ctx = ui.canvas.getContext("2d");
 
@@ -159,9 +178,11 @@ async function chooseEvent() {
   }
   ui.pickerMessage.textContent = "";
   const options = event.performances.map((p) => {
+    rooms.set(p.performance_id, p.waiting_room || null);
     const seats = p.sections.reduce((sum, s) => sum + s.seat_count, 0);
     const when = new Date(p.starts_at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
-    return new Option(`${when} · ${p.strategy} · ${seats} seats (performance ${p.performance_id})`,
+    const room = p.waiting_room ? " · waiting room" : "";
+    return new Option(`${when} · ${p.strategy} · ${seats} seats${room} (performance ${p.performance_id})`,
       String(p.performance_id));
   });
   ui.performance.replaceChildren(...options);
@@ -185,6 +206,7 @@ function showPerformance(performanceId) {
   ui.seatStatus.textContent = "";
   history.replaceState(null, "", `#performance=${performanceId}`);
   pollNow();
+  if (session) afterSignIn(); // this performance's own way to booking: its queue, or straight on
 }
 
 // --- live refresh --------------------------------------------------------------------------------------------
@@ -783,7 +805,418 @@ ui.clear.addEventListener("click", () => {
   ui.seatStatus.textContent = "Selection cleared.";
 });
 
+// --- signing in and the column's screens ---------------------------------------------------------------------
+// The booking column shows one screen at a time, in the order a user goes through them: sign in, then book. A
+// screen is the page's [data-screen] elements of that name plus a function that prepares it; only the booking
+// screen enables the booking controls. Between signing in and booking, a performance with a waiting room shows
+// its queue until the user is admitted (afterSignIn chooses).
+const SCREENS = {
+  "sign-in": showSignInScreen,
+  queue: showQueueScreen,
+  book: showBookScreen,
+};
+let screen = null;
+
+function showScreen(name, ...args) {
+  stopQueue(); // a queue is followed only while its screen shows (showQueueScreen starts it again)
+  screen = name;
+  for (const element of document.querySelectorAll("[data-screen]")) element.hidden = element.dataset.screen !== name;
+  ui.bookControls.disabled = name !== "book";
+  SCREENS[name](...args);
+}
+
+// message: why the user is asked to sign in (again), e.g. their token expired; "" on a first visit.
+function showSignInScreen(message = "") {
+  tellSignIn(message);
+  if (!ui.user.value) ui.user.value = recall() || "";
+  // Sent back here from something they were doing: the field, so that signing in again is one keystroke.
+  if (message) ui.user.focus();
+}
+
+function showBookScreen() {
+  tellSignIn("");
+  showAdmission();
+}
+
+// The sign-in screen's line: why the user is to sign in (again), or a sign-in's progress (kind "").
+function tellSignIn(text, kind = "error") {
+  ui.signInMessage.textContent = text;
+  ui.signInMessage.classList.toggle("error", kind === "error");
+}
+
+// What follows a sign-in (and choosing another performance while signed in): the performance's queue when it
+// has a waiting room and this user holds no admission to it that is still good, else the booking screen.
+function afterSignIn() {
+  showScreen(needsQueue(map.performanceId) ? "queue" : "book");
+}
+
+// The local stage's sign-in (docs/api.md#identity): its token is kept for this tab only (sessionStorage: another
+// tab signs in on its own, closing the tab forgets it). The map is public and never sends it.
+const SESSION_KEY = "seat-map-session";
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's longest delay; a later expiry is checked again then
+let session = null; // {user, token, expiresAt: epoch ms}
+let expiryTimer = 0;
+
+async function signIn(userId) {
+  ui.signIn.disabled = true;
+  tellSignIn("Signing in…", "");
+  try {
+    const response = await fetch(api("dev/token"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user_id: userId }),
+    });
+    const answer = await readJson(response);
+    if (response.status === 201 && answer?.token) {
+      // The token's sub is the user id sent, as the server took it (it is not trimmed or folded there).
+      startSession({ user: userId, token: answer.token, expiresAt: answer.expires_at * 1000 });
+    } else if (response.status === 404 || (response.status === 403 && !answer?.error)) {
+      // No such route: a deployment whose users sign in elsewhere (DEV_TOKENS is off outside the local stage).
+      tellSignIn("This server has no local sign-in (POST /dev/token), so this page " +
+        "cannot book here.");
+    } else {
+      tellSignIn(`Could not sign in: ${errorMessage(answer, response)}`);
+    }
+  } catch (error) {
+    tellSignIn(`Could not sign in: no answer (${error.message}); try again.`);
+  } finally {
+    ui.signIn.disabled = false;
+  }
+}
+
+function startSession(signedIn) {
+  session = signedIn;
+  saveSession();
+  remember(session.user);
+  forgetBookingsOfOthers(session.user);
+  showAccount();
+  afterSignIn();
+  watchExpiry(); // last: a token kept past its expiry signs out at once
+}
+
+// message: what the sign-in screen says (why the user was signed out; "" when they chose to).
+function signOut(message = "") {
+  session = null;
+  clearTimeout(expiryTimer);
+  saveSession();
+  showAccount();
+  showScreen("sign-in", message);
+}
+
+// The token stops being accepted at expiresAt: the user is signed out then rather than at their next click
+// (a 401, handled the same way, still covers a clock that differs from the server's).
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  const left = session.expiresAt - Date.now();
+  if (left <= 0) return signOut(`Your sign-in as ${session.user} has expired. Sign in again to go on booking.`);
+  expiryTimer = setTimeout(watchExpiry, Math.min(left, MAX_TIMER_MS));
+}
+
+function showAccount() {
+  ui.account.hidden = !session;
+  ui.signedInUser.textContent = session?.user || "";
+  ui.bookingList.disabled = !session; // Cancel, Confirm and Extend act as the signed-in user
+}
+
+function saveSession() {
+  try {
+    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // storage refused (private mode): the sign-in lasts until the page is left
+  }
+}
+
+// The tab's sign-in, kept across reloads; null when there is none (or what is kept is not one).
+function loadSession() {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(SESSION_KEY));
+    if (typeof kept?.user === "string" && typeof kept.token === "string" && Number.isFinite(kept.expiresAt)) {
+      return kept;
+    }
+  } catch {
+    // unreadable: as if there were none
+  }
+  return null;
+}
+
+// The tab's list of bookings is one user's: another user's Cancel or Confirm would only be refused (404).
+function forgetBookingsOfOthers(user) {
+  if (ui.bookings.dataset.user === user) return;
+  ui.bookings.replaceChildren();
+  ui.bookings.dataset.user = user;
+  ui.noBookings.hidden = false;
+}
+
+// A booking request as the signed-in user. A 401 means the token no longer proves anyone (it expired, or the
+// server's signing key changed): the user is signed out and asked to sign in again; the caller still gets the
+// answer, to say what became of what it asked.
+async function fetchAsUser(path, init = {}) {
+  if (!session) throw new Error("not signed in");
+  const { token, user } = session;
+  const response = await fetch(api(path), { ...init, headers: { ...init.headers, Authorization: `Bearer ${token}` } });
+  if (response.status === 401 && session?.token === token) { // not a sign-in made since the request left
+    signOut(`You were signed out: your sign-in as ${user} has expired or is no longer accepted (401). ` +
+      "Sign in again to go on booking.");
+  }
+  return response;
+}
+
+// A refusal in words; a 401 says what the user does about it (the sign-in screen says it too).
+function refusal(answer, response) {
+  if (response.status === 401) return "Not done: you were signed out. Sign in again, then try again.";
+  if (response.status === 429) {
+    return `Not done: too many requests. Try again in ${retryAfter(response)} s.`;
+  }
+  if (response.status === 403 && answer?.error?.code === "ADMISSION_REQUIRED") {
+    return "Not done: this performance has a waiting room and you hold no admission to it that is still good. " +
+      "Wait for your turn in its queue, then try again.";
+  }
+  return errorMessage(answer, response);
+}
+
+ui.signInForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const userId = ui.user.value.trim();
+  if (!userId) {
+    ui.user.focus();
+    tellSignIn("Enter your user id to sign in.");
+    return;
+  }
+  void signIn(userId);
+});
+
+ui.signOut.addEventListener("click", () => signOut());
+
+// --- waiting rooms -------------------------------------------------------------------------------------------
+// rooms: performance id -> its waiting room ({admit_per_second}) or null, as GET /events/{id} said. A performance
+// opened from a link is not in it until a booking write is refused 403 ADMISSION_REQUIRED, which puts it there.
+const rooms = new Map();
+const ADMISSIONS_KEY = "seat-map-admissions"; // sessionStorage: {"<performance id>": {user, token, expiresAt}}
+// note: what the queue screen says above its progress while it shows (why the user is back in the queue).
+const queue = { generation: 0, timer: 0, ticket: null, note: "" };
+
+function needsQueue(performanceId) {
+  return Boolean(session && performanceId !== null && rooms.get(performanceId) && !admissionFor(performanceId));
+}
+
+function readAdmissions() {
+  if (unsaved) return unsaved;
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(ADMISSIONS_KEY));
+    return kept && typeof kept === "object" ? kept : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeAdmissions(admissions) {
+  try {
+    sessionStorage.setItem(ADMISSIONS_KEY, JSON.stringify(admissions));
+    unsaved = null;
+  } catch {
+    unsaved = admissions; // storage refused (private mode): kept until the page is left
+  }
+}
+let unsaved = null; // the admissions, when storage refuses them
+
+// The signed-in user's admission to the performance, while it is good: {token, expiresAt (epoch ms)} or null.
+function admissionFor(performanceId) {
+  if (!session || performanceId === null) return null;
+  const kept = readAdmissions()[performanceId];
+  if (kept?.user !== session.user || typeof kept.token !== "string" || !(kept.expiresAt > Date.now())) return null;
+  return kept;
+}
+
+function keepAdmission(performanceId, token, expiresAt) {
+  const admissions = { ...readAdmissions(), [performanceId]: { user: session.user, token, expiresAt } };
+  // Only the good ones: the list does not grow with every performance ever queued for.
+  for (const [id, kept] of Object.entries(admissions)) if (!(kept?.expiresAt > Date.now())) delete admissions[id];
+  writeAdmissions(admissions);
+}
+
+function forgetAdmission(performanceId, token) {
+  const admissions = readAdmissions();
+  if (token === undefined || admissions[performanceId]?.token === token) delete admissions[performanceId];
+  writeAdmissions(admissions);
+}
+
+// The booking screen says until when the admission lets the user book (nothing without a waiting room).
+function showAdmission() {
+  const admission = admissionFor(map.performanceId);
+  ui.admissionNote.textContent = admission ? "Admitted from the waiting room: you may book this performance " +
+    `until ${new Date(admission.expiresAt).toLocaleTimeString()}.` : "";
+}
+
+// message: why the user is (back) in the queue, e.g. their admission was refused; "" when they just got here.
+function showQueueScreen(message = "") {
+  tellSignIn("");
+  const performanceId = map.performanceId;
+  const rate = rooms.get(performanceId)?.admit_per_second;
+  ui.queueRate.textContent = rate ? String(rate) : "a few";
+  ui.queueStatus.textContent = "Joining the queue…";
+  queue.note = message;
+  tellQueue(message);
+  void joinQueue(queue.generation, performanceId);
+}
+
+function tellQueue(text) {
+  ui.queueMessage.textContent = text;
+}
+
+function stopQueue() {
+  queue.generation++;
+  clearTimeout(queue.timer);
+  queue.ticket = null;
+  queue.note = "";
+}
+
+// Still following this queue: its screen shows for the same performance, not left (or re-entered) since.
+function following(generation, performanceId) {
+  return generation === queue.generation && screen === "queue" && performanceId === map.performanceId &&
+    Boolean(session);
+}
+
+function queueLater(generation, ms, next) {
+  clearTimeout(queue.timer);
+  queue.timer = setTimeout(() => {
+    if (generation === queue.generation) void next();
+  }, ms);
+}
+
+// Join (idempotent per user: a user already in the queue gets the same ticket back).
+async function joinQueue(generation, performanceId) {
+  let response;
+  let answer;
+  try {
+    response = await fetchAsUser(`performances/${performanceId}/queue`, { method: "POST" });
+    answer = await readJson(response);
+  } catch (error) {
+    if (!following(generation, performanceId)) return;
+    tellQueue(`No answer (${error.message}); trying again in ${QUEUE_RETRY_MS / 1000} s.`);
+    return queueLater(generation, QUEUE_RETRY_MS, () => joinQueue(generation, performanceId));
+  }
+  if (!following(generation, performanceId)) return; // left meanwhile (a 401 signs out: the sign-in screen)
+  if (response.status === 200 || response.status === 201) return onTicket(generation, performanceId, answer);
+  if (response.status === 429) {
+    const wait = retryAfter(response);
+    ui.queueStatus.textContent = "Not in the queue yet.";
+    return countDown(generation, wait, (left) => `Too many requests (429): trying again in ${left} s.`,
+      () => joinQueue(generation, performanceId));
+  }
+  if (response.status === 404 && answer?.error?.message?.includes("no waiting room")) {
+    rooms.set(performanceId, null); // booking is open to all here after all
+    return afterSignIn();
+  }
+  ui.queueStatus.textContent = "Not in the queue.";
+  tellQueue(`Could not join the queue: ${errorMessage(answer, response)}. Trying again in ` +
+    `${QUEUE_RETRY_MS / 1000} s.`);
+  queueLater(generation, QUEUE_RETRY_MS, () => joinQueue(generation, performanceId));
+}
+
+async function readTicket(generation, performanceId, ticket) {
+  let response;
+  let answer;
+  try {
+    response = await fetchAsUser(`performances/${performanceId}/queue/${encodeURIComponent(ticket)}`,
+      { cache: "no-store" });
+    answer = await readJson(response);
+  } catch (error) {
+    if (!following(generation, performanceId)) return;
+    tellQueue(`No answer (${error.message}); still in the queue, asking again.`);
+    return queueLater(generation, QUEUE_RETRY_MS, () => readTicket(generation, performanceId, ticket));
+  }
+  if (!following(generation, performanceId)) return;
+  if (response.status === 200) return onTicket(generation, performanceId, answer);
+  if (response.status === 410 || response.status === 404) {
+    // 410 TICKET_LAPSED: its turn came and went uncollected; 404: the queue no longer knows it. Join again.
+    queue.note = response.status === 410 ? "Your place in the queue lapsed (its turn passed unclaimed): " +
+      "you joined again, at the back." : "The queue no longer knew your ticket: you joined again.";
+    tellQueue(queue.note);
+    return joinQueue(generation, performanceId);
+  }
+  if (response.status === 429) {
+    return countDown(generation, retryAfter(response),
+      (left) => `Too many requests (429): asking again in ${left} s.`,
+      () => readTicket(generation, performanceId, ticket));
+  }
+  tellQueue(`Could not read your place in the queue: ${errorMessage(answer, response)}; asking again.`);
+  queueLater(generation, QUEUE_RETRY_MS, () => readTicket(generation, performanceId, ticket));
+}
+
+function onTicket(generation, performanceId, ticket) {
+  queue.ticket = ticket.ticket;
+  const expiresAt = Number(ticket.admission_expires_at) * 1000;
+  if (ticket.admission_token && expiresAt > Date.now()) {
+    keepAdmission(performanceId, ticket.admission_token, expiresAt);
+    ui.queueStatus.textContent = "Your turn: booking is open.";
+    showScreen("book");
+    showResult("ok", "", `Your turn has come: you may book performance ${performanceId} now.`);
+    return;
+  }
+  if (ticket.admission_token) {
+    // An admission that is over already: the queue gives this user's collected ticket back as it was.
+    ui.queueStatus.textContent = "Your admission has expired.";
+    tellQueue("Your admission to this performance has expired, and its queue gives the same one back: " +
+      "it cannot admit you again for now.");
+    return;
+  }
+  tellQueue(queue.note); // a problem said before (a 429, no answer) is over
+  const eta = Math.max(0, Number(ticket.eta_seconds) || 0);
+  const wait = eta < 1 ? "under a second" : `~${Math.ceil(eta)} s`;
+  ui.queueStatus.textContent = `Position ${ticket.position} · now serving ${ticket.serving} · ` +
+    `estimated wait ${wait}`;
+  // Every second; sooner when the turn is due before then, so the admission is collected as it comes.
+  const next = eta > 0 && eta * 1000 < QUEUE_POLL_MS ? eta * 1000 + 50 : QUEUE_POLL_MS;
+  queueLater(generation, next, () => readTicket(generation, performanceId, ticket.ticket));
+}
+
+// A 429's wait, in whole seconds: Retry-After's delay (or date), at least 1.
+function retryAfter(response) {
+  const value = response.headers.get("Retry-After");
+  let seconds = Number(value);
+  if (value && !Number.isFinite(seconds)) seconds = (Date.parse(value) - Date.now()) / 1000;
+  return Math.max(1, Math.ceil(Number.isFinite(seconds) ? seconds : 1));
+}
+
+// Says `text(seconds left)` every second, then does `next`.
+function countDown(generation, seconds, text, next) {
+  const until = Date.now() + seconds * 1000;
+  const step = () => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left <= 0) return void next();
+    tellQueue(text(left));
+    queueLater(generation, Math.min(1000, until - Date.now()), step);
+  };
+  step();
+}
+
+// A booking write (book, cancel, confirm, extend) as the signed-in user, with their admission to the
+// performance when they hold one. A 403 ADMISSION_REQUIRED (the admission expired, or the performance has a
+// waiting room the page did not know of) forgets it and, for the performance on the map, goes back to its queue.
+async function writeAsUser(path, init, performanceId) {
+  const admission = admissionFor(performanceId);
+  const headers = admission ? { ...init.headers, "X-Admission-Token": admission.token } : init.headers;
+  const response = await fetchAsUser(path, { ...init, headers });
+  if (response.status === 429) rateLimitedUntil = Date.now() + retryAfter(response) * 1000;
+  if (response.status === 403) {
+    const answer = await readJson(response.clone());
+    if (answer?.error?.code === "ADMISSION_REQUIRED") {
+      if (!rooms.get(performanceId)) rooms.set(performanceId, { admit_per_second: null });
+      forgetAdmission(performanceId, admission?.token);
+      if (performanceId === map.performanceId && session && screen === "book") {
+        showScreen("queue", admission ? "Your admission to this performance has expired or is no longer " +
+          "accepted (403): you are back in its queue." : "This performance has a waiting room: you are in its " +
+          "queue now.");
+      }
+    }
+  }
+  return response;
+}
+let rateLimitedUntil = 0; // a 429's Retry-After: booking is not tried again before then
+
 // --- booking -------------------------------------------------------------------------------------------------
+// The last user id signed in with, to fill in the sign-in field next time (the id only; the token is the tab's).
 function remember(userId) {
   try {
     localStorage.setItem("seat-map-user-id", userId);
@@ -808,55 +1241,64 @@ function showResult(kind, code, text) {
   ui.result.replaceChildren(...parts);
 }
 
+// Why a booking cannot be sent now, or null. The controls are disabled while signed out; this also covers a
+// submit that comes another way (Enter in a field, a script).
+function cannotBook() {
+  if (!session || screen === "sign-in") return "Sign in to book.";
+  if (screen === "queue") return "Wait for your turn in the queue: booking opens when it comes.";
+  if (map.performanceId === null) return "Choose a performance first.";
+  if (needsQueue(map.performanceId)) { // the admission ran out while this screen showed
+    showScreen("queue", "Your admission to this performance has expired: you are back in its queue.");
+    return "Your admission has expired: wait for your turn in the queue, then try again.";
+  }
+  const wait = Math.ceil((rateLimitedUntil - Date.now()) / 1000);
+  if (wait > 0) return `Too many requests: try again in ${wait} s.`;
+  return null;
+}
+
 ui.form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (bookingInFlight) return; // a second click while the first is out does nothing
+  const refused = cannotBook();
+  if (refused) return showResult("error", "", refused);
   if (ui.seatIds.value !== [...selected].sort((a, b) => a - b).join(", ")) applySeatInput();
-  const userId = ui.user.value.trim();
   const seatIds = [...selected].sort((a, b) => a - b);
-  if (map.performanceId === null) return showResult("error", "", "Choose a performance first.");
-  if (!userId) {
-    ui.user.focus();
-    return showResult("error", "", "Enter your user id.");
-  }
   if (!seatIds.length) return showResult("error", "", "Choose at least one seat on the map.");
-  await submitBooking(userId, { seat_ids: seatIds }, `seat ${seatIds.join(", ")}`, seatIds);
+  await submitBooking({ seat_ids: seatIds }, `seat ${seatIds.join(", ")}`, seatIds);
 });
 
 // The best available: the service chooses the seats (side by side when a row has them).
 ui.bookBest.addEventListener("click", async () => {
   if (bookingInFlight) return;
-  const userId = ui.user.value.trim();
-  if (map.performanceId === null) return showResult("error", "", "Choose a performance first.");
-  if (!userId) {
-    ui.user.focus();
-    return showResult("error", "", "Enter your user id.");
-  }
+  const refused = cannotBook();
+  if (refused) return showResult("error", "", refused);
   const count = Number(ui.bestCount.value);
   const sectionId = Number(ui.bestSection.value);
   const name = ui.bestSection.selectedOptions[0]?.textContent || sectionId;
-  await submitBooking(userId, { section_id: sectionId, count }, `the best ${count} in ${name}`, []);
+  await submitBooking({ section_id: sectionId, count }, `the best ${count} in ${name}`, []);
 });
 
-async function submitBooking(userId, wanted, what, seatIds) {
+// The body names no user: the token's is the one who books (docs/api.md#identity).
+async function submitBooking(wanted, what, seatIds) {
   const performanceId = map.performanceId;
-  const body = JSON.stringify({ user_id: userId, ...wanted, hold: ui.hold.checked });
+  const user = session.user;
+  const body = JSON.stringify({ ...wanted, hold: ui.hold.checked });
   // One key per attempt: pressing Book again after a lost answer repeats the same attempt (same key, same
-  // body), which the API answers as it answered the first time instead of booking twice.
-  if (!attempt || attempt.body !== body || attempt.performanceId !== performanceId) {
-    attempt = { key: newKey(), body, performanceId };
+  // body, same user: a key is its user's), which the API answers as it answered the first time instead of
+  // booking twice.
+  if (!attempt || attempt.body !== body || attempt.performanceId !== performanceId || attempt.user !== user) {
+    attempt = { key: newKey(), body, performanceId, user };
   }
   bookingInFlight = true;
   ui.book.disabled = ui.bookBest.disabled = true;
   ui.book.setAttribute("aria-busy", "true");
-  remember(userId);
   showResult("", "", `Booking ${what}…`);
   try {
-    const response = await fetch(api(`performances/${performanceId}/bookings`), {
+    const response = await writeAsUser(`performances/${performanceId}/bookings`, {
       method: "POST",
       headers: { "Content-Type": "application/json", "Idempotency-Key": attempt.key },
       body,
-    });
+    }, performanceId);
     const answer = await readJson(response);
     handleBookingAnswer(response, answer, seatIds);
   } catch (error) {
@@ -897,25 +1339,29 @@ function handleBookingAnswer(response, answer, seatIds) {
     showResult("error", code, "This attempt is still being processed; press Book again for its answer.");
     return;
   }
-  attempt = null;
-  showResult("error", code, error.message || "The booking was refused.");
+  attempt = null; // refused before anything was booked (a 401, 403, 429 included): a new attempt, a new key
+  const refusedForWhy = [401, 429].includes(response.status) || error.code === "ADMISSION_REQUIRED";
+  showResult("error", code, refusedForWhy ? refusal(answer, response) : error.message || "The booking was refused.");
 }
 
 async function follow(booking, item) {
   let delay = FOLLOW_FIRST_MS;
   const deadline = Date.now() + FOLLOW_TIMEOUT_MS;
   let current = booking;
-  while (current.status === "PENDING" && Date.now() < deadline) {
+  // Until the booking is final, the deadline, or the list no longer shows it (another user signed in).
+  while (current.status === "PENDING" && Date.now() < deadline && item.isConnected) {
     await sleep(delay);
     delay = Math.min(delay * 1.5, FOLLOW_MAX_MS);
+    if (!session) continue; // signed out (a 401): followed again once the user signs back in
     try {
-      const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}`), { cache: "no-store" });
+      const response = await fetchAsUser(`bookings/${encodeURIComponent(booking.booking_id)}`, { cache: "no-store" });
       if (!response.ok) continue;
       current = await response.json();
     } catch {
       continue;
     }
   }
+  if (!item.isConnected) return;
   updateBooking(item, current);
   if (current.status === "PENDING") {
     showResult("error", "", `Booking ${current.booking_id} is still PENDING; it will reach a final status.`);
@@ -988,11 +1434,11 @@ function holdControls(booking, item) {
 async function holdAction(booking, item, button, action, body) {
   button.disabled = true;
   try {
-    const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}/${action}`), {
+    const response = await writeAsUser(`bookings/${encodeURIComponent(booking.booking_id)}/${action}`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-User-Id": booking.user_id },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body || {}),
-    });
+    }, booking.performance_id);
     const answer = await readJson(response);
     const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
     if (response.ok) {
@@ -1002,7 +1448,7 @@ async function holdAction(booking, item, button, action, body) {
     } else {
       button.disabled = false;
       if (answer?.error?.code === "HOLD_EXPIRED") updateBooking(item, { ...booking, status: "EXPIRED" });
-      showResult("error", code, errorMessage(answer, response));
+      showResult("error", code, refusal(answer, response));
     }
   } catch (error) {
     button.disabled = false;
@@ -1014,10 +1460,10 @@ async function holdAction(booking, item, button, action, body) {
 async function cancelBooking(booking, item, button) {
   button.disabled = true;
   try {
-    const response = await fetch(api(`bookings/${encodeURIComponent(booking.booking_id)}`), {
+    const response = await writeAsUser(`bookings/${encodeURIComponent(booking.booking_id)}`, {
       method: "DELETE",
-      headers: { "X-User-Id": booking.user_id, "Idempotency-Key": newKey() },
-    });
+      headers: { "Idempotency-Key": newKey() },
+    }, booking.performance_id);
     const answer = await readJson(response);
     const code = `${response.status} ${REASONS[response.status] || ""}`.trim();
     if (response.ok) {
@@ -1025,7 +1471,7 @@ async function cancelBooking(booking, item, button) {
       showResult("ok", code, `Booking ${answer.booking_id} cancelled; seat ${answer.seat_ids.join(", ")} available again.`);
     } else {
       button.disabled = false;
-      showResult("error", code, errorMessage(answer, response));
+      showResult("error", code, refusal(answer, response));
     }
   } catch (error) {
     button.disabled = false;
@@ -1045,8 +1491,11 @@ new ResizeObserver(() => {
 
 ui.event.addEventListener("change", () => void chooseEvent());
 ui.performance.addEventListener("change", () => showPerformance(Number(ui.performance.value)));
-ui.user.value = recall() || "";
 drawLegend();
+// A sign-in this tab kept (the page was reloaded) goes on where it was; else the page starts signed out.
+const kept = loadSession();
+if (kept) startSession(kept);
+else showScreen("sign-in");
 
 // For automation and debugging (the browser tests read what the canvas shows through this).
 window.seatMapPage = Object.freeze({

@@ -37,9 +37,11 @@ REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Entity",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -121,9 +123,31 @@ def per_thread_request_state(app: Any) -> Any:
     return app
 
 
+# The peer address of the request a thread is handling: what API Gateway gives the app as sourceIp (Chalice's
+# LocalGateway writes 127.0.0.1 for every request, so every client would share one rate-limit bucket).
+_peer = threading.local()
+
+
+def with_peer_source_ip(gateway: Any) -> Any:
+    """The gateway's events carry the TCP peer's address as `requestContext.identity.sourceIp`."""
+    generate = getattr(gateway, "_generate_lambda_event", None)
+    if generate is None:  # a stand-in gateway of the tests
+        return gateway
+
+    def generate_with_peer(*args: Any, **kwargs: Any) -> dict:
+        event = generate(*args, **kwargs)
+        address = getattr(_peer, "address", None)
+        if address:
+            event["requestContext"]["identity"]["sourceIp"] = address
+        return event
+
+    gateway._generate_lambda_event = generate_with_peer
+    return gateway
+
+
 class ChaliceWsgiAdapter:
     def __init__(self, gateway: Any, max_body_bytes: int) -> None:
-        self._gateway = gateway
+        self._gateway = with_peer_source_ip(gateway)
         self._max_body = max_body_bytes
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -141,6 +165,7 @@ class ChaliceWsgiAdapter:
         if body is not None and len(body) > self._max_body:
             return self._too_large(start_response)
         query = environ.get("QUERY_STRING")
+        _peer.address = environ.get("REMOTE_ADDR")
         try:
             response = self._gateway.handle_request(
                 method=method,

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -159,6 +160,39 @@ class Auditor:
             },
             "rows": rows,
         }
+
+    # --- queue (waiting rooms) ----------------------------------------------------------------------------
+    def waiting_room_tickets(self, performance_id: int) -> list[dict]:
+        """Every ticket of the performance's waiting room as Redis holds it (adapters/redis_waiting_room.py:
+        the hash `{w<id>}:tickets`, ticket -> {"n": number, "u": user, "turn": ms, "col": ms once collected})
+        -> [{"ticket", "number", "user", "turn_ms", "collected_ms"}], in number order. The server's own view
+        of who was admitted when: a turn is fixed when its ticket is issued."""
+        raw = self._redis.hgetall(f"{self._prefix}:{{w{performance_id}}}:tickets")
+        tickets = []
+        for ticket, text in raw.items():
+            state = json.loads(text)
+            tickets.append(
+                {
+                    "ticket": ticket,
+                    "number": int(state["n"]),
+                    "user": state["u"],
+                    "turn_ms": int(state["turn"]),
+                    "collected_ms": int(state["col"]) if state.get("col") not in (None, "") else None,
+                }
+            )
+        return sorted(tickets, key=lambda t: t["number"])
+
+    def bookings_by_user(self, performance_id: int) -> list[tuple[str, str, str, float]]:
+        """(booking id, user id, status, epoch seconds of the row's creation) of every booking of the
+        performance in MySQL, whoever asked for it."""
+        return [
+            (booking_id, user_id, status, float(created))
+            for booking_id, user_id, status, created in self._sql(
+                "SELECT booking_id, user_id, status, UNIX_TIMESTAMP(created_at) FROM bookings"
+                " WHERE performance_id = %s",
+                performance_id,
+            )
+        ]
 
     # --- shared by both audits ----------------------------------------------------------------------------
     def _record_drift(self, performance_id: int, booking_ids: list[str], rows: dict) -> int:

@@ -2,8 +2,9 @@
 
 One run per strategy, on a stack whose holds last the profile's `hold_seconds` (stack.py: HOLD_SECONDS, the
 bench's stack only): a fresh performance (2 x 20 x 50 = 2,000 seats in the full profile), whose map is read
-once (it loads it into Redis); the load generator processes (load.py, kind `holds`) run `hold_concurrency`
-virtual users in closed loops; this process watches MySQL twice a second — seats CONFIRMED, seats held by a
+once (it loads it into Redis); every person of the pool signed in (POST /dev/token, signin.py) before the
+load generator processes (load.py, kind `holds`) run `hold_concurrency` virtual users in closed loops, each
+call made as its person; this process watches MySQL twice a second — seats CONFIRMED, seats held by a
 live hold — and tells the users to stop once every seat is CONFIRMED (sold out) or at `hold_timeout` (not
 sold out: the run fails, since people still wanted seats a lapsed hold kept from them). Then it waits for
 every accepted booking to be decided and the seat map to say what MySQL says (a lapsed hold's "H:" goes at
@@ -32,6 +33,10 @@ def _specs(bench, layout: sc.Layout, tag: str, hold_seconds: float) -> list[dict
     users = profile.hold_concurrency
     n = max(1, min(profile.generators, users))
     shares = [users // n + (1 if i < users % n else 0) for i in range(n)]
+    # The whole pool signed in once, before the run (person k is `tag`-k): every generator draws from it.
+    people = [f"{tag}-{k}" for k in range(profile.hold_shape.users)]
+    signed = bench.sign_in(people)
+    tokens = [signed[person] for person in people]
     return [
         {
             "base_url": bench.stack.base_url,
@@ -45,6 +50,7 @@ def _specs(bench, layout: sc.Layout, tag: str, hold_seconds: float) -> list[dict
             "max_seats": sc.MAX_SEATS,
             "users": profile.hold_shape.users,
             "user_prefix": tag,  # ids unique to the run; every generator draws from the whole pool
+            "tokens": tokens,
             "pause": profile.hold_pause,
             "confirm_ratio": profile.hold_confirm_ratio,
             "poll_interval": profile.hold_poll_interval,
@@ -69,6 +75,7 @@ def hold_and_abandon(bench, strategy: str) -> dict:
     bench._warm.add(strategy)
     seats = sum(len(row) for row in layout.rows)
     tag = f"hold-{strategy}-{int(time.time() * 1000) % 10**8}"
+    bench._signed_in = {"users": 0, "seconds": 0.0}
     specs = _specs(bench, layout, tag, settings.hold_seconds)
     meter = CpuMeter.of_stack(stack)
     timeline: list[list[float]] = []  # [seconds since the release, seats CONFIRMED, seats held (live)]
@@ -143,6 +150,7 @@ def hold_and_abandon(bench, strategy: str) -> dict:
             "throughput_rps": round(run["requests"] / wall, 1) if wall else 0.0,
             "cpu_seconds_during_load": load_cpu,
             "cpu_seconds_during_drain": drain_cpu,
+            "signed_in_before_load": dict(bench._signed_in),
             "timeline": timeline,
             "unsold_idle_seconds": unsold_idle_seconds(timeline, seats),
             **settled,

@@ -24,14 +24,34 @@ prints `done`. Three kinds of plan:
 * holds (hold-and-abandon): `concurrency` virtual users in closed loops until a `stop` line (the orchestrator
   sends it once MySQL has every seat CONFIRMED) or `duration` seconds. Each attempt: a pause (uniform, 0 to
   2 x `pause` seconds: the next person arriving), a person drawn from the pool `user_prefix`-0 ..
-  -(`users` - 1), POST a best-available hold (`section_id` random, `count` 1-4, `"hold": true`); a 202 is
-  polled with GET /bookings/{id} every `poll_interval` seconds until it is no longer PENDING; a HELD booking
-  is confirmed with probability `confirm_ratio` after a think (uniform `think` = [min, max] seconds: POST
-  /bookings/{id}/confirm as its owner), else left to expire. A 409 (or an in-line REJECTED) sends the person
-  away. Besides every request (kind hold, poll, confirm), one entry per attempt in `attempts`.
+  -(`users` - 1) (a token each in `tokens`), POST a best-available hold (`section_id` random, `count` 1-4,
+  `"hold": true`); a 202 is polled with GET /bookings/{id} (as its owner: anyone else's read is a 404) every
+  `poll_interval` seconds until it is no longer PENDING; a HELD booking is confirmed with probability
+  `confirm_ratio` after a think (uniform `think` = [min, max] seconds: POST /bookings/{id}/confirm as its
+  owner), else left to expire. A 409 (or an in-line REJECTED) sends the person away. Besides every request
+  (kind hold, poll, confirm), one entry per attempt in `attempts`.
+* queue (issue 18's waiting room): every user of `users` ([user, token, seat], a share of the run's) joins
+  the performance's queue at once (POST …/queue; latency from the slot, as a burst's), then reads its ticket
+  as the page does (chalicelib/web/app.js): `poll_interval` seconds after each answer, or `poll_early` after
+  its `eta_seconds` when that is sooner; the read that brings `admission_token` is the user's admission (its
+  answer's arrival: `seen_at`), and the user books its `seat` at once with it (`X-Admission-Token`) through a
+  pool of its own (`book_concurrency` connections; a booking never waits behind the polls in the client).
+  Once every join of the process is answered it prints `joined`; a `crash` line then sends the `crashers`
+  (the same shape) in: each joins (at the back of the queue) and at once tries to book its seat without an
+  admission (kind `crash-none`), then with the first admission token this process saw, another user's
+  (`crash-borrowed`), and leaves (never reads its ticket: never admitted). One entry per user in `people`,
+  per crasher attempt in `crashes`. Joins and reads share `concurrency` connections.
 
 Burst specs may add `headers` (sent with every request) and `auto_decompress: false` (bodies kept as they
 came: the byte counts are what crossed the wire, and the generator spends no CPU inflating them).
+
+Every booking call is made as a signed-in user (`Authorization: Bearer`, docs/api.md#identity). The
+orchestrator signed every user of the plan in before starting this process (signin.py), so no sign-in is
+ever timed here; the plan carries the tokens: a burst's `tokens` {user_id: token} for the user_id of each
+request's body; a mixed plan's and a holds plan's `tokens`, one per person, person n being
+`user_prefix`-n. A mixed booking is made by a person of its own, as before tokens: each virtual user has
+its share of the people (every `concurrency`-th); past its share it starts over (counted in
+`people_reused`: a reused person may be refused for MAX_SEATS_PER_USER).
 
 The process measures its own CPU time (getrusage) so the report can tell whether the generator, not the
 server, was the limit. Output is column-wise lists, one entry per request, in plan order (burst) or in
@@ -55,6 +75,8 @@ from itertools import accumulate
 from typing import Any
 
 import aiohttp
+
+from loadtests.bench.signin import bearer
 
 try:
     import uvloop
@@ -158,19 +180,27 @@ def _session(spec: dict) -> aiohttp.ClientSession:
     )
 
 
+def signed_headers(tokens: dict[str, str], headers: dict[str, str] | None) -> dict[str, dict[str, str]]:
+    """{user: the headers of a request as that user}: built once, before the first request is sent."""
+    return {user: {**(headers or {}), **bearer(token)} for user, token in tokens.items()}
+
+
 async def run_burst(spec: dict, started: float, recorder: Recorder) -> None:
     slots = asyncio.Semaphore(spec["concurrency"])
     requests = spec["requests"]
     headers = spec.get("headers") or None
+    as_user = signed_headers(spec.get("tokens") or {}, headers)
     results: list[tuple | None] = [None] * len(requests)
 
     async def one(index: int, method: str, path: str, body: Any) -> None:
         created = time.perf_counter()
         payload = json.dumps(body).encode() if body is not None else None
+        # A booking as the user its body names; a read (no body) as nobody
+        sent_headers = as_user.get(body.get("user_id"), headers) if isinstance(body, dict) else headers
         async with slots:
             sent = time.perf_counter()
             sent_at = time.time()
-            status, booking_id, size = await _call(session, method, path, payload, headers)
+            status, booking_id, size = await _call(session, method, path, payload, sent_headers)
             done = time.perf_counter()
         seats = body.get("seat_ids") if isinstance(body, dict) else None
         results[index] = (
@@ -197,7 +227,7 @@ def zipf_cdf(count: int, exponent: float) -> list[float]:
     return [value / total for value in accumulate(weights)]
 
 
-async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
+async def run_mixed(spec: dict, started: float, recorder: Recorder) -> dict:
     rng = random.Random(spec["seed"])
     rows: list[list[int]] = spec["rows"]
     seats = [(r, i) for r, row in enumerate(rows) for i in range(len(row))]  # seat rank -> (row, index)
@@ -205,7 +235,8 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
     map_path = f"/performances/{spec['performance_id']}/seats"
     book_path = f"/performances/{spec['performance_id']}/bookings"
     deadline = started + spec["duration"]
-    user_counter = iter(range(10**9))
+    people = [bearer(token) for token in spec["tokens"]]
+    reused = 0
 
     def pick_seats() -> list[int]:
         if cdf is None:
@@ -217,20 +248,27 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
         return rows[row][start : start + count]
 
     async def user(number: int) -> None:
+        nonlocal reused
+        # This virtual user's people, one booking each: never two of a person's bookings at once.
+        mine = range(number, len(people), spec["concurrency"])
+        booked = 0
         while True:
             now = time.perf_counter()
             if now >= deadline:
                 return
+            headers = None
             if rng.random() < spec["read_ratio"]:
                 kind, method, path, body = "read", "GET", map_path, None
             else:
-                user_id = f"{spec['user_prefix']}-{number}-{next(user_counter)}"
-                seat_ids = pick_seats()
-                body = {"user_id": user_id, "seat_ids": seat_ids}
-                kind, method, path = "book", "POST", book_path
+                if booked >= len(mine):
+                    reused += 1
+                person = mine[booked % len(mine)]
+                booked += 1
+                body = {"user_id": f"{spec['user_prefix']}-{person}", "seat_ids": pick_seats()}
+                kind, method, path, headers = "book", "POST", book_path, people[person]
             sent_at = time.time()
             status, booking_id, size = await _call(
-                session, method, path, json.dumps(body).encode() if body is not None else None
+                session, method, path, json.dumps(body).encode() if body is not None else None, headers
             )
             done = time.perf_counter()
             recorder.add(
@@ -245,12 +283,20 @@ async def run_mixed(spec: dict, started: float, recorder: Recorder) -> None:
                 size,
             )
 
+    if len(people) < spec["concurrency"]:
+        raise ValueError(f"{len(people)} people for {spec['concurrency']} virtual users: one each at least")
     async with _session(spec) as session:
         await asyncio.gather(*(user(n) for n in range(spec["concurrency"])))
+    return {"people": len(people), "people_reused": reused}
 
 
 async def _call_json(
-    session: aiohttp.ClientSession, method: str, path: str, body: dict | None, headers: dict | None = None
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: dict | None,
+    headers: dict | None = None,
+    expected: tuple[int, ...] = EXPECTED,
 ) -> tuple[int, dict | None, int]:
     """-> (status, the answer's JSON or None, body bytes received)."""
     payload = b""
@@ -268,7 +314,7 @@ async def _call_json(
         answer = json.loads(payload) if payload else None
     except ValueError:
         answer = None
-    if status not in EXPECTED and len(error_samples) < SAMPLES_KEPT:
+    if status not in expected and len(error_samples) < SAMPLES_KEPT:
         error_samples.append(
             {
                 "status": status,
@@ -295,6 +341,7 @@ async def run_holds(spec: dict, started: float, recorder: Recorder, control: asy
     book_path = f"/performances/{performance_id}/bookings"
     deadline = started + spec["duration"]
     think_min, think_max = spec["think"]
+    people = [bearer(token) for token in spec["tokens"]]  # person n's headers: every call is made as them
     stopping = asyncio.Event()
     # One entry per attempt: [user, booking id, first status, outcome, code, seats asked, seats held,
     # ms from the hold's send to HELD (None if never), sent_at (epoch s)]
@@ -312,11 +359,12 @@ async def run_holds(spec: dict, started: float, recorder: Recorder, control: asy
         return not stopping.is_set() and time.perf_counter() < deadline
 
     async def attempt() -> None:
-        user = f"{spec['user_prefix']}-{rng.randrange(spec['users'])}"
+        person = rng.randrange(len(people))
+        user, signed = f"{spec['user_prefix']}-{person}", people[person]
         count = rng.randint(1, spec["max_seats"])
         body = {"user_id": user, "section_id": rng.choice(spec["section_ids"]), "count": count, "hold": True}
         sent, sent_at = time.perf_counter(), time.time()
-        status, answer, size = await _call_json(session, "POST", book_path, body)
+        status, answer, size = await _call_json(session, "POST", book_path, body, signed)
         booking_id = (answer or {}).get("booking_id") if status in (201, 202) else None
         seats = (answer or {}).get("seat_ids") or None
         record("hold", status, sent, sent_at, booking_id, seats, size)
@@ -329,7 +377,9 @@ async def run_holds(spec: dict, started: float, recorder: Recorder, control: asy
             while booking.get("status") == "PENDING" and time.perf_counter() < deadline + 60:
                 await asyncio.sleep(spec["poll_interval"])
                 poll_sent, poll_at = time.perf_counter(), time.time()
-                polled, answer, size = await _call_json(session, "GET", f"/bookings/{booking_id}", None)
+                polled, answer, size = await _call_json(
+                    session, "GET", f"/bookings/{booking_id}", None, signed
+                )
                 record("poll", polled, poll_sent, poll_at, booking_id, None, size)
                 if polled == 200 and answer:
                     booking = answer
@@ -363,7 +413,7 @@ async def run_holds(spec: dict, started: float, recorder: Recorder, control: asy
             "POST",
             f"/bookings/{booking_id}/confirm",
             {"payment_reference": f"pay-{booking_id}"},
-            {"X-User-Id": user},
+            signed,
         )
         record("confirm", status, confirm_sent, confirm_at, booking_id, entry[6], size)
         if status == 200 and (answer or {}).get("status") == "CONFIRMED":
@@ -389,6 +439,165 @@ async def run_holds(spec: dict, started: float, recorder: Recorder, control: asy
         await asyncio.gather(*(user() for _ in range(spec["concurrency"])))
         watcher.cancel()
     return {"attempts": attempts}
+
+
+ADMISSION_HEADER = "X-Admission-Token"
+CRASH_EXPECTED = (403,)  # a booking write without this user's admission: 403 ADMISSION_REQUIRED
+
+
+async def run_queue(spec: dict, started: float, recorder: Recorder, control: asyncio.Queue) -> dict:
+    performance_id = spec["performance_id"]
+    queue_path = f"/performances/{performance_id}/queue"
+    book_path = f"/performances/{performance_id}/bookings"
+    interval, early, retry = spec["poll_interval"], spec["poll_early"], spec["retry"]
+    deadline = started + spec["duration"]
+    queue_slots = asyncio.Semaphore(spec["concurrency"])
+    book_slots = asyncio.Semaphore(spec["book_concurrency"])
+    users = spec["users"]
+    # One entry per user: [user, ticket, number (position + serving at join), join sent_at, join answered
+    # (epoch s), eta at join, sent_at of the last read that said "not yet" (the join's if none), seen_at (the
+    # answer that brought the admission; None: never), reads, booking status, booking id, booking sent_at,
+    # booking ms, error code of the booking (or of a failed join/read)]
+    people: list[list] = [
+        [user, None, None, None, None, None, None, None, 0, None, None, None, None, None]
+        for user, _, _ in users
+    ]
+    # One entry per crasher attempt: [user, kind, status, code, number, sent_at, booking id]
+    crashes: list[list] = []
+    borrowed: list[tuple[str, str]] = []  # the first (user, admission token) seen: the crashers' loan
+    admission_seen = asyncio.Event()
+    joins_left = len(users)
+    all_joined = asyncio.Event()
+    if not users:
+        all_joined.set()
+
+    async def call(session, slots, kind, method, path, body, headers, expected=EXPECTED, seats=None):
+        created = time.perf_counter()
+        async with slots:
+            sent, sent_at = time.perf_counter(), time.time()
+            status, answer, size = await _call_json(session, method, path, body, headers, expected)
+            done, done_at = time.perf_counter(), time.time()
+        booking_id = (answer or {}).get("booking_id") if kind != "join" and kind != "poll" else None
+        if status not in (201, 202):
+            booking_id = None
+        recorder.add(
+            kind, status, done - sent, sent - created, sent_at, done - started, booking_id, seats, size
+        )
+        return status, answer, sent_at, done_at, (done - sent) * 1000
+
+    async def join(user: str, signed: dict) -> tuple[dict | None, float, float]:
+        while True:
+            status, answer, sent_at, done_at, _ = await call(
+                qs, queue_slots, "join", "POST", queue_path, None, signed
+            )
+            if status in (200, 201) and answer and answer.get("ticket"):
+                return answer, sent_at, done_at
+            if time.perf_counter() + retry > deadline:
+                return None, sent_at, done_at
+            await asyncio.sleep(retry)  # as the page does after no answer, or one it cannot use
+
+    def joined_one() -> None:
+        nonlocal joins_left
+        joins_left -= 1
+        if joins_left == 0:
+            all_joined.set()
+
+    async def person(index: int) -> None:
+        user, token, seat = users[index]
+        entry = people[index]
+        signed = bearer(token)
+        answer, sent_at, done_at = await join(user, signed)
+        joined_one()
+        if answer is None:
+            entry[13] = "join failed"
+            return
+        ticket = answer["ticket"]
+        entry[1:7] = [
+            ticket,
+            answer["position"] + answer["serving"],
+            sent_at,
+            done_at,
+            answer["eta_seconds"],
+            sent_at,
+        ]
+        path = f"{queue_path}/{ticket}"
+        wait = None
+        while not answer.get("admission_token"):
+            if wait is None:  # the page's timer: every second; sooner when the turn is due before then
+                eta = float(answer.get("eta_seconds") or 0)
+                wait = eta + early if eta < interval else interval
+            await asyncio.sleep(wait)
+            if time.perf_counter() > deadline:
+                entry[13] = "not admitted before the deadline"
+                return
+            status, read, sent_at, done_at, _ = await call(qs, queue_slots, "poll", "GET", path, None, signed)
+            entry[8] += 1
+            wait = None
+            if status == 200 and read:
+                answer = read
+                if not read.get("admission_token"):
+                    entry[6] = sent_at
+            elif status in (404, 410):  # the queue no longer knows it, or it lapsed: not expected here
+                entry[13] = f"read {status}"
+                return
+            else:
+                wait = retry  # no answer, or one the page cannot use: again after QUEUE_RETRY_MS
+        entry[7] = done_at
+        admission = answer["admission_token"]
+        if not borrowed:
+            borrowed.append((user, admission))
+            admission_seen.set()
+        headers = {**signed, ADMISSION_HEADER: admission}
+        body = {"user_id": user, "seat_ids": [seat]}
+        status, booked, sent_at, _, ms = await call(
+            bs, book_slots, "book", "POST", book_path, body, headers, seats=[seat]
+        )
+        entry[9:14] = [
+            status,
+            (booked or {}).get("booking_id") if status in (201, 202) else None,
+            sent_at,
+            round(ms, 3),
+            None if status in (201, 202) else _error_code(booked),
+        ]
+
+    async def crasher(index: int) -> None:
+        user, token, seat = spec["crashers"][index]
+        signed = bearer(token)
+        answer, _, _ = await join(user, signed)
+        number = answer["position"] + answer["serving"] if answer else None
+        body = {"user_id": user, "seat_ids": [seat]}
+
+        async def attempt(kind: str, headers: dict) -> None:
+            status, answer, sent_at, _, _ = await call(
+                bs, book_slots, kind, "POST", book_path, body, headers, CRASH_EXPECTED, [seat]
+            )
+            booking_id = (answer or {}).get("booking_id") if status in (201, 202) else None
+            crashes.append([user, kind, status, _error_code(answer), number, sent_at, booking_id])
+
+        await attempt("crash-none", signed)  # before its turn, no admission
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(admission_seen.wait(), max(0.0, deadline - time.perf_counter()))
+        if borrowed:  # another user's admission, sent as this user's
+            await attempt("crash-borrowed", {**signed, ADMISSION_HEADER: borrowed[0][1]})
+
+    async def crash_when_told() -> bool:
+        while True:
+            line = await control.get()
+            if line == "crash":
+                return True
+            if line in ("stop", "exit", ""):
+                return False
+
+    queue_spec = {**spec, "concurrency": spec["concurrency"]}
+    book_spec = {**spec, "concurrency": spec["book_concurrency"]}
+    async with _session(queue_spec) as qs, _session(book_spec) as bs:
+        tasks = [asyncio.ensure_future(person(i)) for i in range(len(users))]
+        await all_joined.wait()
+        print("joined", flush=True)
+        if await crash_when_told():
+            tasks += [asyncio.ensure_future(crasher(i)) for i in range(len(spec["crashers"]))]
+        await asyncio.gather(*tasks)
+    return {"people": people, "crashes": crashes, "borrowed_from": borrowed[0][0] if borrowed else None}
 
 
 STATUS_LETTERS = {"AVAILABLE": ord("A"), "HELD": ord("H"), "BOOKED": ord("B")}
@@ -585,11 +794,12 @@ def main(argv: list[str]) -> int:
     spec_file, out_file = argv
     with open(spec_file) as f:
         spec = json.load(f)
-    fd_limit = raise_fd_limit(spec["concurrency"] + 256)
+    fd_limit = raise_fd_limit(spec["concurrency"] + spec.get("book_concurrency", 0) + 256)
     print("ready", flush=True)
     sys.stdin.readline()
     viewers = spec["kind"] == "viewers"
     holds = spec["kind"] == "holds"
+    queue = spec["kind"] == "queue"
     recorder = ViewerRecorder() if viewers else Recorder()
     cpu_before = cpu_seconds()
     started = time.perf_counter()
@@ -604,8 +814,14 @@ def main(argv: list[str]) -> int:
             control = _control_queue(asyncio.get_running_loop())
             extra.update(await run_holds(spec, started, recorder, control))
             return
-        runner = run_burst if spec["kind"] == "burst" else run_mixed
-        await runner(spec, started, recorder)
+        if queue:
+            control = _control_queue(asyncio.get_running_loop())
+            extra.update(await run_queue(spec, started, recorder, control))
+            return
+        if spec["kind"] == "mixed":
+            extra.update(await run_mixed(spec, started, recorder))
+            return
+        await run_burst(spec, started, recorder)
 
     if spec.get("uvloop", True) and uvloop is not None:
         uvloop.run(run())  # about a third less CPU per request than asyncio's loop

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import select
@@ -22,11 +23,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench import scenarios as sc
+from loadtests.bench import signin
 from loadtests.bench.stack import ADMIN_TOKEN, PROJECT_DIR, Stack, StackConfig
 
 RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
@@ -72,6 +75,11 @@ class BenchProfile:
 
 # A holder who confirms does so after this share of HOLD_SECONDS (uniform): 1-5 s of a 20 s hold.
 HOLD_THINK = (0.05, 0.25)
+# A mixed run's booking is made by a person of its own, and every person is signed in before the run: the
+# people are counted beforehand, enough for this many bookings a second, about twice the most a full bench
+# has made (3,052 in 20 s by 64 virtual users). Past them a virtual user's people book again (counted in
+# the run's `people_reused`).
+MIXED_BOOKINGS_PER_SECOND = 300
 
 FULL = BenchProfile("full", 10_000, 1_000, 1_000, 20, 64, 1_000, 500, 600, 120)
 SMOKE = BenchProfile(
@@ -161,6 +169,11 @@ def _http_get(url: str, headers: dict | None = None) -> bytes:
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=60) as response:
         return response.read()
+
+
+def burst_users(requests: list[list]) -> list[str]:
+    """The users a burst's bookings are made as: their bodies' user_id (a read has no body)."""
+    return [body["user_id"] for _, _, body in requests if isinstance(body, dict) and "user_id" in body]
 
 
 def _sleep_until(moment: float) -> None:
@@ -338,6 +351,7 @@ class Bench:
         self._auditor = None
         self._reconciler = None
         self._read_layout = None  # the read bursts' performance, made once
+        self._signed_in = {"users": 0, "seconds": 0.0}  # the current run's sign-ins (before its load)
         self._warm: set[str] = set()  # strategies that have served a run (or a warm-up) in this bench
 
     # --- output ---------------------------------------------------------------------------------------
@@ -573,6 +587,7 @@ class Bench:
         if strategy:
             self._warm.add(strategy)
         tag = f"{scenario}-{strategy or 'noop'}-{int(time.time() * 1000) % 10**8}"
+        self._signed_in = {"users": 0, "seconds": 0.0}
         specs = self._specs(scenario, layout, tag)
         viewer_specs = self._viewer_specs(layout) if scenario == sc.CROWD else []
         meter = CpuMeter.of_stack(stack)
@@ -611,6 +626,7 @@ class Bench:
             wall, 3
         )  # the CPU meter's window: release to the last generator exit
         run["cpu_seconds_during_load"] = load_cpu
+        run["signed_in_before_load"] = dict(self._signed_in)
         if layout is not None:
             run["performance_id"] = layout.performance_id
             accepted = [(b, s, seats) for b, s, seats in self._accepted(outputs)]
@@ -711,6 +727,7 @@ class Bench:
             "kind": "burst",
             "concurrency": min(profile.concurrency, count),
             "requests": requests,
+            "tokens": self.sign_in(burst_users(requests)),
         }
         from loadtests.bench.profiling import CpuMeter
 
@@ -751,6 +768,9 @@ class Bench:
         n = max(1, profile.generators)
         if scenario in sc.MIXED:
             per = max(1, profile.mixed_concurrency // n)
+            people = max(per, math.ceil(MIXED_BOOKINGS_PER_SECOND * profile.mixed_seconds / n))
+            prefixes = [f"{tag}-g{i}" for i in range(n)]
+            tokens = self.sign_in(f"{prefix}-{k}" for prefix in prefixes for k in range(people))
             return [
                 {
                     **base,
@@ -764,23 +784,40 @@ class Bench:
                     "read_ratio": sc.READ_RATIO,
                     "max_seats": sc.MAX_SEATS,
                     "seed": self.plan.seed + i,
-                    "user_prefix": f"{tag}-g{i}",
+                    "user_prefix": prefix,
+                    "tokens": [tokens[f"{prefix}-{k}"] for k in range(people)],
                 }
-                for i in range(n)
+                for i, prefix in enumerate(prefixes)
             ]
         count = profile.drain_requests if scenario == sc.DRAIN else profile.requests
         requests = sc.burst_requests(scenario, layout, count, tag, self.plan.seed)
         if scenario in sc.READS:  # as a browser asks; bodies counted as they came, never inflated
             base = {**base, "headers": sc.GZIP_HEADERS, "auto_decompress": False}
+        tokens = self.sign_in(burst_users(requests))
         return [
             {
                 **base,
                 "kind": "burst",
                 "concurrency": max(1, profile.concurrency // n),
                 "requests": requests[i::n],
+                "tokens": {user: tokens[user] for user in burst_users(requests[i::n])},
             }
             for i in range(n)
         ]
+
+    def sign_in(self, users: Iterable[str]) -> dict[str, str]:
+        """Every user's token (POST /dev/token, signin.py), before the run's generators start: sign-ins are
+        outside every latency and every CPU meter's window, and counted in the run's
+        `signed_in_before_load`."""
+        users = list(users)
+        if not users:
+            return {}
+        self._tick(f"signing in {len(users):,} users")
+        started = time.monotonic()
+        tokens = signin.sign_in(self.stack.base_url, users)
+        self._signed_in["users"] += len(tokens)
+        self._signed_in["seconds"] = round(self._signed_in["seconds"] + time.monotonic() - started, 2)
+        return tokens
 
     def _generate(self, specs: list[dict], meter) -> tuple[list[dict], float, float]:
         """Start the generator process(es), release them together -> (outputs, their CPU seconds, wall)."""
@@ -1024,6 +1061,7 @@ class Bench:
         if mixed:
             run["latency_ms_by_kind"] = {kind: percentiles(values) for kind, values in by_kind.items()}
             run["bookings_requested"] = len(by_kind.get("book", []))
+            run["people_reused"] = sum(o.get("people_reused", 0) for o in outputs)
         if scenario in sc.ONCE:  # /ping and the read bursts: a 200 is a success
             run["success"] = ok_read
             run["rejected"] = 0

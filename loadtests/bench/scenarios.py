@@ -26,7 +26,7 @@ what the load generator sends to it.
                    generator process(es) of their own; after the drain every viewer's map must equal the
                    server's
 
-On request only (`--scenarios hold-and-abandon`; not in the default list, see ON_REQUEST):
+On request only (`--scenarios hold-and-abandon`, `--scenarios queue`; not in the default list, see ON_REQUEST):
 
     hold-and-abandon  a 2,000-seat performance (2 sections x 20 rows x 50 seats) on a stack whose holds last
                    HOLD_SECONDS = 20 s: C virtual users in closed loops (generator processes), each attempt a
@@ -37,6 +37,16 @@ On request only (`--scenarios hold-and-abandon`; not in the default list, see ON
                    CONFIRMED (or at a timeout: not sold out, which fails the run): time to sell out, holds
                    expired and their seats re-sold, p50/p99 of each call; audit: every seat sold exactly
                    once, nobody's confirmed seats over MAX_SEATS_PER_USER, Redis == MySQL
+    queue          a performance with a waiting room (issue 18; `"waiting_room": {"admit_per_second": R}`,
+                   R = 500, a seat per user): U = 10,000 signed-in users join its queue at once, read their
+                   ticket as the page does (every second, or 50 ms after its eta when that is sooner) and,
+                   once a read brings the admission token, book one seat of their own with it; then 100
+                   more users join at the back and try to book before their turn, without an admission and
+                   with another user's; then the same U users book the same seats of a twin performance
+                   without a room, all at once (a burst). Admission rate achieved (client: first sight of
+                   each token; server: the tickets' turns in Redis) against R, users admitted out of join
+                   order, booking p50/p99 behind the room and without it, 403s to the unadmitted, MySQL's
+                   bookings by users never admitted (waiting_room.py)
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ READ_COMPACT = "read-compact"
 CROWD_SOLO = "crowd-solo"
 CROWD = "crowd"
 HOLD_AND_ABANDON = "hold-and-abandon"
+QUEUE = "queue"
 SCENARIOS = (
     BASELINE,
     READ_FULL,
@@ -74,7 +85,10 @@ READS = (READ_FULL, READ_COMPACT)
 # 2,000-seat performance takes while half the holders walk away, about ten 20-second hold rounds (the unsold
 # share halves each round) -- 4-5 minutes per strategy, 20-25 minutes for five, more than the rest of
 # `make bench` (~15 min) together. It measures holds, not the hot path, so it is asked for when holds matter.
-ON_REQUEST = (HOLD_AND_ABANDON,)
+# `queue` (issue 18's waiting room) is on request too: ~2-3 minutes for one strategy (10,000 sign-ins, 20 s
+# of admissions, then the same bookings without a room, two drains of 10,000 bookings), and it measures the
+# room, not the strategies (it runs for --queue-strategies, default redis_async).
+ON_REQUEST = (HOLD_AND_ABANDON, QUEUE)
 ALL_SCENARIOS = SCENARIOS + ON_REQUEST
 PER_STRATEGY = (HOT_SEAT, HOT_SECTION, MIXED_UNIFORM, MIXED_ZIPF, DRAIN, CROWD_SOLO, CROWD)
 MIXED = (MIXED_UNIFORM, MIXED_ZIPF)
@@ -123,6 +137,36 @@ class HoldShape:
     @property
     def seats(self) -> int:
         return self.sections * self.rows * self.seats_per_row
+
+
+# queue: sections of 25 x 40 seats, as many as it takes for a seat per user
+QUEUE_SECTION_ROWS = 25
+QUEUE_SECTION_SEATS_PER_ROW = 40
+
+
+def queue_event_body(strategy: str, users: int, admit_per_second: int | None) -> dict:
+    """The queue scenario's performance: a seat for each of `users`, with a waiting room admitting
+    `admit_per_second` (None: its twin without a room)."""
+    per_section = QUEUE_SECTION_ROWS * QUEUE_SECTION_SEATS_PER_ROW
+    sections = [
+        {
+            "name": f"Q{i + 1}",
+            "price": 100_000,
+            "rows": QUEUE_SECTION_ROWS,
+            "seats_per_row": QUEUE_SECTION_SEATS_PER_ROW,
+        }
+        for i in range(max(1, -(-users // per_section)))
+    ]
+    performance: dict = {"starts_at": "2027-01-15T19:30:00+09:00", "strategy": strategy}
+    if admit_per_second is not None:
+        performance["waiting_room"] = {"admit_per_second": admit_per_second}
+    room = "room" if admit_per_second is not None else "no room"
+    return {
+        "name": f"Bench queue {strategy} {room} {uuid.uuid4().hex[:6]}",
+        "venue": "Bench Hall",
+        "performances": [performance],
+        "sections": sections,
+    }
 
 
 def event_body(scenario: str, strategy: str, hold_shape: HoldShape | None = None) -> dict:

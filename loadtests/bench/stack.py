@@ -28,6 +28,14 @@ from urllib.parse import urlsplit
 from infra.local.stage import PROJECT_DIR, stage_environment
 
 ADMIN_TOKEN = "bench-admin-token"
+# The bench's users sign in at POST /dev/token (signin.py): the stack runs with DEV_TOKENS on and a signing
+# key of its own, whatever the local stage's defaults become (at least 32 bytes: an HS256 key, RFC 7518).
+TOKEN_SIGNING_KEY = "bench-token-signing-key-not-a-secret-0123456789"
+# The booking-write rate limits (USER_RATE_LIMIT, ADDRESS_RATE_LIMIT) stay on, their two Redis calls part of
+# every write's cost as in production, but they never refuse: every simulated user comes from 127.0.0.1 (a
+# 10,000-request burst is one address's flood to the limiter), and wrk's refusals ask as each of a thousand
+# users several times a second.
+NEVER_REFUSING_RATE = 10**9
 
 
 def settings_variables() -> set[str]:
@@ -156,6 +164,10 @@ class Stack:
             changelog_stream_name=f"{c.name}-booking-decisions-changelog",
             ledger_dir=str(c.state_dir / "ledger"),
             admin_token=ADMIN_TOKEN,
+            dev_tokens=True,
+            token_signing_key=TOKEN_SIGNING_KEY,
+            user_rate_limit=NEVER_REFUSING_RATE,
+            address_rate_limit=NEVER_REFUSING_RATE,
         )
         if c.hold_seconds is not None:
             own = own.replace(hold_seconds=c.hold_seconds)

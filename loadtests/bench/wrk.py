@@ -9,10 +9,11 @@ load.py's); it adds, after them, the issue's throughput-only measurement:
 
     /ping                 wrk -t THREADS -c CONNECTIONS -d SECONDS, first in every round and once at the end
     hot-seat refusals     per strategy: a fresh one-section performance, its first seat sold by one request,
-                          then wrk POSTs that seat for a new user each request (a Lua counter): every answer
-                          a 409 refused from the seat state (any other status is counted and reported);
-                          audited afterwards (the one sale, nothing else, Redis and MySQL agreeing);
-                          ROUNDS rounds, in turn
+                          then wrk POSTs that seat as each of WRK_USERS users in turn (their tokens minted
+                          at POST /dev/token before any measurement and written into the Lua script): every
+                          answer a 409 refused from the seat state (any other status is counted and
+                          reported); audited afterwards (the one sale, nothing else, Redis and MySQL
+                          agreeing); ROUNDS rounds, in turn
 
 Each measurement: req/s, and the server's CPU per request (psutil, all granian processes, as the bursts').
 wrk is optional: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`; without it `--wrk` is refused
@@ -29,23 +30,39 @@ import time
 from pathlib import Path
 
 from loadtests.bench import scenarios as sc
+from loadtests.bench import signin
 
-# Every request a new user for the same seat; the status of every answer counted (done() reads them back).
+# The users the refusals are asked by, in turn (the booking's user is the token's: the body names none).
+# A refusal is decided from the seat's state, not the user's, so a thousand stand for "a new user each
+# request" as well as more would; their tokens cost ~0.4 s to mint and 200 kB of script.
+WRK_USERS = 1_000
+
+# The same seat, every request as the next user of the list (each thread from its own place in it); the
+# status of every answer counted (done() reads them back).
 HOT_SEAT_SCRIPT = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"seat_ids":[%(seat)d]}'
+local authorizations = {}
+for token in ([[
+%(tokens)s
+]]):gmatch("%%S+") do
+  authorizations[#authorizations + 1] = "Bearer " .. token
+end
+local headers = {["Content-Type"] = "application/json"}
 local counter = 0
-local prefix = "%(tag)s"
 local threads = {}
 statuses = {}
 function setup(thread)
   thread:set("id", #threads + 1)
   table.insert(threads, thread)
 end
+function init(args)
+  counter = math.floor((id - 1) * #authorizations / %(threads)d)
+end
 function request()
   counter = counter + 1
-  local body = '{"user_id":"' .. prefix .. "-" .. id .. "-" .. counter .. '","seat_ids":[%(seat)d]}'
-  return wrk.format(nil, nil, nil, body)
+  headers["Authorization"] = authorizations[counter %% #authorizations + 1]
+  return wrk.format(nil, nil, headers)
 end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
@@ -123,19 +140,24 @@ def measure(
         "hot_seat": [],
     }
     sold: dict[str, tuple[sc.Layout, dict, Path]] = {}
+    # Every user signed in before any measurement: the sellers, and the refused (one list for all rounds).
+    stamp = int(time.time() * 1000) % 10**8
+    sellers = signin.sign_in(stack.base_url, [f"wrk-sale-{strategy}-{stamp}" for strategy in strategies])
+    refused = signin.sign_in(stack.base_url, [f"wrk-{stamp}-{k}" for k in range(WRK_USERS)])
+    tokens = "\n".join(refused.values())
     try:
         for strategy in strategies:  # every seat sold (and decided) before any measurement
             layout = bench._new_performance(sc.HOT_SEAT, strategy)
             seat = layout.sections[0][0][0]
             url = f"{stack.base_url}/performances/{layout.performance_id}/bookings"
-            sale = bench_sale(url, seat, f"wrk-sale-{strategy}")
+            sale = bench_sale(url, seat, sellers[f"wrk-sale-{strategy}-{stamp}"])
             bench._auditor.wait_drained(layout.performance_id, {sale["booking_id"]}, 120)
-            sold[strategy] = (layout, sale, work / f"{strategy}.lua")
+            script = work / f"{strategy}.lua"
+            script.write_text(HOT_SEAT_SCRIPT % {"tokens": tokens, "seat": seat, "threads": threads})
+            sold[strategy] = (layout, sale, script)
         for number in range(rounds):
             out["ping"].append(measured("/ping", ping_url))
             for strategy, (layout, _, script) in sold.items():
-                tag = f"wrk-{strategy}-{number}-{int(time.time() * 1000) % 10**8}"
-                script.write_text(HOT_SEAT_SCRIPT % {"tag": tag, "seat": layout.sections[0][0][0]})
                 url = f"{stack.base_url}/performances/{layout.performance_id}/bookings"
                 result = measured(f"{strategy} hot-seat refusals", url, script)
                 result.update({"strategy": strategy, "round": number + 1})
@@ -194,15 +216,15 @@ def measure(
     return out
 
 
-def bench_sale(url: str, seat: int, user: str) -> dict:
-    """The one sale before the refusals: -> {"booking_id", "status"}."""
+def bench_sale(url: str, seat: int, token: str) -> dict:
+    """The one sale before the refusals, as the token's user: -> {"booking_id", "status"}."""
     import json
     import urllib.request
 
     request = urllib.request.Request(
         url,
-        data=json.dumps({"user_id": user, "seat_ids": [seat]}).encode(),
-        headers={"Content-Type": "application/json"},
+        data=json.dumps({"seat_ids": [seat]}).encode(),
+        headers={"Content-Type": "application/json", **signin.bearer(token)},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=60) as response:

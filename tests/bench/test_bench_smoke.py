@@ -17,6 +17,7 @@ import pytest
 from loadtests.bench import scenarios as sc
 
 ROOT = Path(__file__).resolve().parents[2]
+IDENTITY_REFUSALS = {"401", "403", "404", "429"}
 
 
 @pytest.mark.bench
@@ -75,6 +76,10 @@ def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
             name
         )
         assert run["invariants_ok"], name
+        # Every booking made as its signed-in user: a token refused (401), a body's user_id not the token's
+        # (403), a booking read as a stranger (404) or a rate limit (429) would pass the counts above as
+        # mere errors.
+        assert not IDENTITY_REFUSALS & run["status_counts"].keys(), (name, run.get("error_samples"))
         if run["scenario"] in (*sc.ONCE, sc.HOT_SEAT, sc.HOT_SECTION, *sc.CROWDS):
             assert run["requests"] == results["profile"]["requests"], name
         if run["scenario"] in sc.READS:  # the map, gzipped, every time

@@ -20,6 +20,7 @@ from loadtests.bench import scenarios as sc
 
 ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = ("db_lock", "redis_async")
+IDENTITY_REFUSALS = {"401", "403", "404", "429"}
 
 
 @pytest.mark.bench
@@ -71,6 +72,12 @@ def test_held_seats_that_were_walked_away_from_are_sold_again_exactly_once(tmp_p
         assert run["seats_resold"] > 0 and run["holds_resold"] > 0, name
         assert run["confirmed"] > 0 and run["audit"]["told_confirmed_not_confirmed"] == 0, name
         assert run["answered"] == run["requests"], (name, run["errors_detail"])
+        # Every hold, poll and confirm made as its person: not refused a token (401), not told another's
+        # booking does not exist (404), not rate limited (429).
+        refused = {
+            call: IDENTITY_REFUSALS & counts.keys() for call, counts in run["status_counts_by_call"].items()
+        }
+        assert not any(refused.values()), (name, refused, run.get("error_samples"))
         assert run["sold_out_seconds"] > 0, name
         assert {"hold", "confirm"} <= {k for k, v in run["latency_ms_by_kind"].items() if v}, name
     assert runs[1]["latency_ms_by_kind"]["poll"], "redis_async answers 202: its holds are polled"

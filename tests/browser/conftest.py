@@ -3,7 +3,8 @@ end-to-end stack of tests/support/app_stack.py (the HTTP server and the worker a
 Redis) on moto server only: the page exercises the HTTP API, which the e2e suite already runs on both
 emulators.
 
-One browser for the session, a fresh context (cookies, storage) per test. Screenshots go to the test's tmp
+One browser for the session, a fresh context (cookies, storage) per test: each test starts signed out and
+signs in through the page's own sign-in form (`sign_in`), as a user does. Screenshots go to the test's tmp
 dir, and also to $SCREENSHOT_DIR when it is set (`SCREENSHOT_DIR=docs/` refreshes docs/seat-map.png)."""
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def page(browser, base_url: str) -> Iterator[object]:
     context.close()
     # Requests refused (the 409 the tests provoke) or cut off (a lost answer) show in the console too.
     assert not [e for e in errors if not e.startswith("Failed to load resource")], errors
+
+
+@pytest.fixture()
+def sign_in() -> Callable[..., None]:
+    """Signs `user` in through the page's sign-in form (the local stage's POST /dev/token), and waits until
+    the page says so and lets them book."""
+    from playwright.sync_api import expect
+
+    def sign_in(page, user: str) -> None:
+        page.fill("#user-id", user)
+        page.click("#sign-in")
+        expect(page.locator("#account")).to_contain_text(f"Signed in as {user}")
+        expect(page.locator("#book")).to_be_enabled()
+
+    return sign_in
 
 
 @pytest.fixture()

@@ -2,7 +2,8 @@
 compact map, then polls the seats changed since its version (`?since=`: 304, the changes, or 410 and the map
 again). What the page shows is read off the canvas itself: the colour of a seat's pixels, through
 window.seatMapPage (chalicelib/web/app.js); what it asked and received, from the browser's own requests and
-accounting."""
+accounting. The page books as the user signed in through its own form (the `sign_in` fixture); the other
+clients here book through the API with tokens of their own."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 from playwright.sync_api import Page, expect
 
 from chalicelib.conditional import SEAT_MAP_CACHE_CONTROL
 from tests.support.app_stack import ON_MOTO
 from tests.support.factories import event_body
-from tests.support.http import ADMIN, conforms, wait_for_final
+from tests.support.http import ADMIN, conforms, made_token, signed_in, wait_for_final
 
 # The page exercises the HTTP API, which tests/e2e/test_http.py runs on both emulators.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, ON_MOTO]
@@ -45,13 +47,21 @@ def seat_ids(performance: dict) -> list[int]:
 
 
 def book(http: httpx.Client, performance_id: int, seats: list[int], user: str | None = None) -> dict:
-    """Another client's booking: a user of its own per booking (MAX_SEATS_PER_USER limits one user)."""
+    """Another client's booking, signed in as a user of its own per booking (MAX_SEATS_PER_USER limits one
+    user)."""
     user = user or f"other-client-{seats[0]}"
     response = http.post(
-        f"/performances/{performance_id}/bookings", json={"user_id": user, "seat_ids": seats}
+        f"/performances/{performance_id}/bookings",
+        json={"seat_ids": seats},
+        headers=signed_in(http, user),
     )
     assert response.status_code in (201, 202), response.text
     return response.json()
+
+
+def owner_sees_final(http: httpx.Client, booking: dict) -> dict:
+    """Another client's booking once final, read by its owner (only they may)."""
+    return wait_for_final(http, booking["booking_id"], booking["user_id"])
 
 
 def open_performance(page: Page, event: dict) -> dict:
@@ -87,6 +97,18 @@ def click_seat(page: Page, seat: int) -> None:
 
 def stats(page: Page) -> dict:
     return page.evaluate("window.seatMapPage.stats()")  # window.seatMapStats and the version the page holds
+
+
+SESSION_KEY = "seat-map-session"  # the tab's sign-in, in sessionStorage (chalicelib/web/app.js)
+
+
+def kept_session(page: Page) -> dict | None:
+    return page.evaluate("key => JSON.parse(sessionStorage.getItem(key))", SESSION_KEY)
+
+
+def signed_in_as(page: Page) -> str:
+    """The Authorization header the page sends for its signed-in user."""
+    return f"Bearer {kept_session(page)['token']}"
 
 
 def is_seat_map(url: str, performance_id: int) -> bool:
@@ -165,7 +187,7 @@ def test_the_seat_map_answers_304_until_a_seat_changes(http: httpx.Client) -> No
     seat = conforms(changed, SEATS, "get")["sections"][0]["seats"][0]
     assert seat["status"] in ("HELD", "BOOKED")
     assert http.get(path, headers={"If-None-Match": changed.headers["etag"]}).status_code in (200, 304)
-    wait_for_final(http, booking["booking_id"])
+    owner_sees_final(http, booking)
     # MySQL says CONFIRMED a moment before the consumer confirms the seat in Redis (one more version): once
     # the map is settled, its ETag answers 304 again.
     deadline = time.monotonic() + 10
@@ -179,7 +201,9 @@ def test_the_seat_map_answers_304_until_a_seat_changes(http: httpx.Client) -> No
 
 
 # --- in the browser -----------------------------------------------------------------------------------------
-def test_pick_a_performance_book_a_seat_and_watch_it_turn_booked(page: Page, http: httpx.Client) -> None:
+def test_pick_a_performance_book_a_seat_and_watch_it_turn_booked(
+    page: Page, http: httpx.Client, sign_in
+) -> None:
     event = create_event(http, rows=4, seats_per_row=10, sections=2)
     performance = open_performance(page, event)
     seat = seat_ids(performance)[12]
@@ -190,7 +214,7 @@ def test_pick_a_performance_book_a_seat_and_watch_it_turn_booked(page: Page, htt
     assert colour(page, seat) == colours(page)["available"]
     assert page.url.endswith(f"#performance={performance['performance_id']}")
 
-    page.fill("#user-id", "ann")
+    sign_in(page, "ann")
     click_seat(page, seat)
     assert colour(page, seat) == colours(page)["selected"]
     expect(page.locator("#seat-ids")).to_have_value(str(seat))
@@ -230,7 +254,7 @@ def test_the_page_reads_the_compact_map_then_polls_for_changes_since_its_version
 
 
 def test_a_booking_by_another_client_appears_without_reload(
-    page: Page, http: httpx.Client, screenshot
+    page: Page, http: httpx.Client, screenshot, sign_in
 ) -> None:
     event = create_event(http, rows=10, seats_per_row=24, sections=3)
     pid = event["performances"][0]["performance_id"]
@@ -258,7 +282,7 @@ def test_a_booking_by_another_client_appears_without_reload(
 
     # A fuller picture for docs/seat-map.md: more bookings by others and one of ours just accepted (some seats
     # may still be PENDING when drawn), and a selection of ours.
-    page.fill("#user-id", "ann")
+    sign_in(page, "ann")
     click_seat(page, seats[5])
     click_seat(page, seats[6])
     for start in (100, 250, 520, 600):
@@ -278,11 +302,13 @@ def test_a_booking_by_another_client_appears_without_reload(
     expect(page.locator("#count-booked")).to_have_text("21")
 
 
-def test_a_seat_taken_meanwhile_is_refused_with_the_409_message(page: Page, http: httpx.Client) -> None:
+def test_a_seat_taken_meanwhile_is_refused_with_the_409_message(
+    page: Page, http: httpx.Client, sign_in
+) -> None:
     event = create_event(http, rows=2, seats_per_row=10)
     performance = open_performance(page, event)
     first, second = seat_ids(performance)[3:5]
-    page.fill("#user-id", "ann")
+    sign_in(page, "ann")
     page.fill("#seat-ids", f"{second} {first} 999999")  # typed, not clicked
     page.keyboard.press("Tab")
     expect(page.locator("#seat-status")).to_contain_text("999999 is not a seat of this performance")
@@ -301,12 +327,18 @@ def test_a_seat_taken_meanwhile_is_refused_with_the_409_message(page: Page, http
     assert colour(page, first) == colours(page)["selected"]
 
 
-def test_a_lost_answer_and_a_double_click_book_once(page: Page, http: httpx.Client, sql) -> None:
+def test_a_lost_answer_and_a_double_click_book_once(page: Page, http: httpx.Client, sql, sign_in) -> None:
     event = create_event(http, rows=2, seats_per_row=10)
     performance = open_performance(page, event)
     seat = seat_ids(performance)[7]
+    sign_in(page, "double-clicker")
     posts: list[dict] = []
-    page.on("request", lambda request: request.method == "POST" and posts.append(request.headers))
+    page.on(
+        "request",
+        lambda request: (
+            request.method == "POST" and request.url.endswith("/bookings") and posts.append(request.headers)
+        ),
+    )
     lost: list[int] = []
 
     def lose_the_answer(route) -> None:  # the server books, the browser never hears back
@@ -314,7 +346,6 @@ def test_a_lost_answer_and_a_double_click_book_once(page: Page, http: httpx.Clie
         route.abort()
 
     page.route("**/performances/*/bookings", lose_the_answer, times=1)
-    page.fill("#user-id", "double-clicker")
     click_seat(page, seat)
     page.click("#book")
     expect(page.locator("#result")).to_contain_text("No answer")
@@ -325,6 +356,7 @@ def test_a_lost_answer_and_a_double_click_book_once(page: Page, http: httpx.Clie
     assert len(posts) == 2, posts
     assert posts[0]["idempotency-key"] == posts[1]["idempotency-key"]
     assert re.fullmatch(r"[0-9a-f-]{36}", posts[0]["idempotency-key"])
+    assert posts[0]["authorization"] == posts[1]["authorization"] == signed_in_as(page)
     expect(page.locator("#bookings li")).to_have_count(1)
     assert sql(
         "SELECT COUNT(*) FROM bookings WHERE user_id = %s AND performance_id = %s",
@@ -334,13 +366,13 @@ def test_a_lost_answer_and_a_double_click_book_once(page: Page, http: httpx.Clie
 
 
 def test_keyboard_booking_of_a_synchronous_strategy_and_the_owner_cancels(
-    page: Page, http: httpx.Client
+    page: Page, http: httpx.Client, sign_in
 ) -> None:
     event = create_event(http, strategy="db_lock", rows=2, seats_per_row=6)
     performance = open_performance(page, event)
     first = seat_ids(performance)[0]
     expect(page.locator("#strategy")).to_contain_text("db_lock")
-    page.fill("#user-id", "kim")
+    sign_in(page, "kim")
     page.focus("#seats")
     expect(page.locator("#seat-status")).to_contain_text(f"row 1, seat 1 (seat id {first}): available")
     page.keyboard.press("ArrowRight")
@@ -373,7 +405,7 @@ def test_a_410_makes_the_page_read_the_whole_map_again(
     answers = SeatMapAnswers(page, pid)
     performance = open_performance(page, event)
     seats = seat_ids(performance)
-    wait_for_final(http, book(http, pid, [seats[0]])["booking_id"])
+    owner_sees_final(http, book(http, pid, [seats[0]]))
     wait_for_colour(page, seats[0], "booked")
     held, maps = stats(page)["version"], stats(page)["maps"]
 
@@ -455,6 +487,11 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
             wait = timing["responseStart"] - timing["requestStart"]
             answers.append((response.status, sum(sizes.values()), since, wait))
 
+    # The rush's users (one per seat: MAX_SEATS_PER_USER) sign in beforehand, so that the schedule below is
+    # bookings alone: as many as a window takes at 10 a second, and a margin.
+    rushed = seats[::7][: int(window * 10) + 20]
+    tokens = {seat: signed_in(http, f"rush-{seat}") for seat in rushed}
+
     page.on("response", on_response)  # from now on: the first map's answer is in (it is drawn)
     page.wait_for_timeout(window * 1000)
     idle, answers[:] = list(answers), []
@@ -467,7 +504,7 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
     def book_one(client: httpx.Client, seat: int) -> None:
         try:
             response = client.post(
-                f"/performances/{pid}/bookings", json={"user_id": f"rush-{seat}", "seat_ids": [seat]}
+                f"/performances/{pid}/bookings", json={"seat_ids": [seat]}, headers=tokens[seat]
             )
         except httpx.HTTPError as error:
             refused.append(repr(error))
@@ -483,7 +520,7 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
             ThreadPoolExecutor(max_workers=8) as pool,
         ):
             start = time.monotonic()
-            for i, seat in enumerate(seats[::7]):
+            for i, seat in enumerate(rushed):
                 if stop.is_set():
                     return
                 time.sleep(max(0.0, start + i * 0.1 - time.monotonic()))
@@ -539,7 +576,7 @@ def test_an_open_tab_on_5000_seats_costs_at_most_5_kb_per_second_while_bookings_
 
 @pytest.mark.parametrize("strategy", ["db_lock", "redis_async"])
 def test_hold_the_best_available_watch_the_countdown_extend_and_confirm(
-    page: Page, http: httpx.Client, strategy: str
+    page: Page, http: httpx.Client, strategy: str, sign_in
 ) -> None:
     """The best available pair of a section, held: the page shows the hold's countdown with Confirm and
     Extend; Extend moves the deadline on, Confirm pays (a reference the page makes) and the seats turn
@@ -547,7 +584,7 @@ def test_hold_the_best_available_watch_the_countdown_extend_and_confirm(
     event = create_event(http, strategy=strategy, rows=2, seats_per_row=6)
     performance = open_performance(page, event)
     first = seat_ids(performance)[0]
-    page.fill("#user-id", "hana")
+    sign_in(page, "hana")
     page.check("#hold")
     page.select_option("#best-section", str(performance["sections"][0]["section_id"]))
     page.fill("#best-count", "2")
@@ -580,3 +617,313 @@ def test_hold_the_best_available_watch_the_countdown_extend_and_confirm(
     second.get_by_role("button", name=re.compile("^Cancel booking")).click()
     expect(second.locator(".status")).to_have_text("CANCELLED")
     wait_for_colour(page, first + 2, "available")
+
+
+# --- signing in ---------------------------------------------------------------------------------------------
+BOOKING_CONTROLS = ("#seat-ids", "#hold", "#book", "#clear", "#best-section", "#best-count", "#book-best")
+
+
+def booking_requests(page: Page) -> list:
+    """The page's requests to the booking routes from now on (POST /dev/token is not one)."""
+    requests: list = []
+    page.on("request", lambda r: "/bookings" in urlsplit(r.url).path and requests.append(r))
+    return requests
+
+
+def test_booking_needs_a_sign_in_and_every_booking_request_carries_its_token(
+    page: Page, http: httpx.Client, sign_in
+) -> None:
+    """Signed out, the map is live but the booking controls are disabled, with a hint, and a submit that
+    gets through anyway asks for a sign-in instead of booking. Signed in through the page's form, the page
+    books as that user with `Authorization: Bearer <token>` (no user id of its own in the body), keeps the
+    sign-in for the tab (a reload) and signs out on request."""
+    event = create_event(http, strategy="db_lock", rows=2, seats_per_row=6)
+    performance = open_performance(page, event)
+    first = seat_ids(performance)[0]
+    requests = booking_requests(page)
+    expect(page.locator("#account")).to_be_hidden()
+    expect(page.locator("#book-hint")).to_be_visible()
+    expect(page.locator("#book-hint")).to_contain_text("Sign in to book")
+    for control in BOOKING_CONTROLS:
+        expect(page.locator(control)).to_be_disabled()
+    click_seat(page, first)  # the map still takes a selection, for after the sign-in
+    expect(page.locator("#seat-ids")).to_have_value(str(first))
+    page.locator("#book-form").dispatch_event("submit")  # as Enter in a field would, were one enabled
+    expect(page.locator("#result")).to_have_text("Sign in to book.")
+    assert kept_session(page) is None and not requests
+
+    sign_in(page, "zoe")
+    expect(page.locator("#book-hint")).to_be_hidden()
+    expect(page.locator("#sign-in-form")).to_be_hidden()
+    for control in BOOKING_CONTROLS:
+        expect(page.locator(control)).to_be_enabled()
+    kept = kept_session(page)
+    assert kept["user"] == "zoe" and kept["expiresAt"] > time.time() * 1000
+    page.click("#book")
+    expect(page.locator("#result")).to_contain_text("201 Created")
+    expect(page.locator("#bookings li")).to_contain_text(f"Seat {first} · performance")
+    expect(page.locator("#bookings li")).to_contain_text("zoe")
+    (post,) = requests
+    assert post.headers["authorization"] == signed_in_as(page)
+    assert json.loads(post.post_data) == {"seat_ids": [first], "hold": False}  # the token says who books
+    claims = jwt.decode(kept["token"], options={"verify_signature": False})
+    assert claims["sub"] == "zoe" and claims["exp"] * 1000 == kept["expiresAt"]
+    assert not [r for r in requests if "x-user-id" in r.headers]
+
+    page.reload()  # the sign-in is the tab's: it survives a reload
+    expect(page.locator("#account")).to_contain_text("Signed in as zoe")
+    expect(page.locator("#book")).to_be_enabled()
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in-form")).to_be_visible()
+    expect(page.locator("#account")).to_be_hidden()
+    expect(page.locator("#book")).to_be_disabled()
+    expect(page.locator("#book-hint")).to_be_visible()
+    assert kept_session(page) is None
+
+    # A sign-in the tab kept past its token's expiry is over when the page opens.
+    page.evaluate(
+        "([key, kept]) => sessionStorage.setItem(key, JSON.stringify(kept))",
+        [SESSION_KEY, {**kept, "expiresAt": int(time.time() * 1000) - 1000}],
+    )
+    page.reload()
+    expect(page.locator("#sign-in-message")).to_have_text(
+        "Your sign-in as zoe has expired. Sign in again to go on booking."
+    )
+    expect(page.locator("#book")).to_be_disabled()
+    assert kept_session(page) is None
+
+
+def test_a_401_signs_the_user_out_and_asks_them_to_sign_in_again(
+    page: Page, http: httpx.Client, sign_in
+) -> None:
+    """The tab's token is one the server no longer accepts (it expired by the server's clock, not yet by the
+    page's): the booking is answered 401, the page signs the user out and says so, and once they have signed
+    in again the same booking goes through."""
+    event = create_event(http, strategy="db_lock", rows=2, seats_per_row=6)
+    performance = open_performance(page, event)
+    seat = seat_ids(performance)[3]
+    sign_in(page, "uma")
+    stale = {**kept_session(page), "token": made_token("uma", expires_in=-60)}
+    page.evaluate("([key, kept]) => sessionStorage.setItem(key, JSON.stringify(kept))", [SESSION_KEY, stale])
+    page.reload()
+    expect(page.locator("#account")).to_contain_text("Signed in as uma")
+    requests = booking_requests(page)
+    click_seat(page, seat)
+    page.click("#book")
+
+    expect(page.locator("#result")).to_contain_text("401 Unauthorized")
+    expect(page.locator("#result")).to_contain_text("you were signed out. Sign in again")
+    expect(page.locator("#sign-in-message")).to_contain_text(
+        "You were signed out: your sign-in as uma has expired or is no longer accepted (401)."
+    )
+    expect(page.locator("#sign-in-form")).to_be_visible()
+    expect(page.locator("#account")).to_be_hidden()
+    expect(page.locator("#book")).to_be_disabled()
+    expect(page.locator("#user-id")).to_be_focused()
+    expect(page.locator("#user-id")).to_have_value("uma")
+    assert kept_session(page) is None
+    assert [r.headers["authorization"] for r in requests] == [f"Bearer {stale['token']}"]
+    expect(page.locator("#seat-ids")).to_have_value(str(seat))  # nothing was booked: the selection stays
+
+    page.click("#sign-in")  # the id is filled in: signing in again is one click
+    expect(page.locator("#account")).to_contain_text("Signed in as uma")
+    page.click("#book")
+    expect(page.locator("#result")).to_contain_text("201 Created")
+    expect(page.locator("#bookings li")).to_contain_text("CONFIRMED")
+    wait_for_colour(page, seat, "booked")
+    assert requests[-1].headers["authorization"] == signed_in_as(page) != f"Bearer {stale['token']}"
+
+
+# --- waiting rooms ------------------------------------------------------------------------------------------
+ADMISSIONS_KEY = "seat-map-admissions"  # the tab's admissions per performance, in sessionStorage (app.js)
+
+
+def create_event_with_waiting_room(http: httpx.Client, admit_per_second: int, **kwargs) -> dict:
+    body = event_body(**kwargs)
+    body["performances"][0]["waiting_room"] = {"admit_per_second": admit_per_second}
+    response = http.post("/admin/events", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    event = response.json()
+    assert event["performances"][0]["waiting_room"] == {"admit_per_second": admit_per_second}, event
+    return event
+
+
+def join_queue(http: httpx.Client, performance_id: int, user: str) -> dict:
+    """`user` joins the performance's queue through the API (ahead of the page's user)."""
+    response = http.post(f"/performances/{performance_id}/queue", headers=signed_in(http, user))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def sign_in_to_queue(page: Page, user: str) -> None:
+    """Signs in through the page's form where the performance has a waiting room: the queue screen follows."""
+    page.fill("#user-id", user)
+    page.click("#sign-in")
+    expect(page.locator("#account")).to_contain_text(f"Signed in as {user}")
+    expect(page.locator("#queue")).to_be_visible()
+
+
+def queue_requests(page: Page) -> list:
+    """The page's requests to the waiting room's routes from now on: (method, path)."""
+    requests: list = []
+    page.on("request", lambda r: "/queue" in urlsplit(r.url).path and requests.append(r))
+    return requests
+
+
+def kept_admission(page: Page, performance_id: int) -> dict | None:
+    return page.evaluate(
+        "([key, id]) => (JSON.parse(sessionStorage.getItem(key)) || {})[id] || null",
+        [ADMISSIONS_KEY, performance_id],
+    )
+
+
+def test_a_waiting_room_shows_the_queue_then_admits_the_user_to_book_with_the_admission(
+    page: Page, http: httpx.Client, screenshot
+) -> None:
+    """A performance that admits 2 people a second, 5 users already in its queue (through the API): signed
+    in, the page joins the queue and shows its place (position > 1, now serving, the wait) in a polite live
+    region, reading its ticket about every second, with the booking controls disabled; once admitted it keeps
+    the admission for the tab, shows the booking screen, and its booking carries `X-Admission-Token`."""
+    event = create_event_with_waiting_room(http, 2, strategy="db_lock", rows=2, seats_per_row=6)
+    performance = open_performance(page, event)
+    pid = performance["performance_id"]
+    seat = seat_ids(performance)[2]
+    expect(page.locator("#performance option:checked")).to_contain_text("waiting room")
+    for n in range(5):
+        join_queue(http, pid, f"ahead-{pid}-{n}")
+    queued = queue_requests(page)
+    bookings = booking_requests(page)
+    joined = time.monotonic()
+
+    sign_in_to_queue(page, "wren")
+    status = page.locator("#queue-status")
+    assert status.get_attribute("aria-live") == "polite"
+    expect(status).to_have_text(re.compile(r"^Position [2-9] · now serving \d+ · estimated wait ~\d+ s$"))
+    position = int(re.search(r"Position (\d)", status.inner_text()).group(1))
+    expect(page.locator("#queue-about")).to_contain_text("2 a second")
+    for control in BOOKING_CONTROLS:
+        expect(page.locator(control)).to_be_disabled()
+    screenshot(page, "seat-map-queue.png", publish=False)
+
+    expect(page.locator("#book")).to_be_enabled(timeout=10_000)  # admitted: the booking screen
+    waited = time.monotonic() - joined
+    expect(page.locator("#queue")).to_be_hidden()
+    expect(page.locator("#result")).to_contain_text("Your turn has come")
+    expect(page.locator("#admission-note")).to_contain_text("Admitted from the waiting room")
+    admission = kept_admission(page, pid)
+    claims = jwt.decode(admission["token"], options={"verify_signature": False})
+    assert claims["sub"] == "wren" and claims["aud"] == str(pid), claims
+    assert admission["user"] == "wren" and admission["expiresAt"] == claims["exp"] * 1000
+    # One join, then the ticket read about once a second until the turn came (sooner just before it).
+    (join, *reads) = [(r.method, urlsplit(r.url).path) for r in queued]
+    assert join == ("POST", f"/performances/{pid}/queue"), queued
+    assert reads and all(m == "GET" and p.startswith(f"/performances/{pid}/queue/t") for m, p in reads), reads
+    assert len(reads) <= waited + 2, (reads, waited)
+    assert position >= 2 and waited < 8, (position, waited)
+
+    click_seat(page, seat)
+    page.click("#book")
+    expect(page.locator("#result")).to_contain_text("201 Created")
+    expect(page.locator("#bookings li")).to_contain_text("CONFIRMED")
+    wait_for_colour(page, seat, "booked")
+    (post,) = bookings
+    assert post.headers["x-admission-token"] == admission["token"]
+    assert post.headers["authorization"] == signed_in_as(page)
+
+    page.reload()  # the admission is the tab's: after a reload the page books at once, no queue
+    page.select_option("#event", str(event["event_id"]))
+    expect(page.locator("#book")).to_be_enabled()
+    expect(page.locator("#queue")).to_be_hidden()
+
+
+def test_without_an_admission_the_page_cannot_book_a_waiting_room_performance(
+    page: Page, http: httpx.Client
+) -> None:
+    """25 users ahead at one a second: the page shows the queue screen, not the booking controls, and a
+    submit that gets through anyway books nothing. A 429 on joining says when it tries again and honours
+    Retry-After; a lapsed ticket (410) joins again. An admission the server no longer accepts (403
+    ADMISSION_REQUIRED) sends the user from the booking screen back to the queue."""
+    event = create_event_with_waiting_room(http, 1, strategy="db_lock", rows=2, seats_per_row=6)
+    performance = open_performance(page, event)
+    pid = performance["performance_id"]
+    first = seat_ids(performance)[0]
+    for n in range(25):
+        join_queue(http, pid, f"crowd-{pid}-{n}")
+    bookings = booking_requests(page)
+    queued = queue_requests(page)
+    refused: list[float] = []
+
+    def too_many(route) -> None:
+        refused.append(time.monotonic())
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "2", "Content-Type": "application/json"},
+            body=json.dumps({"error": {"code": "RATE_LIMITED", "message": "too many requests"}}),
+        )
+
+    page.route(f"**/performances/{pid}/queue", too_many, times=1)
+    sign_in_to_queue(page, "yara")
+    expect(page.locator("#queue-message")).to_have_text("Too many requests (429): trying again in 2 s.")
+    expect(page.locator("#queue-status")).to_have_text(re.compile(r"^Position \d+ · "))
+    posts = [r for r in queued if r.method == "POST"]
+    assert len(posts) == 2 and len(refused) == 1, queued
+    assert posts[1].timing["startTime"] - posts[0].timing["startTime"] >= 1_900, "Retry-After honoured"
+    expect(page.locator("#queue-message")).to_have_text("")
+    position = int(re.search(r"Position (\d+)", page.locator("#queue-status").inner_text()).group(1))
+    assert position >= 20, position  # 25 ahead, one a second: its turn is far beyond this test's end
+
+    for control in BOOKING_CONTROLS:
+        expect(page.locator(control)).to_be_disabled()
+    click_seat(page, first)  # the map still takes a selection, for after the queue
+    page.locator("#book-form").dispatch_event("submit")  # as Enter in a field would, were one enabled
+    expect(page.locator("#result")).to_have_text(
+        "Wait for your turn in the queue: booking opens when it comes."
+    )
+    assert not bookings and kept_admission(page, pid) is None
+    # Nor does the API book for the page's user without an admission.
+    answer = http.post(
+        f"/performances/{pid}/bookings", json={"seat_ids": [first]}, headers=signed_in(http, "yara")
+    )
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "ADMISSION_REQUIRED"
+
+    # The ticket lapsed (its turn passed unclaimed): the page joins again.
+    page.route(
+        f"**/performances/{pid}/queue/*",
+        lambda route: route.fulfill(
+            status=410,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps({"error": {"code": "TICKET_LAPSED", "message": "join again"}}),
+        ),
+        times=1,
+    )
+    expect(page.locator("#queue-message")).to_have_text(
+        "Your place in the queue lapsed (its turn passed unclaimed): you joined again, at the back."
+    )
+    deadline = time.monotonic() + 5
+    while len([r for r in queued if r.method == "POST"]) < 3:
+        assert time.monotonic() < deadline, [(r.method, r.url) for r in queued]
+        page.wait_for_timeout(100)
+    expect(page.locator("#queue-status")).to_have_text(re.compile(r"^Position \d+ · "))
+
+    # An admission the tab holds but the server refuses (as an expired one is): back to the queue.
+    # Signed with a key not the server's, it is refused as an expired admission is.
+    forged = made_token("yara", key="x" * 40, token_use="admission", aud=str(pid))
+    kept = {"user": "yara", "token": forged, "expiresAt": int(time.time() * 1000) + 60_000}
+    page.evaluate(
+        "([key, id, kept]) => sessionStorage.setItem(key, JSON.stringify({[id]: kept}))",
+        [ADMISSIONS_KEY, pid, kept],
+    )
+    page.reload()
+    page.select_option("#event", str(event["event_id"]))
+    expect(page.locator("#book")).to_be_enabled()  # the page takes its own word for it, until the server's
+    click_seat(page, first)
+    page.click("#book")
+    expect(page.locator("#result")).to_contain_text("403 Forbidden")
+    expect(page.locator("#result")).to_contain_text("waiting room")
+    expect(page.locator("#queue")).to_be_visible()
+    expect(page.locator("#queue-message")).to_contain_text("you are back in its queue")
+    expect(page.locator("#book")).to_be_disabled()
+    expect(page.locator("#queue-status")).to_have_text(re.compile(r"^Position \d+ · "))
+    assert [r.headers.get("x-admission-token") for r in bookings] == [forged]
+    assert kept_admission(page, pid) is None

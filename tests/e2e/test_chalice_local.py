@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support.factories import event_body
+from tests.support.http import conforms, signed_in
 from tests.support.processes import free_port, group_alive, stop, wait_until_up
 from tests.support.waiting import wait_for
 
@@ -33,6 +34,9 @@ TEST_VARIABLES = (
     "BOOKING_DLQ_NAME",
     "MAX_RECEIVE_COUNT",
     "ADMIN_TOKEN",
+    # Its users sign in there too (POST /dev/token), with tokens of the test run's key.
+    "DEV_TOKENS",
+    "TOKEN_SIGNING_KEY",
 )
 AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
@@ -76,12 +80,15 @@ def test_chalice_local_serves_the_contract(chalice_local: str, drain) -> None:
         assert created.status_code == 201, created.text
         performance = created.json()["performances"][0]
         seat = performance["sections"][0]["first_seat_id"]
-        booked = http.post(
-            f"/performances/{performance['performance_id']}/bookings",
-            json={"user_id": "ann", "seat_ids": [seat]},
-        )
+        ann = signed_in(http, "ann")  # chalice local's own POST /dev/token
+        url = f"/performances/{performance['performance_id']}/bookings"
+        anonymous = http.post(url, json={"seat_ids": [seat]})
+        assert anonymous.status_code == 401, anonymous.text
+        booked = http.post(url, json={"seat_ids": [seat]}, headers=ann)
         assert booked.status_code == 202, booked.text
         drain()  # chalice local fires no SQS triggers; the local poller delivers to the same handler
-        booking = http.get(f"/bookings/{booked.json()['booking_id']}").json()
-        assert booking["status"] == "CONFIRMED"
+        read = http.get(f"/bookings/{booked.json()['booking_id']}", headers=ann)
+        assert read.status_code == 200, read.text
+        booking = conforms(read, "/bookings/{booking_id}", "get")
+        assert (booking["status"], booking["user_id"]) == ("CONFIRMED", "ann")
         assert http.get("/openapi.json").status_code == 200

@@ -1,7 +1,8 @@
 """Hostile input over real HTTP (issue 5): every refused request gets the contract's 4xx JSON error (the
 exact `error.code` of docs/api.md, a body valid against the OpenAPI schema) and leaves MySQL and this
 run's Redis keys exactly as they were. Metacharacters in fields that allow them are data: stored and returned
-verbatim.
+verbatim. Every booking request is signed in (issue 18) as ann unless it says otherwise: a hostile body meets
+a valid token, and a hostile or another user's token meets ann's intact booking.
 
 Bodies over MAX_BODY_BYTES (512 KiB; the largest valid body is ~150 kB) get `413 PAYLOAD_TOO_LARGE`: from the
 local WSGI adapter before the body is read, and from the app itself (chalicelib.domain.validation.
@@ -29,7 +30,15 @@ from chalicelib.config import Settings
 from chalicelib.domain.validation import MAX_BODY_BYTES
 from tests.support.app_stack import ON_MOTO
 from tests.support.factories import event_body
-from tests.support.http import ADMIN, conforms, create_performance, wait_for_final
+from tests.support.http import (
+    ADMIN,
+    bearer,
+    conforms,
+    create_performance,
+    made_token,
+    signed_in,
+    wait_for_final,
+)
 
 # Refused before anything is sent to a queue or stream: one emulator proves it (the shared moto stack).
 pytestmark = [pytest.mark.e2e, ON_MOTO]
@@ -41,6 +50,7 @@ SEATS, BOOKINGS, BOOKING = (
     "/performances/{performance_id}/bookings",
     "/bookings/{booking_id}",
 )
+CONFIRM, EXTEND = "/bookings/{booking_id}/confirm", "/bookings/{booking_id}/extend"
 METACHARACTERS = [
     "'; DROP TABLE bookings; --",
     '" OR 1=1 --',
@@ -139,6 +149,7 @@ class World:
     seat: int  # a free seat of performance pid
     other_seat: int  # a seat of another performance
     booking_id: str  # ann's CONFIRMED booking of performance pid
+    booking: dict  # …as ann reads it (GET /bookings/{booking_id})
 
 
 @pytest.fixture(scope="module")
@@ -148,21 +159,21 @@ def world(http: httpx.Client, snapshot: Snapshot) -> World:
     event = created.json()
     pid = event["performances"][0]["performance_id"]
     first = event["performances"][0]["sections"][0]["first_seat_id"]
-    booked = http.post(f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [first]})
+    ann = signed_in(http, "ann")
+    booked = http.post(f"/performances/{pid}/bookings", json={"seat_ids": [first]}, headers=ann)
     assert booked.status_code == 202, booked.text
     booking_id = booked.json()["booking_id"]
-    assert wait_for_final(http, booking_id)["status"] == "CONFIRMED"
+    booking = wait_for_final(http, booking_id, "ann")
+    assert booking["status"] == "CONFIRMED"
     other_seat = create_performance(http)["sections"][0]["first_seat_id"]
     # Caches filled on first use (e.g. the catalogue's id filter) are filled now, by lookups of unknown ids:
     # after that, a refused request must change nothing at all.
     for path in ("/events/999999999", "/performances/999999999/seats", "/bookings/NOSUCHBOOKING"):
-        assert http.get(path).status_code == 404
-    unknown_seat = http.post(
-        f"/performances/{pid}/bookings", json={"user_id": "ann", "seat_ids": [999999999]}
-    )
+        assert http.get(path, headers=ann).status_code == 404
+    unknown_seat = http.post(f"/performances/{pid}/bookings", json={"seat_ids": [999999999]}, headers=ann)
     assert unknown_seat.status_code == 404
     settle(snapshot)
-    return World(event["event_id"], pid, first + 1, other_seat, booking_id)
+    return World(event["event_id"], pid, first + 1, other_seat, booking_id, booking)
 
 
 class Seat(Enum):
@@ -182,20 +193,22 @@ class Hostile:
     route: str  # the OpenAPI path whose schema the answer must satisfy
     json: Any = NO_JSON
     content: bytes | Callable[[World], bytes | Iterator[bytes]] | None = None  # b"{seat}" -> a free seat
-    headers: dict = dataclasses.field(default_factory=dict)
+    headers: dict = dataclasses.field(default_factory=dict)  # an Authorization here replaces the user's
+    user: str | None = None  # signed in as this user (a token is known only once the server runs)
 
     def send(self, http: httpx.Client, world: World) -> httpx.Response:
         path = self.path.format(**dataclasses.asdict(world))
+        headers = {**(signed_in(http, self.user) if self.user else {}), **self.headers}
         if self.json is not NO_JSON:
-            return http.request(self.method, path, json=_resolve(self.json, world), headers=self.headers)
+            return http.request(self.method, path, json=_resolve(self.json, world), headers=headers)
         if self.content is None:
-            return http.request(self.method, path, headers=self.headers)
+            return http.request(self.method, path, headers=headers)
         content = (
             self.content(world)
             if callable(self.content)
             else self.content.replace(b"{seat}", str(world.seat).encode())
         )
-        headers = {"Content-Type": "application/json", **self.headers}
+        headers = {"Content-Type": "application/json", **headers}
         return http.request(self.method, path, content=content, headers=headers)
 
 
@@ -210,8 +223,8 @@ def _resolve(value: Any, world: World) -> Any:
 
 
 # --- the table of hostile requests --------------------------------------------------------------------------
-def case(case_id: str, status: int, code: str, request: Hostile):
-    return pytest.param(request, status, code, id=case_id)
+def case(case_id: str, status: int, code: str, request: Hostile, marks=()):
+    return pytest.param(request, status, code, id=case_id, marks=marks)
 
 
 DROP = object()  # a field left out of the body
@@ -244,7 +257,7 @@ def book(
     headers=None,
     pid: str = "{pid}",
 ):
-    request = Hostile("POST", f"/performances/{pid}/bookings", BOOKINGS, body, content, headers or {})
+    request = Hostile("POST", f"/performances/{pid}/bookings", BOOKINGS, body, content, headers or {}, "ann")
     return case(f"book-{case_id}", status, code, request)
 
 
@@ -291,8 +304,28 @@ def token(case_id: str, value: str | bytes | None, header: str = "X-Admin-Token"
     return admin(f"token-{case_id}", GOOD_EVENT, 401, "UNAUTHORIZED", headers=headers)
 
 
-def read(case_id: str, method: str, path: str, route: str, status: int, code: str, headers=None):
-    return case(case_id, status, code, Hostile(method, path, route, headers=headers or {}))
+def read(
+    case_id: str,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    code: str,
+    headers=None,
+    user: str | None = None,
+):
+    request = Hostile(method, path, route, headers=headers or {}, user=user)
+    return case(case_id, status, code, request, UNROUTABLE if "%2F" in path and user else ())
+
+
+# A booking id with an encoded "/" is no route at all once decoded. Sent signed in (with an Authorization
+# header), an unknown route gets Chalice's emulation of API Gateway's SigV4 complaint, a raw 403 without a
+# Content-Type that echoes the header back: infra/local/wsgi.py maps only the header-less "Missing
+# Authentication Token" to the contract's 404. A product bug (reported, not fixed here): strict, so the
+# fix turns these red until the mark goes.
+UNROUTABLE = pytest.mark.xfail(
+    strict=True, reason="infra/local/wsgi.py: an unknown route with an Authorization header is a raw 403"
+)
 
 
 def b64(text: str) -> str:
@@ -346,8 +379,11 @@ CASES = [
     book("null", content=b"null"),
     # missing and unknown fields
     book("empty-object", {}),
-    book("no-user-id", booking(user_id=DROP)),
     book("no-seat-ids", booking(seat_ids=DROP)),
+    # a user id that is not the token's (leaving it out is legal: the token's user books)
+    book("user-id-another", booking(user_id="bob"), 403, "FORBIDDEN"),
+    book("user-id-upper-case", booking(user_id="ANN"), 403, "FORBIDDEN"),
+    book("user-id-trailing-space", booking(user_id="ann "), 403, "FORBIDDEN"),
     *(
         book(f"unknown-field-{name}", booking(**{name: value}))
         for name, value in [
@@ -592,7 +628,7 @@ CASES = [
     ),
     # GET /bookings/{id} and DELETE /bookings/{id}
     *(
-        read(f"get-booking-{i}-{raw[:20]}", "GET", f"/bookings/{raw}", BOOKING, 404, "NOT_FOUND")
+        read(f"get-booking-{i}-{raw[:20]}", "GET", f"/bookings/{raw}", BOOKING, 404, "NOT_FOUND", user="ann")
         for i, raw in enumerate(BAD_BOOKING_IDS)
     ),
     *(
@@ -603,32 +639,19 @@ CASES = [
             BOOKING,
             404,
             "NOT_FOUND",
-            {"X-User-Id": "ann"},
+            user="ann",
         )
         for i, raw in enumerate(BAD_BOOKING_IDS)
     ),
-    *(
-        read(
-            f"delete-booking-user-{label}", "DELETE", "/bookings/{booking_id}", BOOKING, status, code, headers
-        )
-        for label, headers, status, code in [
-            ("missing", {}, 400, "INVALID_REQUEST"),
-            ("empty", {"X-User-Id": ""}, 400, "INVALID_REQUEST"),
-            ("non-ascii", {"X-User-Id": "\xe4nn".encode("latin-1")}, 400, "INVALID_REQUEST"),
-            ("another", {"X-User-Id": "bob"}, 403, "FORBIDDEN"),
-            ("upper-case", {"X-User-Id": "ANN"}, 403, "FORBIDDEN"),
-            ("9-kB", {"X-User-Id": "ann" * 3_000}, 403, "FORBIDDEN"),
-            *(
-                (f"metacharacters-{i}", {"X-User-Id": text}, 403, "FORBIDDEN")
-                for i, text in enumerate(METACHARACTERS)
-            ),
-            (
-                "idempotency-key-129",
-                {"X-User-Id": "ann", "Idempotency-Key": "k" * 129},
-                400,
-                "INVALID_REQUEST",
-            ),
-        ]
+    read(
+        "delete-booking-idempotency-key-129",
+        "DELETE",
+        "/bookings/{booking_id}",
+        BOOKING,
+        400,
+        "INVALID_REQUEST",
+        {"Idempotency-Key": "k" * 129},
+        user="ann",
     ),
     # GET /performances/{id}/seats, GET /events/{id}, GET /events
     *(
@@ -656,8 +679,78 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("request_", "status", "code"), CASES)
-def test_hostile_input_gets_the_contract_error_and_changes_nothing(
+# --- the table of hostile identities: each of the five signed-in routes, aimed at ann's booking -------------
+SIGNED_IN_ROUTES = {
+    "book": ("POST", "/performances/{pid}/bookings", BOOKINGS, GOOD_BOOKING),  # the free seat, as ann
+    "get": ("GET", "/bookings/{booking_id}", BOOKING, NO_JSON),
+    "cancel": ("DELETE", "/bookings/{booking_id}", BOOKING, NO_JSON),
+    "confirm": ("POST", "/bookings/{booking_id}/confirm", CONFIRM, {"payment_reference": "pay-1"}),
+    "extend": ("POST", "/bookings/{booking_id}/extend", EXTEND, NO_JSON),
+}
+FORGED_KEY = "wrong-key-not-the-apps-0123456789abcdef"
+# Authorization values that prove nobody. The tokens are made here with ann's claims (tests/support/http.py
+# made_token), each wrong in one way only; the same token with the app's key and a future exp is valid.
+HOSTILE_AUTHORIZATION: list[tuple[str, str | bytes | None]] = [
+    ("missing", None),
+    ("empty", ""),
+    ("no-bearer", made_token("ann")),  # ann's valid token, without its scheme
+    ("basic", f"Basic {b64('ann:')}"),
+    ("bearer-alone", "Bearer"),
+    ("non-ascii", b"Bearer \xe4nn"),
+    ("9-kB", f"Bearer {'a' * 9_000}"),
+    ("garbage", "Bearer x.y.z"),
+    ("wrong-key", bearer(made_token("ann", key=FORGED_KEY))["Authorization"]),
+    ("expired", bearer(made_token("ann", expires_in=-60))["Authorization"]),
+    ("alg-none", bearer(made_token("ann", key=None, algorithm="none"))["Authorization"]),
+    # A waiting room's admission (the app's key, but another use and an audience) is no identity.
+    ("admission-token", bearer(made_token("ann", token_use="admission", aud="1"))["Authorization"]),
+]
+
+
+# What another user's valid token gets: ann's booking is none of theirs (404, the answer to an unknown id),
+# and a body that names ann is not theirs to send (403).
+ANOTHER_USERS_ANSWER = {route: (404, "NOT_FOUND") for route in SIGNED_IN_ROUTES} | {
+    "book": (403, "FORBIDDEN")
+}
+
+
+def as_caller(
+    route: str,
+    case_id: str,
+    status: int,
+    code: str,
+    *,
+    authorization: str | bytes | None = None,
+    user: str | None = None,
+):
+    method, path, schema, body = SIGNED_IN_ROUTES[route]
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return case(
+        f"{route}-{case_id}", status, code, Hostile(method, path, schema, body, headers=headers, user=user)
+    )
+
+
+AUTH_CASES = [
+    *(
+        as_caller(route, f"authorization-{label}", 401, "UNAUTHORIZED", authorization=value)
+        for route in SIGNED_IN_ROUTES
+        for label, value in HOSTILE_AUTHORIZATION
+    ),
+    *(
+        as_caller(
+            "cancel", f"authorization-metacharacters-{i}", 401, "UNAUTHORIZED", authorization=f"Bearer {text}"
+        )
+        for i, text in enumerate(METACHARACTERS)
+    ),
+    *(
+        as_caller(route, f"another-user-{label}", *ANOTHER_USERS_ANSWER[route], user=user)
+        for route in SIGNED_IN_ROUTES
+        for label, user in [("bob", "bob"), ("upper-case", "ANN")]
+    ),
+]
+
+
+def assert_refused_and_nothing_changed(
     http: httpx.Client, world: World, snapshot: Snapshot, request_: Hostile, status: int, code: str
 ) -> None:
     before = snapshot()
@@ -667,6 +760,22 @@ def test_hostile_input_gets_the_contract_error_and_changes_nothing(
     )
     assert conforms(response, request_.route, request_.method)["error"]["code"] == code
     assert changes(before, snapshot()) == {}
+
+
+@pytest.mark.parametrize(("request_", "status", "code"), CASES)
+def test_hostile_input_gets_the_contract_error_and_changes_nothing(
+    http: httpx.Client, world: World, snapshot: Snapshot, request_: Hostile, status: int, code: str
+) -> None:
+    assert_refused_and_nothing_changed(http, world, snapshot, request_, status, code)
+
+
+@pytest.mark.parametrize(("request_", "status", "code"), AUTH_CASES)
+def test_a_hostile_or_another_users_token_is_refused_and_anns_booking_is_intact(
+    http: httpx.Client, world: World, snapshot: Snapshot, request_: Hostile, status: int, code: str
+) -> None:
+    assert_refused_and_nothing_changed(http, world, snapshot, request_, status, code)
+    mine = http.get(f"/bookings/{world.booking_id}", headers=signed_in(http, "ann"))
+    assert (mine.status_code, conforms(mine, BOOKING, "get")) == (200, world.booking)
 
 
 # --- what is legal is data: stored and answered verbatim, never executed ------------------------------------
@@ -680,17 +789,18 @@ def test_metacharacters_in_user_ids_and_idempotency_keys_are_data(
     accepted = {}
     run = uuid.uuid4().hex[:8]  # a key that made a booking is bound to it for good (MySQL keeps it)
     for i, text in enumerate(METACHARACTERS):
-        body, key = {"user_id": text, "seat_ids": [first + i]}, {"Idempotency-Key": f"{text} {run}"}
+        body = {"user_id": text, "seat_ids": [first + i]}
+        key = {"Idempotency-Key": f"{text} {run}", **signed_in(http, text)}
         response = http.post(f"/performances/{pid}/bookings", json=body, headers=key)
         assert response.status_code == 202, response.text
         accepted[text] = conforms(response, BOOKINGS, "post")
         replay = http.post(f"/performances/{pid}/bookings", json=body, headers=key)
         assert (replay.status_code, replay.json()) == (202, accepted[text])
     for text, booking in accepted.items():
-        final = wait_for_final(http, booking["booking_id"])
+        final = wait_for_final(http, booking["booking_id"], text)
         assert (final["status"], final["user_id"]) == ("CONFIRMED", text)
         assert sql("SELECT user_id FROM bookings WHERE booking_id = %s", booking["booking_id"]) == [(text,)]
-        cancelled = http.delete(f"/bookings/{booking['booking_id']}", headers={"X-User-Id": text})
+        cancelled = http.delete(f"/bookings/{booking['booking_id']}", headers=signed_in(http, text))
         assert (cancelled.status_code, cancelled.json()["user_id"], cancelled.json()["status"]) == (
             200,
             text,
@@ -715,12 +825,13 @@ def test_unicode_user_ids_are_stored_verbatim(http: httpx.Client, sql) -> None:
     performance = create_performance(http, rows=1, seats_per_row=len(user_ids))
     pid, first = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     for i, user_id in enumerate(user_ids):
+        # Signed in as that user: the token's sub is the id, verbatim, through the JWT's JSON.
         response = http.post(
-            f"/performances/{pid}/bookings", json={"user_id": user_id, "seat_ids": [first + i]}
+            f"/performances/{pid}/bookings", json={"seat_ids": [first + i]}, headers=signed_in(http, user_id)
         )
         assert response.status_code == 202, response.text
         booking_id = conforms(response, BOOKINGS, "post")["booking_id"]
-        assert wait_for_final(http, booking_id)["user_id"] == user_id
+        assert wait_for_final(http, booking_id, user_id)["user_id"] == user_id
         assert sql("SELECT user_id FROM bookings WHERE booking_id = %s", booking_id) == [(user_id,)]
 
 
@@ -747,11 +858,12 @@ def test_replayed_and_conflicting_idempotency_keys(
 ) -> None:
     performance = create_performance(http)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
-    path, key = f"/performances/{pid}/bookings", {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    ann, bob = signed_in(http, "ann"), signed_in(http, "bob")
+    path, key = f"/performances/{pid}/bookings", {"Idempotency-Key": f"k-{uuid.uuid4()}", **ann}
     body = {"user_id": "ann", "seat_ids": [seat]}
     first = http.post(path, json=body, headers=key)
     assert first.status_code == 202, first.text
-    assert wait_for_final(http, first.json()["booking_id"])["status"] == "CONFIRMED"
+    assert wait_for_final(http, first.json()["booking_id"], "ann")["status"] == "CONFIRMED"
     before = settle(snapshot)
 
     replay = http.post(path, json=body, headers=key)
@@ -768,16 +880,16 @@ def test_replayed_and_conflicting_idempotency_keys(
     assert changes(before, snapshot()) == {}, "neither the replay nor the conflicts changed anything"
     # Keys are per user: bob's request with ann's key is bob's own (ann holds the seat: 409, remembered for
     # bob's key like any first answer).
-    bobs = http.post(path, json={**body, "user_id": "bob"}, headers=key)
+    bobs = http.post(path, json={**body, "user_id": "bob"}, headers={**key, **bob})
     assert bobs.status_code == 409, bobs.text
     assert conforms(bobs, BOOKINGS, "post")["error"]["code"] == "SEAT_UNAVAILABLE"
 
     # A refused request does not use its key up: the same key then works for a valid body.
-    fresh = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    fresh = {"Idempotency-Key": f"k-{uuid.uuid4()}", **ann}
     assert http.post(path, json={**body, "seat_ids": []}, headers=fresh).status_code == 400
     later = http.post(path, json={**body, "seat_ids": [seat + 2]}, headers=fresh)
     assert later.status_code == 202, later.text
-    wait_for_final(http, later.json()["booking_id"])
+    wait_for_final(http, later.json()["booking_id"], "ann")
 
     admin_key = {**ADMIN, "Idempotency-Key": f"e-{uuid.uuid4()}"}
     created = http.post(ADMIN_EVENTS, json=GOOD_EVENT, headers=admin_key)
@@ -798,11 +910,10 @@ def test_a_chunked_body_is_read_like_any_other(http: httpx.Client) -> None:
     performance = create_performance(http)
     pid, seat = performance["performance_id"], performance["sections"][0]["first_seat_id"]
     parts = iter([b'{"user_id": "ann", ', b'"seat_ids": [%d]}' % seat])
-    response = http.post(
-        f"/performances/{pid}/bookings", content=parts, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", **signed_in(http, "ann")}
+    response = http.post(f"/performances/{pid}/bookings", content=parts, headers=headers)
     assert response.status_code == 202, response.text
-    assert wait_for_final(http, response.json()["booking_id"])["status"] == "CONFIRMED"
+    assert wait_for_final(http, response.json()["booking_id"], "ann")["status"] == "CONFIRMED"
 
 
 def test_whitespace_around_the_admin_token_is_not_part_of_it(base_url: str) -> None:

@@ -15,11 +15,11 @@ import pytest
 from chalicelib.domain.best_available import choose_seats
 from chalicelib.domain.errors import (
     ExtensionLimit,
-    Forbidden,
     HoldExpired,
     NotCancellable,
     NotConfirmable,
     NotExtendable,
+    NotFound,
     SeatUnavailable,
     UserLimit,
 )
@@ -133,7 +133,7 @@ def test_a_hold_is_held_then_confirmed_by_its_owner_once(
         first: "HELD",
         first + 1: "HELD",
     }
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # not theirs: as if it did not exist
         services.booking_service.confirm(held.booking_id, "mallory", {"payment_reference": "pay-1"})
 
     clock.advance(hold_seconds(services) - 0.001)  # the last millisecond of the hold
@@ -206,7 +206,7 @@ def test_a_hold_is_extended_at_most_the_allowed_times(
     held = hold(services, drain, pid, "ann", [first], strategy)
     allowed = services.settings.hold_max_extensions
 
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # not theirs: as if it did not exist
         services.booking_service.extend(held.booking_id, "mallory")
     for n in range(1, allowed + 1):
         clock.advance(hold_seconds(services) - 1)

@@ -13,6 +13,7 @@ its emulator with a mark:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -104,8 +105,10 @@ def worker(services, worker_state: Path, emulator: str, app_environment: dict[st
         stop(process)
 
 
-@pytest.fixture(scope="session")
-def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(environment: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """The app behind granian (`make run`'s serving mode) with this environment -> its base URL, until the
+    block ends."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -117,16 +120,22 @@ def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
             "--port",
             str(port),
             "--workers",
-            "2",
+            str(workers),
         ],
         cwd=ROOT,
-        env=app_environment,
+        env=environment,
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(server)
+
+
+@pytest.fixture(scope="session")
+def base_url(worker: Worker, app_environment: dict[str, str]) -> Iterator[str]:
+    with serving(app_environment) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import time
 
 
 class FakeClock:
-    """Starts at the real monotonic time and moves only when advanced."""
+    """Starts at `start` (the real monotonic time by default) and moves only when advanced."""
 
-    def __init__(self) -> None:
-        self._now = time.monotonic()
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.monotonic() if start is None else start
 
     def __call__(self) -> float:
         return self._now

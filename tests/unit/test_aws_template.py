@@ -25,6 +25,7 @@ from chalicelib.conditional import (
     SEAT_MAP_STALE_WHILE_REVALIDATE,
 )
 from chalicelib.config import Settings
+from chalicelib.openapi import SIGNED_IN_ROUTES
 from infra.aws_template import (
     DYNAMIC_SECRET,
     FUNCTIONS,
@@ -250,6 +251,30 @@ def test_the_api_passes_the_seat_maps_prepared_gzip_on_as_bytes(aws_cfn: dict) -
     assert api["Properties"]["Body"]["x-amazon-apigateway-binary-media-types"] == ["*/*"]
 
 
+def test_cognito_guards_exactly_the_signed_in_routes(aws_cfn: dict) -> None:
+    """API Gateway answers 401 itself to a booking route without a valid ID token of the pool; the catalogue,
+    the seat map and the admin route (X-Admin-Token) stay as they are."""
+    (api,) = _of_type(aws_cfn, "AWS::ApiGateway::RestApi").values()
+    body = api["Properties"]["Body"]
+    authorizer = body["securityDefinitions"]["SeatBookingUsers"]
+    assert authorizer["x-amazon-apigateway-authtype"] == "cognito_user_pools"
+    assert authorizer["x-amazon-apigateway-authorizer"]["providerARNs"] == [
+        {"Fn::GetAtt": ["UserPool", "Arn"]}
+    ]
+    guarded = {
+        (method.upper(), path)
+        for path, operations in body["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and operation.get("security") == [{"SeatBookingUsers": []}]
+    }
+    assert guarded == SIGNED_IN_ROUTES
+    assert ("POST", "/performances/{performance_id}/bookings") in guarded
+    assert ("GET", "/performances/{performance_id}/seats") not in guarded
+    assert list(_of_type(aws_cfn, "AWS::Cognito::UserPool")) == ["UserPool"]
+    (client,) = _of_type(aws_cfn, "AWS::Cognito::UserPoolClient").values()
+    assert client["Properties"]["GenerateSecret"] is False
+
+
 def test_the_redis_never_evicts_and_is_in_cluster_mode_or_not_as_the_parameter_says(aws_cfn: dict) -> None:
     (name, group), *others = _of_type(aws_cfn, "AWS::ElastiCache::ParameterGroup").items()
     assert others == []
@@ -466,6 +491,8 @@ def test_no_secret_is_in_the_template(aws_cfn: dict) -> None:
     for name, function in _of_type(aws_cfn, "AWS::Lambda::Function").items():
         env = function["Properties"]["Environment"]["Variables"]
         assert DYNAMIC_SECRET.match(env["ADMIN_TOKEN"]), name
+        assert DYNAMIC_SECRET.match(env["TOKEN_SIGNING_KEY"]), name
+        assert env["IDENTITY_PROVIDER"] == "cognito" and env["DEV_TOKENS"] == "0", name
         userinfo = env["DATABASE_URL"].split("://", 1)[1].split("@", 1)[0]
         assert DYNAMIC_SECRET.match(userinfo.split(":", 1)[1]), name
         assert env["AWS_ENDPOINT_URL"] == ""
@@ -513,6 +540,15 @@ def test_the_build_refuses_what_aws_would_get_wrong(chalice_prod: dict) -> None:
     plaintext["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]["ADMIN_TOKEN"] = "hunter2"
     with pytest.raises(TemplateError, match="ADMIN_TOKEN"):
         build_template(plaintext, prod)
+    for variable, value, complaint in [
+        ("TOKEN_SIGNING_KEY", "hunter2", "TOKEN_SIGNING_KEY"),
+        ("IDENTITY_PROVIDER", "local", "must be cognito"),
+        ("DEV_TOKENS", "1", "DEV_TOKENS must be off"),
+    ]:
+        unsafe = copy.deepcopy(chalice_prod)
+        unsafe["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"][variable] = value
+        with pytest.raises(TemplateError, match=complaint):
+            build_template(unsafe, prod)
     password = copy.deepcopy(chalice_prod)
     env = password["Resources"]["OnSeatDecision"]["Properties"]["Environment"]["Variables"]
     env["DATABASE_URL"] = "mysql://booking:hunter2@db:3306/booking"

@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import app as app_module
 from chalicelib.adapters import observability
 from chalicelib.adapters.observability import NAMESPACE, EmfMetrics, correlated
+from chalicelib.adapters.tokens import Tokens
 from chalicelib.config import Settings
 from chalicelib.domain.errors import SeatUnavailable, ServiceUnavailable
 from chalicelib.domain.messages import BookingRequested, LedgerEntry, LedgerOutcome
@@ -27,6 +29,7 @@ from chalicelib.entrypoints.sqs_batch import BookingBatchHandler
 from chalicelib.services.booking import BookingService
 from chalicelib.services.booking_events import BookingEventConsumer, PermanentFailure, TransientFailure
 from chalicelib.services.metrics import BookingMetric
+from chalicelib.services.rate_limits import BookingWriteLimits, Rate
 from tests.support.clock import FakeClock
 from tests.support.metrics import RecordingMetrics
 
@@ -135,14 +138,19 @@ def sqs_event(body: str, receive_count: int = 1) -> dict:
     }
 
 
+# The users' tokens of these tests (the app verifies them: IDENTITY_PROVIDER=local).
+TOKENS = Tokens(app_module.settings.token_signing_key, time.time, 3600, 3600)
+
+
 def api_gateway_event(performance_id: int, body: dict, request_id: str) -> dict:
     """What API Gateway's proxy integration hands Lambda for POST /performances/{id}/bookings."""
     resource = "/performances/{performance_id}/bookings"
+    token = TOKENS.user_token(body["user_id"])["token"]
     return {
         "resource": resource,
         "path": f"/performances/{performance_id}/bookings",
         "httpMethod": "POST",
-        "headers": {"content-type": "application/json"},
+        "headers": {"content-type": "application/json", "authorization": f"Bearer {token}"},
         "multiValueQueryStringParameters": None,
         "pathParameters": {"performance_id": str(performance_id)},
         "stageVariables": None,
@@ -175,7 +183,8 @@ def emf(monkeypatch: pytest.MonkeyPatch) -> tuple[EmfMetrics, list[str]]:
 
 
 def serve_with(monkeypatch: pytest.MonkeyPatch, **parts: Any) -> None:
-    container = type("Container", (), parts)
+    unlimited = BookingWriteLimits(None, per_user=Rate(0, 1), per_address=Rate(0, 1))  # type: ignore[arg-type]
+    container = type("Container", (), {"tokens": TOKENS, "booking_limits": unlimited, **parts})
     monkeypatch.setattr(app_module, "container", lambda: container)
 
 

@@ -34,6 +34,10 @@ STAGE_SPECIFIC = {
     "QUEUE_VISIBILITY_TIMEOUT_SECONDS",
     "PENDING_HOLD_DEADLINE_SECONDS",
     "METRICS_FLUSH_SECONDS",  # 0 where the app runs as Lambdas; the local processes batch their metrics
+    # Identity: the local stages sign their own users in (a public key); AWS has Cognito and a secret key.
+    "IDENTITY_PROVIDER",
+    "TOKEN_SIGNING_KEY",
+    "DEV_TOKENS",
 }
 
 
@@ -59,6 +63,7 @@ def test_prod_stage_holds_references_to_secrets_not_secrets() -> None:
     ]
     reference = re.compile(r"\{\{resolve:secretsmanager:[^{}]+\}\}")
     assert reference.fullmatch(prod["ADMIN_TOKEN"])
+    assert reference.fullmatch(prod["TOKEN_SIGNING_KEY"])
     userinfo = prod["DATABASE_URL"].split("://", 1)[1].split("@", 1)[0]
     assert reference.fullmatch(userinfo.split(":", 1)[1]), "the MySQL password comes from Secrets Manager"
     assert prod["AWS_ENDPOINT_URL"] == ""

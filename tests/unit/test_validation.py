@@ -83,7 +83,7 @@ def test_booking_body_sorts_seats_into_the_fixed_order() -> None:
     [
         None,
         [],
-        {"seat_ids": [1]},
+        {"seat_ids": [1]},  # no user_id, and no signed-in caller either
         {"user_id": "", "seat_ids": [1]},
         {"user_id": "u" * 65, "seat_ids": [1]},
         {"user_id": "bad\u202e", "seat_ids": [1]},  # a format character (right-to-left override)
@@ -139,7 +139,7 @@ SECTION = GOOD_EVENT["sections"][0]
     [
         ([1], "the request body must be a JSON object", {}),
         ({**BOOKING, "b": 1, "a": 2}, "the booking has unknown field(s): a, b", {"fields": ["a", "b"]}),
-        ({"seat_ids": [1]}, "'user_id' must be a non-empty string", {"field": "user_id"}),
+        ({"seat_ids": [1]}, "'user_id' is required", {"field": "user_id"}),
         ({**BOOKING, "user_id": " \t"}, "'user_id' must be a non-empty string", {"field": "user_id"}),
         ({**BOOKING, "user_id": "u" * 65}, "'user_id' must be at most 64 characters", {"field": "user_id"}),
         (
