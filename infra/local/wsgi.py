@@ -145,6 +145,12 @@ def with_peer_source_ip(gateway: Any) -> Any:
     return gateway
 
 
+# How Chalice's LocalGateway (like API Gateway) answers an unknown route: 403 "Missing Authentication Token",
+# or, when the request carries an Authorization header (every signed-in client does), a SigV4 complaint that
+# echoes the header back. Both are the contract's 404, and the caller's token is not sent back.
+UNKNOWN_ROUTE_MARKERS = (b"Missing Authentication Token", b"Authorization header requires")
+
+
 class ChaliceWsgiAdapter:
     def __init__(self, gateway: Any, max_body_bytes: int) -> None:
         self._gateway = with_peer_source_ip(gateway)
@@ -174,10 +180,14 @@ class ChaliceWsgiAdapter:
                 body=body,
             )
         except ForbiddenError as exc:
-            if b"Missing Authentication Token" in (exc.body or b""):
+            if any(marker in (exc.body or b"") for marker in UNKNOWN_ROUTE_MARKERS):
                 # API Gateway's answer to an unknown route; the contract's is a 404.
                 return _json_error(start_response, 404, "NOT_FOUND", f"no route for {method} {path}")
             return self._raw(start_response, exc.CODE, exc.headers, exc.body)
+        except UnicodeEncodeError:
+            # Chalice's unknown-route answer to a request with an Authorization header echoes that header,
+            # encoded as ASCII: a non-ASCII one raises instead. Still no route.
+            return _json_error(start_response, 404, "NOT_FOUND", f"no route for {method} {path}")
         except LocalGatewayException as exc:
             return self._raw(start_response, exc.CODE, exc.headers, exc.body)
         payload = _response_body(response)
