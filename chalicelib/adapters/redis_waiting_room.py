@@ -43,7 +43,7 @@ class RedisWaitingRooms:
         lifetime_ms: int,
         admission_ms: int,
     ) -> TicketState:
-        ticket, number, serving, turn, collected, new = self._join(
+        ticket, number, serving, turn, collected, new, now = self._join(
             keys=self._keys(performance_id),
             args=[now_ms, rate, user_id, new_ticket, collect_ms, lifetime_ms, admission_ms],
         )
@@ -53,6 +53,7 @@ class RedisWaitingRooms:
             serving=float(serving),
             turn_ms=int(float(turn)),
             collected_ms=int(float(collected)) if _text(collected) else None,
+            now_ms=int(float(now)),
             new=bool(int(new)),
         )
 
@@ -72,13 +73,14 @@ class RedisWaitingRooms:
         )
         if answer is None:
             return None
-        number, serving, turn, collected, lapsed = answer
+        number, serving, turn, collected, lapsed, now = answer
         return TicketState(
             ticket=ticket,
             number=int(number),
             serving=float(serving),
             turn_ms=int(float(turn)),
             collected_ms=int(float(collected)) if _text(collected) else None,
+            now_ms=int(float(now)),
             lapsed=bool(int(lapsed)),
         )
 

@@ -12,5 +12,6 @@ class TicketState:
     serving: float  # how far admission has advanced: the numbers up to it are admitted
     turn_ms: int  # when its number is (or was) reached: epoch milliseconds
     collected_ms: int | None  # when its user first read it on or after its turn
+    now_ms: int  # the room's time of this answer (never behind an earlier answer's)
     new: bool = False
     lapsed: bool = False

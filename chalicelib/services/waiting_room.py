@@ -54,7 +54,7 @@ class WaitingRooms:
             self._lifetime_ms,
             self._admission_ms,
         )
-        return self._answer(performance, user_id, state, now_ms), state.new
+        return self._answer(performance, user_id, state), state.new
 
     def ticket(self, performance: Performance, ticket: str, user_id: str) -> dict[str, Any]:
         """The user's ticket, with the admission token once its turn has come. 404 for a ticket that is not
@@ -75,11 +75,11 @@ class WaitingRooms:
                 else f"it was not collected within {self._collect_ms // 1000} s of its turn"
             )
             raise TicketLapsed(f"ticket {ticket} has lapsed: {why}; join the queue again")
-        return self._answer(performance, user_id, state, now_ms)
+        return self._answer(performance, user_id, state)
 
-    def _answer(
-        self, performance: Performance, user_id: str, state: TicketState, now_ms: int
-    ) -> dict[str, Any]:
+    def _answer(self, performance: Performance, user_id: str, state: TicketState) -> dict[str, Any]:
+        """What the queue told, as of the room's own time (a caller's clock may lag it)."""
+        now_ms = state.now_ms
         admitted = now_ms >= state.turn_ms
         token = None
         if admitted and state.collected_ms is not None:

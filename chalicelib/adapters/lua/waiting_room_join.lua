@@ -4,17 +4,17 @@
 --   KEYS  room, tickets (ticket -> JSON), users (user -> ticket)
 --   ARGV  now (ms), rate (per second), user, a new ticket id, collect window (ms), keys' lifetime (ms),
 --         an admission's lifetime (ms)
--- -> {ticket, number, serving, turn (ms), collected (ms or ''), 1 if new else 0}
+-- -> {ticket, number, serving, turn (ms), collected (ms or ''), 1 if new else 0, the room's now (ms)}
 local room, tickets, users = KEYS[1], KEYS[2], KEYS[3]
-local now, rate, user = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local rate, user = tonumber(ARGV[2]), ARGV[3]
 local collect_ms, lifetime_ms, admission_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local issued, serving = advance(room, now, rate)
+local issued, serving, now = advance(room, tonumber(ARGV[1]), rate)
 local held = redis.call('HGET', users, user)
 if held then
   local ticket = cjson.decode(redis.call('HGET', tickets, held))
   local lives = (ticket.col and now < ticket.col + admission_ms) or (not ticket.col and now <= ticket.turn + collect_ms)
   if lives then
-    return {held, ticket.n, tostring(serving), tostring(ticket.turn), tostring(ticket.col or ''), 0}
+    return {held, ticket.n, tostring(serving), tostring(ticket.turn), tostring(ticket.col or ''), 0, tostring(now)}
   end
 end
 issued = issued + 1
@@ -25,4 +25,4 @@ redis.call('HSET', users, user, ARGV[4])
 for _, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, lifetime_ms)
 end
-return {ARGV[4], issued, tostring(serving), tostring(turn), '', 1}
+return {ARGV[4], issued, tostring(serving), tostring(turn), '', 1, tostring(now)}
