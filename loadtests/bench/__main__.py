@@ -9,6 +9,9 @@
                                                  on request only: 2,000 seats, 20 s holds, half the
                                                  holders walk away; time to sell out, holds expired and
                                                  re-sold (~4-5 min per strategy)
+    python -m loadtests.bench --scenarios queue  on request only: 10,000 users join a waiting room (500/s)
+                                                 at once and book as they are admitted, then the same
+                                                 bookings without a room (~2-3 min, redis_async)
     python -m loadtests.bench --scenarios baseline,hot-seat --wrk
                                                  the bursts, then /ping and every strategy's hot-seat
                                                  refusals under wrk (an optional C load generator)
@@ -129,6 +132,19 @@ def run_command(argv: list[str]) -> int:
         type=float,
         help="hold-and-abandon: seconds to sell out before the run is called not sold out (900; smoke 240)",
     )
+    parser.add_argument("--queue-users", type=int, help="queue: users joining at once (10,000; smoke 1,000)")
+    parser.add_argument("--queue-rate", type=int, help="queue: the room's admit_per_second (500; smoke 200)")
+    parser.add_argument(
+        "--queue-crashers",
+        type=int,
+        help="queue: users who try to book before their turn, then leave (100; smoke 20)",
+    )
+    parser.add_argument(
+        "--queue-poll-interval",
+        type=float,
+        help="queue: seconds between two reads of a ticket (1, the page's; sooner when the eta is nearer)",
+    )
+    parser.add_argument("--queue-strategies", help="queue: the strategies it runs for (default redis_async)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -211,11 +227,19 @@ def run_command(argv: list[str]) -> int:
         "hold_concurrency": args.hold_concurrency,
         "hold_pause": args.hold_pause,
         "hold_timeout": args.hold_timeout,
+        "queue_users": args.queue_users,
+        "queue_admit_per_second": args.queue_rate,
+        "queue_crashers": args.queue_crashers,
+        "queue_poll_interval": args.queue_poll_interval,
     }
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     if args.hold_users is not None:
         profile = dataclasses.replace(
             profile, hold_shape=dataclasses.replace(profile.hold_shape, users=args.hold_users)
+        )
+    if args.queue_strategies is not None:
+        profile = dataclasses.replace(
+            profile, queue_strategies=_csv(args.queue_strategies, sc.STRATEGIES, "strategy")
         )
     if args.no_profile:
         args.profile_run = []
@@ -318,6 +342,13 @@ def run_command(argv: list[str]) -> int:
                     f"{run['double_bookings']} lost_bookings={run['lost_bookings']} drift={run['drift']} "
                     f"over_limit_users={run['over_limit_users']} unfinished={run['unfinished']} "
                     f"answered={run['answered']}/{run['requests']}",
+                    file=sys.stderr,
+                )
+                continue
+            if run["scenario"] == sc.QUEUE:
+                print(
+                    f"[bench] INVARIANT FAILED: {run['scenario']} {run['strategy']}: "
+                    + "; ".join(run.get("invariant_failures") or ["?"]),
                     file=sys.stderr,
                 )
                 continue

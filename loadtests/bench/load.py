@@ -487,8 +487,10 @@ async def run_queue(spec: dict, started: float, recorder: Recorder, control: asy
 
     async def join(user: str, signed: dict) -> tuple[dict | None, float, float]:
         while True:
+            # No body, as the page's fetch sends it; aiohttp would call an empty POST
+            # application/octet-stream, which the app answers 415.
             status, answer, sent_at, done_at, _ = await call(
-                qs, queue_slots, "join", "POST", queue_path, None, signed
+                qs, queue_slots, "join", "POST", queue_path, None, {**signed, **JSON_HEADERS}
             )
             if status in (200, 201) and answer and answer.get("ticket"):
                 return answer, sent_at, done_at

@@ -147,8 +147,8 @@ def ceilings_table(results: dict) -> str:
 
 
 def _request_runs(results: dict) -> list[dict]:
-    """The runs the comparison, details and CPU tables are about: every one but hold-and-abandon's (a
-    session of many calls, in its own table)."""
+    """The runs the comparison, details and CPU tables are about: every one but hold-and-abandon's and the
+    queue's (sessions of many calls, in tables of their own)."""
     return [run for run in results["runs"] if run["scenario"] not in sc.ON_REQUEST]
 
 
@@ -838,6 +838,103 @@ def hold_section(results: dict, out_dir: Path, charts: bool) -> list[str]:
     return lines
 
 
+def queue_table(results: dict) -> str:
+    """queue (issue 18's waiting room), one row per strategy."""
+    runs = [run for run in results["runs"] if run["scenario"] == sc.QUEUE]
+    lines = [
+        "| strategy | users | admit/s set | achieved, server (turns) | achieved, client (first sight) "
+        "| admitted out of join order: server / client-proven | seen after the turn p50 / p99 ms "
+        "| ticket reads (per user) | join p50 / p99 ms | read p50 / p99 ms "
+        "| booking p50 / p99 ms behind the room | without a room | 403 to the unadmitted "
+        "| bookings without admission | double (room, without) | invariants |",
+        "|" + "---|" * 16,
+    ]
+    for run in runs:
+        adm, crash, without = run["admission"], run["crashers"], run["without_room"]
+        kinds = run.get("latency_ms_by_kind") or {}
+
+        def achieved(rate, share):
+            return f"{_num(rate, 1)}/s ({share:.0%})" if rate and share else "—"
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{run['strategy']}`",
+                    _num(run["users"]),
+                    _num(adm["set_rate"]),
+                    achieved(adm["server_rate"], adm["server_rate_of_set"]),
+                    achieved(adm["client_rate"], adm["client_rate_of_set"]),
+                    f"{_num(adm['out_of_order_server'])} ({_pct(adm['out_of_order_share'])}) / "
+                    f"{_num(adm['out_of_order_client'])}",
+                    " / ".join(_lat(adm.get("seen_after_turn_ms"), ("p50", "p99"))),
+                    f"{_num(adm['reads'])} ({adm['reads_per_user']})",
+                    " / ".join(_lat(kinds.get("join"), ("p50", "p99"))),
+                    " / ".join(_lat(kinds.get("poll"), ("p50", "p99"))),
+                    " / ".join(_lat(run.get("booking_ms"), ("p50", "p99"))),
+                    " / ".join(_lat(without.get("latency_ms"), ("p50", "p99"))),
+                    f"{_num(crash['refused_403'])} of {_num(crash['attempts'])}",
+                    _num(run["bookings_without_admission"]),
+                    f"{_num(run['double_bookings'])}, {_num(without['double_bookings'])}",
+                    "ok"
+                    if run["invariants_ok"]
+                    else "FAILED: " + "; ".join(run.get("invariant_failures") or []),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def queue_section(results: dict, out_dir: Path, charts: bool) -> list[str]:
+    runs = [run for run in results["runs"] if run["scenario"] == sc.QUEUE]
+    if not runs:
+        return []
+    run = runs[0]
+    adm = run["admission"]
+    lines = [
+        "## Waiting room (queue)",
+        "",
+        f"A performance of {run['seats']:,} seats with a waiting room admitting {adm['set_rate']:,} a "
+        f"second; {run['users']:,} signed-in users join its queue at once, read their ticket as the page "
+        f"does (every {run['poll_interval_seconds']:g} s, or 50 ms after the eta when that is sooner) and "
+        "book their own seat (one each) with the admission token the first read past their turn brings; then "
+        f"{run['crashers']['crashers']:,} more users join at the back and try to book before their turn, "
+        "without an admission and with another user's, and leave. Then the same users book the same seats "
+        "of a twin performance without a room, all at once (a burst). Achieved rate: (admitted − 1) / (last "
+        "− first admission): server = the tickets' turns as Redis holds them; client = the arrival of the "
+        "answer that first brought each token. Out of join order (join order = the ticket's number, "
+        "position + serving of the join's answer): server = users with a later turn than someone who "
+        "joined after them; client-proven = users told “not yet” by a read sent after someone who joined "
+        "after them had been seen admitted. Seen after the turn: first sight of the token − the turn. "
+        "Latencies: from the moment a request got one of the generator's connections (joins and reads "
+        "share a pool, bookings have their own). Bookings without admission: MySQL's bookings of the "
+        "room's performance by users the room never admitted (no collected ticket); bookings made before "
+        "their user's admission was collected are counted as well (both must be 0).",
+        "",
+        queue_table(results),
+        "",
+    ]
+    for run in runs:
+        adm, without = run["admission"], run["without_room"]
+        gap = adm.get("turn_gap_ms") or {}
+        lines.append(
+            f"- `{run['strategy']}`: {adm['joined']:,} joins in {adm['join_window_seconds']} s "
+            f"({_num(adm['joins_per_second'])}/s); turns {adm['server_span_seconds']} s apart first to last, "
+            f"consecutive numbers {gap.get('min')}–{gap.get('max')} ms apart (the rate says "
+            f"{gap.get('expected')}), {adm['turn_inversions']} inversions; {adm['collected']:,} admissions "
+            f"collected; {_num(adm['reads_per_second'])} ticket reads/s; bookings behind the room "
+            f"{run['booking_statuses']} → {run['booking_final']}; without: "
+            f"{without['throughput_rps']:,.0f} req/s, {without['status_counts']}; confirm p99 "
+            f"{_lat(run.get('confirm_latency_ms'), ('p99',))[0]} ms behind the room, "
+            f"{_lat(without.get('confirm_latency_ms'), ('p99',))[0]} ms without."
+        )
+    lines.append("")
+    if charts and (out_dir / "queue.png").exists():
+        lines += ["![queue.png](queue.png)", ""]
+    return lines
+
+
 def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
     failed = [
         f"{r['strategy'] or 'noop'} {r['scenario']}"
@@ -860,6 +957,11 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
                 if any(r["scenario"] == sc.HOLD_AND_ABANDON for r in results["runs"])
                 else ""
             )
+            + (
+                "; queue: admitted in join order, 403 to every unadmitted booking, none booked"
+                if any(r["scenario"] == sc.QUEUE for r in results["runs"])
+                else ""
+            )
             + ")."
         ),
         "",
@@ -868,6 +970,7 @@ def write_report(results: dict, out_dir: Path, charts: bool) -> Path:
     if requests:
         lines += request_sections(results, out_dir, charts)
     lines += hold_section(results, out_dir, charts)
+    lines += queue_section(results, out_dir, charts)
     if requests:
         lines += [
             "## Hot seat against /ping (same bench)",
@@ -1081,6 +1184,11 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
     if path is not None:
         written.append(path)
 
+    # 4b. queue: admissions over time, the server's turns, the clients' sightings, the bookings answered
+    path = _queue_chart(plt, results, out_dir, subtitle)
+    if path is not None:
+        written.append(path)
+
     # 5. time to a final status, asynchronous strategies
     asyncs = [s for s in sc.ASYNC_STRATEGIES if s in strategies]
     if asyncs and with_confirm:
@@ -1110,6 +1218,32 @@ def write_charts(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _queue_chart(plt, results: dict, out_dir: Path, subtitle: str) -> Path | None:
+    runs = [r for r in results["runs"] if r["scenario"] == sc.QUEUE and r.get("timeline")]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    styles = (("turned (server)", 1, "-"), ("seen (client)", 2, "--"), ("booking answered", 3, ":"))
+    for run in runs:
+        timeline = run["timeline"]
+        xs = [row[0] for row in timeline]
+        for name, column, style in styles:
+            ax.plot(xs, [row[column] for row in timeline], style, label=f"{run['strategy']}: {name}")
+        rate = run["admission"]["set_rate"]
+        users = run["users"]
+        ax.plot([0, users / rate], [0, users], color="gray", linewidth=1, alpha=0.6, label=f"{rate:,}/s set")
+    ax.set_xlabel("seconds since the users' release (all join at once)")
+    ax.set_ylabel("users")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"queue: admissions and bookings behind the waiting room\n{subtitle}", fontsize=10)
+    fig.tight_layout()
+    path = out_dir / "queue.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _holds_chart(plt, results: dict, out_dir: Path, subtitle: str) -> Path | None:

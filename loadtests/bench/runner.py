@@ -71,6 +71,14 @@ class BenchProfile:
     hold_confirm_ratio: float = 0.5
     hold_poll_interval: float = 0.25
     hold_timeout: float = 900.0
+    # queue (issue 18, on request): the users who join a waiting room at once, the room's admit_per_second
+    # (10,000 at 500/s: 20 s of admissions), the users who try to book before their turn, the page's poll
+    # interval (a ticket read every second, sooner when its eta is nearer), the strategies it runs for.
+    queue_users: int = 10_000
+    queue_admit_per_second: int = 500
+    queue_crashers: int = 100
+    queue_poll_interval: float = 1.0
+    queue_strategies: tuple[str, ...] = ("redis_async",)
 
 
 # A holder who confirms does so after this share of HOLD_SECONDS (uniform): 1-5 s of a 20 s hold.
@@ -102,6 +110,10 @@ SMOKE = BenchProfile(
     hold_concurrency=16,
     hold_pause=0.1,
     hold_timeout=240.0,
+    # 1,000 users at 200/s: 5 s of admissions
+    queue_users=1_000,
+    queue_admit_per_second=200,
+    queue_crashers=20,
 )
 PROFILES = {"full": FULL, "smoke": SMOKE}
 
@@ -139,6 +151,8 @@ class Plan:
         crowds = [s for s in sc.CROWDS if s in self.scenarios or sc.CROWD in self.scenarios]
         crowded = self.strategies if self.crowd_strategies is None else self.crowd_strategies
         order.extend((strategy, scenario) for strategy in crowded for scenario in crowds)
+        if sc.QUEUE in self.scenarios:  # on request only (scenarios.ON_REQUEST)
+            order.extend((strategy, sc.QUEUE) for strategy in self.profile.queue_strategies)
         if sc.HOLD_AND_ABANDON in self.scenarios:  # on request only (scenarios.ON_REQUEST), last
             order.extend((strategy, sc.HOLD_AND_ABANDON) for strategy in self.strategies)
         return order
@@ -565,6 +579,10 @@ class Bench:
             from loadtests.bench.holds import hold_and_abandon
 
             return hold_and_abandon(self, strategy)
+        if scenario == sc.QUEUE:
+            from loadtests.bench.waiting_room import queue_run
+
+            return queue_run(self, strategy)
         with contextlib.ExitStack() as cleanup:  # a crowd's viewer processes, whatever happens
             return self._one_run(strategy, scenario, profiled, cleanup)
 

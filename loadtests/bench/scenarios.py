@@ -26,7 +26,7 @@ what the load generator sends to it.
                    generator process(es) of their own; after the drain every viewer's map must equal the
                    server's
 
-On request only (`--scenarios hold-and-abandon`, `--scenarios queue`; not in the default list, see ON_REQUEST):
+On request only (`--scenarios hold-and-abandon`, `queue`; not in the default list, see ON_REQUEST):
 
     hold-and-abandon  a 2,000-seat performance (2 sections x 20 rows x 50 seats) on a stack whose holds last
                    HOLD_SECONDS = 20 s: C virtual users in closed loops (generator processes), each attempt a
