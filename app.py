@@ -113,12 +113,11 @@ def _caller() -> str:
 
 
 def _booking_writer() -> str:
-    """The signed-in user of a booking write, within the rate limits: the client address's bucket first (a
-    flood is refused before a token is even verified), then the user's; 429 RATE_LIMITED otherwise."""
-    limits = container().booking_limits
-    limits.check_address((app.current_request.context.get("identity") or {}).get("sourceIp"))
+    """The signed-in user of a booking write, within the rate limits (the client address's bucket and the
+    user's, in one Redis call); 429 RATE_LIMITED otherwise."""
     caller = _caller()
-    limits.check_user(caller)
+    address = (app.current_request.context.get("identity") or {}).get("sourceIp")
+    container().booking_limits.check(caller, address)
     return caller
 
 

@@ -243,7 +243,9 @@ def build(settings: Settings, clock: Callable[[], float] = time.time) -> Contain
             admission_seconds=settings.admission_token_seconds,
         ),
         booking_limits=BookingWriteLimits(
-            RedisTokenBuckets(redis_client, settings.redis_key_prefix, clock),
+            RedisTokenBuckets(
+                redis_client, settings.redis_key_prefix, clock, one_call=not settings.redis_cluster
+            ),
             per_user=Rate(settings.user_rate_limit, settings.user_rate_window_seconds),
             per_address=Rate(settings.address_rate_limit, settings.address_rate_window_seconds),
         ),

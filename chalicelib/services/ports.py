@@ -24,6 +24,7 @@ from chalicelib.domain.models import (
     SeatStatus,
     Section,
 )
+from chalicelib.domain.rate_limits import Bucket
 from chalicelib.domain.seat_holds import BookingRecord, ReserveOutcome
 from chalicelib.domain.seat_map import ChangeLogRead
 from chalicelib.domain.waiting_room import TicketState
@@ -383,7 +384,7 @@ class AdmissionIssuer(Protocol):
 
 
 class TokenBuckets(Protocol):
-    def take(self, bucket: str, capacity: int, per_seconds: float) -> float: ...
+    def take(self, buckets: Sequence[Bucket]) -> tuple[float, int]: ...
 
 
 class QueueStore(Protocol):
