@@ -304,24 +304,18 @@ class BookingService:
         key = parse_idempotency_key(idempotency_key)
         self._owned(booking_id, user_id, admission)
         if key is None:
-            return self._cancel(booking_id, user_id)
+            return self._cancel(booking_id)
         fingerprint = {"booking_id": booking_id, "user_id": user_id}
         return _booking_from_dict(
             self._idempotency.run_once(
-                "cancel",
-                per_user(user_id, key),
-                fingerprint,
-                lambda: self._cancel(booking_id, user_id).to_dict(),
+                "cancel", per_user(user_id, key), fingerprint, lambda: self._cancel(booking_id).to_dict()
             )
         )
 
-    def _cancel(self, booking_id: str, user_id: str) -> Booking:
-        """MySQL first (every accepted booking is there: a PENDING one too), then the strategy gives the seats
-        back wherever it keeps them besides; a consumer that comes later finds the booking CANCELLED."""
-        stored = self._bookings.get(booking_id)
-        if stored is None:
-            raise NotFound(f"booking {booking_id} not found")
-        _check_owner(stored, user_id)
+    def _cancel(self, booking_id: str) -> Booking:
+        """The owner's booking (checked by `_owned`) cancelled: MySQL first (every accepted booking is there:
+        a PENDING one too), then the strategy gives the seats back wherever it keeps them besides; a consumer
+        that comes later finds the booking CANCELLED."""
         before, after = self._bookings.cancel(booking_id)
         if after is None:
             status = before.status.value if before else "unknown"
