@@ -47,15 +47,7 @@ class RedisWaitingRooms:
             keys=self._keys(performance_id),
             args=[now_ms, rate, user_id, new_ticket, collect_ms, lifetime_ms, admission_ms],
         )
-        return TicketState(
-            ticket=_text(ticket),
-            number=int(number),
-            serving=float(serving),
-            turn_ms=int(float(turn)),
-            collected_ms=int(float(collected)) if _text(collected) else None,
-            now_ms=int(float(now)),
-            new=bool(int(new)),
-        )
+        return _ticket_state(_text(ticket), number, serving, turn, collected, now, new=bool(int(new)))
 
     def read(
         self,
@@ -74,15 +66,20 @@ class RedisWaitingRooms:
         if answer is None:
             return None
         number, serving, turn, collected, lapsed, now = answer
-        return TicketState(
-            ticket=ticket,
-            number=int(number),
-            serving=float(serving),
-            turn_ms=int(float(turn)),
-            collected_ms=int(float(collected)) if _text(collected) else None,
-            now_ms=int(float(now)),
-            lapsed=bool(int(lapsed)),
-        )
+        return _ticket_state(ticket, number, serving, turn, collected, now, lapsed=bool(int(lapsed)))
+
+
+def _ticket_state(ticket: str, number, serving, turn, collected, now, **flags: bool) -> TicketState:
+    """A script's answer (numbers as Redis returns them: integers, or text for the fractional ones)."""
+    return TicketState(
+        ticket=ticket,
+        number=int(number),
+        serving=float(serving),
+        turn_ms=int(float(turn)),
+        collected_ms=int(float(collected)) if _text(collected) else None,
+        now_ms=int(float(now)),
+        **flags,
+    )
 
 
 def _text(value: bytes | str) -> str:
