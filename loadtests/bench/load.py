@@ -71,6 +71,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
@@ -134,6 +135,34 @@ SAMPLES_KEPT = 5
 error_samples: list[dict] = []  # the first answers of unexpected statuses, to say what went wrong
 
 
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    data: bytes | None,
+    headers: dict[str, str] | None,
+    expected: tuple[int, ...],
+    described: Callable[[], str],
+) -> tuple[int, bytes]:
+    """-> (status, the answer's bytes), or (TIMEOUT or TRANSPORT_ERROR, b""). The first answers of an
+    unexpected status are kept, with the request as `described` says it."""
+    if data is not None:
+        headers = {**(headers or {}), **JSON_HEADERS}
+    try:
+        async with session.request(method, path, data=data, headers=headers) as response:
+            payload = await response.read()
+            status = response.status
+    except TimeoutError:
+        return TIMEOUT, b""
+    except (aiohttp.ClientError, OSError):
+        return TRANSPORT_ERROR, b""
+    if status not in expected and len(error_samples) < SAMPLES_KEPT:
+        error_samples.append(
+            {"status": status, "request": described(), "answer": payload[:300].decode(errors="replace")}
+        )
+    return status, payload
+
+
 async def _call(
     session: aiohttp.ClientSession,
     method: str,
@@ -142,24 +171,9 @@ async def _call(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, str | None, int]:
     """-> (status, booking id of a 201/202, body bytes received)."""
-    if body is not None:
-        headers = {**(headers or {}), **JSON_HEADERS}
-    try:
-        async with session.request(method, path, data=body, headers=headers) as response:
-            payload = await response.read()
-            status = response.status
-    except TimeoutError:
-        return TIMEOUT, None, 0
-    except (aiohttp.ClientError, OSError):
-        return TRANSPORT_ERROR, None, 0
-    if status not in EXPECTED and len(error_samples) < SAMPLES_KEPT:
-        error_samples.append(
-            {
-                "status": status,
-                "request": (body or b"")[:300].decode(errors="replace"),
-                "answer": payload[:300].decode(errors="replace"),
-            }
-        )
+    status, payload = await _send(
+        session, method, path, body, headers, EXPECTED, lambda: (body or b"")[:300].decode(errors="replace")
+    )
     booking_id = None
     if status in (201, 202) and method == "POST" and "/bookings" in path:
         try:
@@ -299,29 +313,20 @@ async def _call_json(
     expected: tuple[int, ...] = EXPECTED,
 ) -> tuple[int, dict | None, int]:
     """-> (status, the answer's JSON or None, body bytes received)."""
-    payload = b""
-    sent_headers = {**(headers or {}), **(JSON_HEADERS if body is not None else {})}
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        async with session.request(method, path, data=data, headers=sent_headers) as response:
-            payload = await response.read()
-            status = response.status
-    except TimeoutError:
-        return TIMEOUT, None, 0
-    except (aiohttp.ClientError, OSError):
-        return TRANSPORT_ERROR, None, 0
+    data = json.dumps(body).encode() if body is not None else None
+    status, payload = await _send(
+        session,
+        method,
+        path,
+        data,
+        headers,
+        expected,
+        lambda: f"{method} {path} {json.dumps(body)[:200] if body is not None else ''}",
+    )
     try:
         answer = json.loads(payload) if payload else None
     except ValueError:
         answer = None
-    if status not in expected and len(error_samples) < SAMPLES_KEPT:
-        error_samples.append(
-            {
-                "status": status,
-                "request": f"{method} {path} {json.dumps(body)[:200] if body is not None else ''}",
-                "answer": payload[:300].decode(errors="replace"),
-            }
-        )
     return status, answer if isinstance(answer, dict) else None, len(payload)
 
 
