@@ -20,6 +20,7 @@ import time
 from itertools import pairwise
 
 from loadtests.bench import scenarios as sc
+from loadtests.bench.calls import call_fields, generator_fields, tally
 
 PROGRESS_PERIOD = 0.5  # seconds between two looks at MySQL while the users run
 SETTLE_TIMEOUT = 90.0  # after the stop: > one sweep period (60 s), for a lapsed hold still shown held
@@ -203,17 +204,7 @@ def unsold_idle_seconds(timeline: list[list[float]], seats: int) -> float:
 
 def summarise(strategy: str, outputs: list[dict], attempts: list[list], percentiles) -> dict:
     """The users' side: calls and their latencies, what became of each attempt."""
-    statuses: dict[int, int] = {}
-    by_kind: dict[str, list[float]] = {kind: [] for kind in CALLS}
-    status_by_kind: dict[str, dict[str, int]] = {kind: {} for kind in CALLS}
-    for out in outputs:
-        for kind, status, latency in zip(out["kind"], out["status"], out["latency_ms"], strict=True):
-            statuses[status] = statuses.get(status, 0) + 1
-            by_kind.setdefault(kind, []).append(latency)
-            counts = status_by_kind.setdefault(kind, {})
-            counts[str(status)] = counts.get(str(status), 0) + 1
-    requests = sum(statuses.values())
-    unanswered = statuses.get(-1, 0) + statuses.get(-2, 0)
+    calls = tally(outputs, CALLS)
     outcomes: dict[str, int] = {}
     refusals: dict[str, int] = {}
     for entry in attempts:
@@ -224,22 +215,11 @@ def summarise(strategy: str, outputs: list[dict], attempts: list[list], percenti
     held = [entry for entry in attempts if entry[6] is not None]
     to_held = [entry[7] for entry in held if entry[7] is not None]
     confirmed = outcomes.get("confirmed", 0)
-    errors = sum(n for s, n in statuses.items() if s >= 500) + unanswered + outcomes.get("error", 0)
-    run = {
+    errors = calls.server_errors + calls.unanswered + outcomes.get("error", 0)
+    return {
         "strategy": strategy,
         "scenario": sc.HOLD_AND_ABANDON,
-        "requests": requests,
-        "concurrency": sum(out.get("concurrency", 0) for out in outputs),
-        "status_counts": {str(k): v for k, v in sorted(statuses.items())},
-        "status_counts_by_call": status_by_kind,
-        "answered": requests - unanswered,
-        "errors_detail": {
-            "5xx": sum(n for s, n in statuses.items() if s >= 500),
-            "timeouts": statuses.get(-2, 0),
-            "connection": statuses.get(-1, 0),
-        },
-        "latency_ms": percentiles([v for values in by_kind.values() for v in values]),
-        "latency_ms_by_kind": {kind: percentiles(values) for kind, values in by_kind.items()},
+        **call_fields(calls, outputs, percentiles),
         "confirm_latency_ms": None,
         "hold_to_held_ms": percentiles(to_held),
         "attempts": len(attempts),
@@ -256,13 +236,5 @@ def summarise(strategy: str, outputs: list[dict], attempts: list[list], percenti
         "success": confirmed,
         "rejected": sum(refusals.values()),
         "errors": errors,
-        "generator": {
-            "processes": len(outputs),
-            "cpu_seconds": round(sum(out["cpu_seconds"] for out in outputs), 2),
-            "wall_seconds": round(max(out["wall_seconds"] for out in outputs), 3),
-        },
+        **generator_fields(outputs),
     }
-    samples = [sample for out in outputs for sample in out.get("error_samples", [])]
-    if samples:
-        run["error_samples"] = samples[:5]
-    return run

@@ -37,6 +37,7 @@ import time
 from itertools import pairwise
 
 from loadtests.bench import scenarios as sc
+from loadtests.bench.calls import call_fields, generator_fields, tally
 
 TIMELINE_STEP = 0.25  # seconds per row of the admissions timeline (the chart)
 
@@ -306,21 +307,11 @@ def summarise(
 ) -> dict:
     from loadtests.bench.runner import percentiles
 
-    statuses: dict[int, int] = {}
-    by_kind: dict[str, list[float]] = {}
+    calls = tally(outputs)
     queued: dict[str, list[float]] = {}
-    status_by_kind: dict[str, dict[str, int]] = {}
     for out in outputs:
-        for kind, status, latency, wait in zip(
-            out["kind"], out["status"], out["latency_ms"], out["queued_ms"], strict=True
-        ):
-            statuses[status] = statuses.get(status, 0) + 1
-            by_kind.setdefault(kind, []).append(latency)
+        for kind, wait in zip(out["kind"], out["queued_ms"], strict=True):
             queued.setdefault(kind, []).append(wait)
-            counts = status_by_kind.setdefault(kind, {})
-            counts[str(status)] = counts.get(str(status), 0) + 1
-    requests = sum(statuses.values())
-    unanswered = statuses.get(-1, 0) + statuses.get(-2, 0)
 
     # People: [user, ticket, number, join sent, join answered, eta, last "not yet" sent, seen, reads,
     # booking status, booking id, booking sent, booking ms, error]
@@ -398,22 +389,11 @@ def summarise(
     unadmitted = [b for b in bookings if b[1] not in collected]
     before = [b for b in bookings if b[1] in collected and b[3] * 1000 < collected[b[1]]]
     timeline = admission_timeline(tickets, people, released_at)
-    run = {
+    return {
         "strategy": strategy,
         "scenario": sc.QUEUE,
         "users": len(users),
-        "requests": requests,
-        "concurrency": sum(out.get("concurrency", 0) for out in outputs),
-        "status_counts": {str(k): v for k, v in sorted(statuses.items())},
-        "status_counts_by_call": status_by_kind,
-        "answered": requests - unanswered,
-        "errors_detail": {
-            "5xx": sum(n for s, n in statuses.items() if s >= 500),
-            "timeouts": statuses.get(-2, 0),
-            "connection": statuses.get(-1, 0),
-        },
-        "latency_ms": percentiles([v for values in by_kind.values() for v in values]),
-        "latency_ms_by_kind": {kind: percentiles(values) for kind, values in by_kind.items()},
+        **call_fields(calls, outputs, percentiles),
         "queued_ms_by_kind": {kind: percentiles(values) for kind, values in queued.items()},
         "admission": admission,
         "booking_ms": percentiles([p[12] for p in booked if p[9] in (201, 202)]),
@@ -436,17 +416,9 @@ def summarise(
         # table read them): a booking behind the room accepted is a success
         "success": sum(1 for p in booked if p[9] in (201, 202)),
         "rejected": 0,
-        "errors": sum(1 for p in seen if p[9] not in (201, 202)) + unanswered,
-        "generator": {
-            "processes": len(outputs),
-            "cpu_seconds": round(sum(out["cpu_seconds"] for out in outputs), 2),
-            "wall_seconds": round(max(out["wall_seconds"] for out in outputs), 3),
-        },
+        "errors": sum(1 for p in seen if p[9] not in (201, 202)) + calls.unanswered,
+        **generator_fields(outputs),
     }
-    samples = [sample for out in outputs for sample in out.get("error_samples", [])]
-    if samples:
-        run["error_samples"] = samples[:5]
-    return run
 
 
 def admission_timeline(tickets: list[dict], people: list[list], released_at: float) -> list[list[float]]:
