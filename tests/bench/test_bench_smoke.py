@@ -6,32 +6,23 @@ an error, deltas received, and every viewer's copy of the map equal to the serve
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.bench import scenarios as sc
+from tests.support.bench import results_of, run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 IDENTITY_REFUSALS = {"401", "403", "404", "429"}
 
 
 @pytest.mark.bench
 @pytest.mark.timeout(300)
 def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
-    run_id = os.getpid()
     out = tmp_path / "results"
-    command = [
-        sys.executable,
-        "-m",
-        "loadtests.bench",
-        "--smoke",
-        "--out",
-        str(out),
+    finished = run_bench(
+        "smoke",
+        out,
         # `make bench-smoke` sends 300 per burst; here 100 (the suite's time budget): stream_state decides
         # ~35 requests/s on LocalStack's Kinesis, and all of a small burst reaches it.
         "--requests",
@@ -45,20 +36,11 @@ def test_smoke_bench_keeps_every_invariant(tmp_path: Path) -> None:
         "20",
         "--viewer-interval",
         "0.5",
-        "--no-ceilings",  # measurements, not invariants: `make bench-smoke` runs them
-        "--no-progress",
-        "--database",
-        f"booking_bench_smoke_{run_id}",
-        "--key-prefix",
-        f"bench-smoke-{run_id}",
-        "--name",
-        f"bench-smoke-{run_id}",
-        "--drop-database",
-    ]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+        timeout=280,
+    )
     assert finished.returncode == 0, finished.stderr[-4000:]
 
-    results = json.loads((out / "results.json").read_text())
+    results = results_of(out)
     runs = results["runs"]
     assert {(r["strategy"], r["scenario"]) for r in runs} == {(None, scenario) for scenario in sc.ONCE} | {
         (strategy, scenario)

@@ -8,17 +8,13 @@ round), ~20-40 s per strategy even at this size, and that test already spends ~4
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.bench import scenarios as sc
+from tests.support.bench import results_of, run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = ("db_lock", "redis_async")
 IDENTITY_REFUSALS = {"401", "403", "404", "429"}
 
@@ -26,15 +22,11 @@ IDENTITY_REFUSALS = {"401", "403", "404", "429"}
 @pytest.mark.bench
 @pytest.mark.timeout(420)
 def test_held_seats_that_were_walked_away_from_are_sold_again_exactly_once(tmp_path: Path) -> None:
-    run_id = os.getpid()
     out = tmp_path / "results"
-    command = [
-        sys.executable,
-        "-m",
-        "loadtests.bench",
-        "--smoke",  # 2 x 5 x 20 = 200 seats, a pool of 1,000 people, 16 virtual users
-        "--out",
-        str(out),
+    finished = run_bench(
+        "holds",
+        out,
+        # 2 x 5 x 20 = 200 seats, a pool of 1,000 people, 16 virtual users
         "--scenarios",
         sc.HOLD_AND_ABANDON,
         "--strategies",
@@ -43,20 +35,11 @@ def test_held_seats_that_were_walked_away_from_are_sold_again_exactly_once(tmp_p
         "3",
         "--hold-timeout",
         "180",
-        "--no-ceilings",
-        "--no-progress",
-        "--database",
-        f"booking_bench_holds_{run_id}",
-        "--key-prefix",
-        f"bench-holds-{run_id}",
-        "--name",
-        f"bench-holds-{run_id}",
-        "--drop-database",
-    ]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+        timeout=400,
+    )
     assert finished.returncode == 0, finished.stderr[-4000:]
 
-    results = json.loads((out / "results.json").read_text())
+    results = results_of(out)
     runs = results["runs"]
     assert [(r["strategy"], r["scenario"]) for r in runs] == [(s, sc.HOLD_AND_ABANDON) for s in STRATEGIES]
     for run in runs:

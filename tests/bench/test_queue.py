@@ -21,17 +21,11 @@ latency, which on a 2-core machine saturated by 1,000 readers, the joins and the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from loadtests.bench import scenarios as sc
+from tests.support.bench import results_of, run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 USERS, RATE, CRASHERS = 1_000, 200, 20
 SERVER_RATE_TOLERANCE = 0.05
 CLIENT_RATE_TOLERANCE = 0.5
@@ -39,15 +33,10 @@ CLIENT_RATE_TOLERANCE = 0.5
 
 @pytest.fixture(scope="module")
 def queue_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    run_id = os.getpid()
     out = tmp_path_factory.mktemp("queue") / "results"
-    command = [
-        sys.executable,
-        "-m",
-        "loadtests.bench",
-        "--smoke",  # 1,000 users, 200/s, 20 crashers
-        "--out",
-        str(out),
+    finished = run_bench(
+        "queue",
+        out,  # 1,000 users, 200/s, 20 crashers
         "--scenarios",
         sc.QUEUE,
         "--queue-strategies",
@@ -58,22 +47,12 @@ def queue_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         str(RATE),
         "--queue-crashers",
         str(CRASHERS),
-        "--no-ceilings",
-        "--no-progress",
         "--no-charts",
-        "--database",
-        f"booking_bench_queue_{run_id}",
-        "--key-prefix",
-        f"bench-queue-{run_id}",
-        "--name",
-        f"bench-queue-{run_id}",
-        "--drop-database",
-    ]
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+        timeout=280,
+    )
     # 1: an invariant failed (the tests below say which); 2: the bench itself failed
     assert finished.returncode in (0, 1), finished.stderr[-4000:]
-    results = json.loads((out / "results.json").read_text())
-    runs = results["runs"]
+    runs = results_of(out)["runs"]
     assert [(r["strategy"], r["scenario"]) for r in runs] == [("redis_async", sc.QUEUE)]
     assert "## Waiting room (queue)" in (out / "report.md").read_text()
     return runs[0]
