@@ -73,6 +73,17 @@ def run_consumers(commands: list[list[str]], go: Path) -> None:
         for command in commands
     ]
     try:
+        # The go only once every consumer is ready: opened at once, a consumer still importing boto3 on a
+        # loaded machine arrived after the other had drained the queue (CI: "both processes took part",
+        # 1 == 2, the FIFO test on LocalStack).
+        wait_for(
+            lambda: (
+                len(list(go.parent.glob(f"{go.name}.ready.*"))) == len(processes)
+                or any(process.poll() is not None for process in processes)
+            ),
+            timeout=60,
+            what="every consumer ready",
+        )
         go.touch()
         for process in processes:
             assert process.wait(timeout=150) == 0

@@ -37,6 +37,9 @@ def connect(database_url: str) -> pymysql.Connection:
 
 
 def wait_for_go(path: str, timeout: float = 30) -> None:
+    """Say this process is ready (`<go>.ready.<pid>`: imports done, poller built), then wait for the go."""
+    with open(f"{path}.ready.{os.getpid()}", "w"):
+        pass
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() > deadline:
